@@ -1,0 +1,290 @@
+"""Pipeline configuration: one YAML file, validated by pydantic, overridable from the environment.
+
+The dataset (sources, schema, keys, event time, label, features), the lake, the
+model and every threshold are described here, so the platform code stays
+dataset-agnostic. Import-light: DAG files load the config at parse time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "FLIGHTDECK__"
+CONFIG_ENV = "FLIGHTDECK_CONFIG"
+HOME_ENV = "FLIGHTDECK_HOME"
+PROJECT_ROOT = Path(os.environ.get(HOME_ENV) or Path(__file__).resolve().parents[2])
+DEFAULT_CONFIG = PROJECT_ROOT / "include" / "config" / "flights.yaml"
+
+ColumnType = Literal["int", "long", "double", "string", "timestamp", "date", "boolean"]
+
+
+class ConfigError(ValueError):
+    """The configuration file or an environment override is invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Column(_Strict):
+    """One column of a raw file."""
+
+    name: str
+    type: ColumnType
+    required: bool = False
+
+
+class DateColumns(_Strict):
+    """Columns holding the local calendar date of a row (its partition)."""
+
+    year: str
+    month: str
+    day: str
+
+
+class TimeSeriesSource(_Strict):
+    """A table that lands daily and is keyed by time (e.g. weather)."""
+
+    name: str
+    source_file: str
+    columns: list[Column]
+    keys: list[str]
+    date_columns: DateColumns
+    event_time: str
+    null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
+    row_rules: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> TimeSeriesSource:
+        names = set(self.column_names)
+        missing = [k for k in self.keys if k not in names]
+        dates = [self.date_columns.year, self.date_columns.month, self.date_columns.day]
+        missing += [d for d in dates if d not in names]
+        if missing:
+            raise ValueError(f"source {self.name!r}: keys/date_columns {missing} are not among its columns")
+        return self
+
+
+class ReferenceSource(_Strict):
+    """A static table that lands whole (e.g. planes, airports)."""
+
+    name: str
+    source_file: str
+    key: str
+
+
+class Dataset(_Strict):
+    """What the data is and where it comes from."""
+
+    name: str
+    source_package: str
+    partition_start: dt.date
+    partition_end: dt.date
+    entity: TimeSeriesSource
+    timeseries: list[TimeSeriesSource] = Field(default_factory=list)
+    reference: list[ReferenceSource] = Field(default_factory=list)
+
+    def timeseries_named(self, name: str) -> TimeSeriesSource:
+        for source in self.timeseries:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no timeseries source named {name!r}; have {[s.name for s in self.timeseries]}")
+
+    def reference_named(self, name: str) -> ReferenceSource:
+        for source in self.reference:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no reference source named {name!r}; have {[s.name for s in self.reference]}")
+
+
+class AsofJoin(_Strict):
+    """Latest time-series row at or before the event time, within a lag."""
+
+    source: str
+    join_on: dict[str, str]
+    max_lag_hours: float
+    columns: list[str]
+    prefix: str = ""
+
+
+class Lookup(_Strict):
+    """Static attributes from a reference table."""
+
+    source: str
+    join_on: dict[str, str]
+    columns: dict[str, str]
+
+
+class Features(_Strict):
+    """How the feature table is built from bronze."""
+
+    asof_joins: list[AsofJoin] = Field(default_factory=list)
+    lookups: list[Lookup] = Field(default_factory=list)
+    derived: dict[str, str] = Field(default_factory=dict)
+    numeric: list[str]
+    categorical: list[str] = Field(default_factory=list)
+    passthrough: list[str] = Field(default_factory=list)
+
+    @property
+    def model_inputs(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class Label(_Strict):
+    name: str
+    expression: str
+
+
+class Lake(_Strict):
+    root: str
+
+    @property
+    def is_remote(self) -> bool:
+        return "://" in self.root and not self.root.startswith("file://")
+
+
+class Ingest(_Strict):
+    max_quarantine_share: float = Field(ge=0, le=1)
+
+
+class Validation(_Strict):
+    not_null: list[str] = Field(default_factory=list)
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    min_join_coverage: dict[str, float] = Field(default_factory=dict)
+    min_rows: int = 1
+
+
+class Model(_Strict):
+    name: str
+    num_workers: int = Field(ge=1)
+    train_start: dt.date
+    train_end: dt.date
+    retrain_window_days: int = Field(ge=2)
+    holdout_days: int = Field(ge=1)
+    seed: int = 42
+    params: dict[str, float | int | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _window_order(self) -> Model:
+        if self.train_end < self.train_start:
+            raise ValueError(f"model.train_end {self.train_end} is before model.train_start {self.train_start}")
+        return self
+
+
+class Gate(_Strict):
+    min_auc: float = Field(ge=0, le=1)
+    max_auc_regression: float = Field(ge=0, le=1)
+
+
+class Drift(_Strict):
+    bins: int = Field(ge=2, le=100)
+    psi_threshold: float = Field(gt=0)
+    drifted_share: float = Field(gt=0, le=1)
+    min_rows: int = Field(ge=1)
+    cooldown_days: int = Field(ge=0)
+
+
+class Scoring(_Strict):
+    batch_label: str = "daily"
+
+
+class PipelineConfig(_Strict):
+    """The whole pipeline configuration (root of the YAML file)."""
+
+    dataset: Dataset
+    features: Features
+    label: Label
+    lake: Lake
+    ingest: Ingest
+    validation: Validation
+    model: Model
+    gate: Gate
+    drift: Drift
+    scoring: Scoring = Field(default_factory=Scoring)
+
+    @field_validator("features")
+    @classmethod
+    def _no_overlap(cls, value: Features) -> Features:
+        both = set(value.numeric) & set(value.categorical)
+        if both:
+            raise ValueError(f"features {sorted(both)} are listed as both numeric and categorical")
+        return value
+
+    def fingerprint(self) -> str:
+        """A short, stable hash of the effective configuration (recorded with every model)."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Apply FLIGHTDECK__A__B=value overrides onto the parsed YAML mapping."""
+    for key, value in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        node: dict[str, Any] = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment override {key}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = yaml.safe_load(value)
+    return raw
+
+
+def config_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The config file in force: explicit path, else $FLIGHTDECK_CONFIG, else the flights default."""
+    chosen = path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+    return Path(chosen).expanduser().resolve()
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """Load, override and validate the pipeline configuration.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a key is missing or invalid
+            (the message names the key).
+    """
+    file = config_path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {file} not found; set {CONFIG_ENV} or pass --config")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {file} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {file} must hold a mapping at the top level")
+    raw = _apply_overrides(raw, os.environ if environ is None else environ)
+    try:
+        cfg = PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid config {file}: {problems}") from err
+    root = cfg.lake.root
+    if not cfg.lake.is_remote and not Path(root.removeprefix("file://")).is_absolute():
+        resolved = str(PROJECT_ROOT / root.removeprefix("file://"))
+        cfg = cfg.model_copy(update={"lake": Lake(root=resolved)})
+    return cfg

@@ -1,0 +1,65 @@
+"""Command-line plumbing shared by every Spark job in ``jobs/``.
+
+Each job is ``spark-submit jobs/<name>.py --partition ... --config ...``; this
+module parses those arguments the same way for all of them and sets up logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flightdeck.config import PipelineConfig, load_config
+from flightdeck.lake import Lake, parse_partitions
+
+
+def parser(prog: str, description: str, *, partition: bool = True) -> argparse.ArgumentParser:
+    """An argument parser with the options every job shares."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    if partition:
+        p.add_argument(
+            "--partition",
+            required=True,
+            help="date partition(s): 2013-07-01, a comma list, or a range 2013-01-01..2013-01-31",
+        )
+    p.add_argument("--config", default=None, help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
+    p.add_argument("--run-key", default=None, help="key of the orchestrator run; hand-off documents go under runs/<key>/")
+    return p
+
+
+def setup(args: argparse.Namespace) -> tuple[PipelineConfig, Lake]:
+    """Configure logging and load the config named on the command line."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    cfg = load_config(args.config)
+    return cfg, Lake(cfg.lake.root)
+
+
+def partitions(args: argparse.Namespace) -> list[dt.date]:
+    return parse_partitions(args.partition)
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """Print the job's result as one JSON line on stdout (Airflow shows it in the task log)."""
+    print("FLIGHTDECK_RESULT " + json.dumps(result, sort_keys=True, default=str), flush=True)
+
+
+def run(main_fn: Any, argv: Sequence[str] | None) -> int:
+    """Run a job's main, turning user errors into one clear line and exit code 2."""
+    from flightdeck.config import ConfigError
+    from flightdeck.lake import LakeError
+
+    try:
+        main_fn(list(sys.argv[1:] if argv is None else argv))
+    except (ConfigError, LakeError, FileNotFoundError, ValueError) as err:
+        logging.getLogger("flightdeck").error("%s: %s", type(err).__name__, err)
+        print(f"flightdeck: error: {err}", file=sys.stderr, flush=True)
+        return 2
+    return 0

@@ -1,0 +1,195 @@
+"""The lake layout: zones, tables, date partitions, and small JSON documents.
+
+Every zone is partitioned by the logical date of the data::
+
+    <root>/landing/<source>/<source>_<YYYY-MM-DD>.csv     raw files as they arrive
+    <root>/landing/reference/<name>.csv                    reference tables, whole
+    <root>/bronze/<source>/date=<YYYY-MM-DD>/               typed rows (parquet)
+    <root>/bronze/reference/<name>/                         typed reference tables
+    <root>/quarantine/<source>/date=<YYYY-MM-DD>/           bad rows, raw line + reason
+    <root>/features/<entity>/date=<YYYY-MM-DD>/             model-ready rows
+    <root>/predictions/<entity>/date=<YYYY-MM-DD>/          scores + model version
+    <root>/monitoring/<table>/date=<YYYY-MM-DD>/            ledger, validation, drift
+    <root>/runs/<run key>/<name>.json                       hand-offs between tasks
+
+A partition directory is visible only once committed (it holds ``_SUCCESS``); see
+:mod:`flightdeck.sparkio` for the atomic writer. Pure Python, no Spark import.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ZONES = ("landing", "bronze", "quarantine", "features", "predictions", "monitoring", "runs")
+COMMIT_MARKER = "_SUCCESS"
+_SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+
+class LakeError(ValueError):
+    """A lake path or partition is invalid, or a document is missing."""
+
+
+def parse_date(value: str | dt.date) -> dt.date:
+    """Parse a YYYY-MM-DD partition key."""
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError as err:
+        raise LakeError(f"partition {value!r} is not a date in YYYY-MM-DD form") from err
+
+
+def parse_partitions(spec: str) -> list[dt.date]:
+    """Parse a partition spec: ``2013-07-01``, ``2013-07-01,2013-07-03`` or ``2013-01-01..2013-01-31``."""
+    dates: list[dt.date] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if ".." in part:
+            first, last = (parse_date(x) for x in part.split("..", 1))
+            if last < first:
+                raise LakeError(f"partition range {part!r} ends before it starts")
+            dates.extend(first + dt.timedelta(days=i) for i in range((last - first).days + 1))
+        else:
+            dates.append(parse_date(part))
+    if not dates:
+        raise LakeError(f"no partition in {spec!r}")
+    return sorted(set(dates))
+
+
+def date_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every date from first to last, inclusive."""
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _check_segment(segment: str) -> str:
+    if not segment or not _SAFE.match(segment) or segment in {".", ".."}:
+        raise LakeError(f"unsafe lake path segment {segment!r}: use letters, digits, '_', '-', '.', '='")
+    return segment
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Paths inside one lake root (a local folder or an ``s3a://`` URI)."""
+
+    root: str
+
+    @property
+    def is_remote(self) -> bool:
+        return "://" in self.root and not self.root.startswith("file://")
+
+    def path(self, *segments: str) -> str:
+        """Join checked segments under the root; nothing can escape it."""
+        base = self.root.rstrip("/")
+        return "/".join([base, *(_check_segment(s) for s in segments)])
+
+    def table(self, zone: str, table: str) -> str:
+        if zone not in ZONES:
+            raise LakeError(f"unknown zone {zone!r}; zones are {ZONES}")
+        return self.path(zone, table)
+
+    def partition(self, zone: str, table: str, date: dt.date | str) -> str:
+        return self.path(zone, table, f"date={parse_date(date).isoformat()}")
+
+    def landing_file(self, source: str, date: dt.date | str) -> str:
+        return self.path("landing", source, f"{source}_{parse_date(date).isoformat()}.csv")
+
+    def reference_file(self, name: str) -> str:
+        return self.path("landing", "reference", f"{name}.csv")
+
+    def run_doc(self, run_key: str, name: str) -> str:
+        safe_key = re.sub(r"[^A-Za-z0-9_.=-]", "_", run_key)
+        return self.path("runs", safe_key, f"{name}.json")
+
+    def committed_partitions(self, zone: str, table: str) -> list[dt.date]:
+        """Dates whose partition is committed (has the marker), oldest first."""
+        return sorted(
+            parse_date(name.split("=", 1)[1])
+            for name in _list_dirs(self.table(zone, table))
+            if name.startswith("date=") and _exists(f"{self.table(zone, table)}/{name}/{COMMIT_MARKER}")
+        )
+
+    def is_committed(self, zone: str, table: str, date: dt.date | str) -> bool:
+        return _exists(f"{self.partition(zone, table, date)}/{COMMIT_MARKER}")
+
+
+# --- small documents (JSON) on a local folder or S3 ---------------------------------------
+
+
+def _local(path: str) -> Path:
+    return Path(path.removeprefix("file://"))
+
+
+def _s3_split(path: str) -> tuple[str, str]:
+    without = re.sub(r"^s3a?://", "", path)
+    bucket, _, key = without.partition("/")
+    return bucket, key
+
+
+def _s3_client() -> Any:
+    import boto3  # noqa: PLC0415  (heavy; only remote lakes need it)
+
+    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+
+
+def _exists(path: str) -> bool:
+    if re.match(r"^s3a?://", path):
+        bucket, key = _s3_split(path)
+        resp = _s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return bool(resp.get("KeyCount"))
+    return _local(path).exists()
+
+
+def _list_dirs(path: str) -> Iterator[str]:
+    if re.match(r"^s3a?://", path):
+        bucket, key = _s3_split(path)
+        paginator = _s3_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/", Delimiter="/"):
+            for prefix in page.get("CommonPrefixes", []):
+                yield prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+        return
+    local = _local(path)
+    if local.is_dir():
+        yield from sorted(p.name for p in local.iterdir() if p.is_dir())
+
+
+def write_json(path: str, doc: Any) -> None:
+    """Write a JSON document atomically (temp file + rename locally; one PUT on S3)."""
+    body = json.dumps(doc, indent=2, sort_keys=True, default=str)
+    if re.match(r"^s3a?://", path):
+        bucket, key = _s3_split(path)
+        _s3_client().put_object(Bucket=bucket, Key=key, Body=body.encode())
+        return
+    target = _local(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(body)
+    os.replace(tmp, target)
+
+
+def read_json(path: str) -> Any:
+    """Read a JSON document written by :func:`write_json`."""
+    if re.match(r"^s3a?://", path):
+        bucket, key = _s3_split(path)
+        try:
+            obj = _s3_client().get_object(Bucket=bucket, Key=key)
+        except Exception as err:  # botocore's NoSuchKey is generated at run time
+            raise LakeError(f"document {path} not found: {err}") from err
+        return json.loads(obj["Body"].read())
+    target = _local(path)
+    if not target.is_file():
+        raise LakeError(f"document {path} not found")
+    return json.loads(target.read_text())
+
+
+def json_exists(path: str) -> bool:
+    return _exists(path)
