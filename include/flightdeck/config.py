@@ -62,6 +62,8 @@ class TimeSeriesSource(_Strict):
     event_time: str
     null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
     row_rules: dict[str, str] = Field(default_factory=dict)
+    # column -> reference table whose key must contain the column's value (else quarantined)
+    references: dict[str, str] = Field(default_factory=dict)
 
     @property
     def column_names(self) -> list[str]:
@@ -77,8 +79,11 @@ class TimeSeriesSource(_Strict):
         missing = [k for k in self.keys if k not in names]
         dates = [self.date_columns.year, self.date_columns.month, self.date_columns.day]
         missing += [d for d in dates if d not in names]
+        missing += [c for c in self.references if c not in names]
         if missing:
-            raise ValueError(f"source {self.name!r}: keys/date_columns {missing} are not among its columns")
+            raise ValueError(
+                f"source {self.name!r}: keys/date_columns/references {missing} are not among its columns"
+            )
         return self
 
 
@@ -88,6 +93,9 @@ class ReferenceSource(_Strict):
     name: str
     source_file: str
     key: str
+    # Declared types of non-string columns (the rest stay strings); never inferred.
+    column_types: dict[str, ColumnType] = Field(default_factory=dict)
+    null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
 
 
 class Dataset(_Strict):
@@ -100,6 +108,17 @@ class Dataset(_Strict):
     entity: TimeSeriesSource
     timeseries: list[TimeSeriesSource] = Field(default_factory=list)
     reference: list[ReferenceSource] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> Dataset:
+        names = {r.name for r in self.reference}
+        for source in [self.entity, *self.timeseries]:
+            unknown = sorted(set(source.references.values()) - names)
+            if unknown:
+                raise ValueError(
+                    f"source {source.name!r}: references {unknown} are not reference tables; have {sorted(names)}"
+                )
+        return self
 
     def timeseries_named(self, name: str) -> TimeSeriesSource:
         for source in self.timeseries:
@@ -205,6 +224,12 @@ class Scoring(_Strict):
     batch_label: str = "daily"
 
 
+class Spark(_Strict):
+    """Spark settings passed to every spark-submit (the master comes from the Airflow connection)."""
+
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline configuration (root of the YAML file)."""
 
@@ -218,6 +243,7 @@ class PipelineConfig(_Strict):
     gate: Gate
     drift: Drift
     scoring: Scoring = Field(default_factory=Scoring)
+    spark: Spark = Field(default_factory=Spark)
 
     @field_validator("features")
     @classmethod

@@ -5,11 +5,12 @@ Every zone is partitioned by the logical date of the data::
     <root>/landing/<source>/<source>_<YYYY-MM-DD>.csv     raw files as they arrive
     <root>/landing/reference/<name>.csv                    reference tables, whole
     <root>/bronze/<source>/date=<YYYY-MM-DD>/               typed rows (parquet)
-    <root>/bronze/reference/<name>/                         typed reference tables
+    <root>/bronze/ref_<name>/                               typed reference tables (see reference_table)
     <root>/quarantine/<source>/date=<YYYY-MM-DD>/           bad rows, raw line + reason
     <root>/features/<entity>/date=<YYYY-MM-DD>/             model-ready rows
     <root>/predictions/<entity>/date=<YYYY-MM-DD>/          scores + model version
-    <root>/monitoring/<table>/date=<YYYY-MM-DD>/            ledger, validation, drift
+    <root>/monitoring/<table>/date=<YYYY-MM-DD>/            ledger (ingest_ledger), drift
+    <root>/monitoring/validation/<YYYY-MM-DD>.json          feature validation report per date
     <root>/runs/<run key>/<name>.json                       hand-offs between tasks
 
 A partition directory is visible only once committed (it holds ``_SUCCESS``); see
@@ -31,6 +32,11 @@ from typing import Any
 ZONES = ("landing", "bronze", "quarantine", "features", "predictions", "monitoring", "runs")
 COMMIT_MARKER = "_SUCCESS"
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+
+def reference_table(name: str) -> str:
+    """The bronze table name of a reference table (``bronze/ref_<name>``)."""
+    return f"ref_{name}"
 
 
 class LakeError(ValueError):
@@ -176,6 +182,23 @@ def write_json(path: str, doc: Any) -> None:
     os.replace(tmp, target)
 
 
+def write_bytes(path: str, body: bytes) -> None:
+    """Write a file atomically (temp file + rename locally; one PUT on S3); used for landing files."""
+    if re.match(r"^s3a?://", path):
+        bucket, key = _s3_split(path)
+        _s3_client().put_object(Bucket=bucket, Key=key, Body=body)
+        return
+    target = _local(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(body)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a landed file is as readable as any other
+    os.replace(tmp, target)
+
+
 def read_json(path: str) -> Any:
     """Read a JSON document written by :func:`write_json`."""
     if re.match(r"^s3a?://", path):
@@ -193,3 +216,22 @@ def read_json(path: str) -> Any:
 
 def json_exists(path: str) -> bool:
     return _exists(path)
+
+
+def list_docs(folder: str) -> list[str]:
+    """Paths of the JSON documents directly inside a folder, sorted by name."""
+    if re.match(r"^s3a?://", folder):
+        bucket, key = _s3_split(folder)
+        scheme = folder.split("://", 1)[0]
+        paginator = _s3_client().get_paginator("list_objects_v2")
+        names = [
+            obj["Key"]
+            for page in paginator.paginate(Bucket=bucket, Prefix=key.rstrip("/") + "/", Delimiter="/")
+            for obj in page.get("Contents", [])
+            if obj["Key"].endswith(".json")
+        ]
+        return sorted(f"{scheme}://{bucket}/{name}" for name in names)
+    local = _local(folder)
+    if not local.is_dir():
+        return []
+    return sorted(str(p) for p in local.iterdir() if p.suffix == ".json" and not p.name.startswith("."))

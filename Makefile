@@ -1,0 +1,77 @@
+# flightdeck — every command a user needs. `make help` lists them.
+# Installs everything from nothing: Java 17 (apt) when `java` is missing, uv,
+# a Python 3.11 virtual environment with the locked requirements, and flightdeck.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.flightdeck-installed
+UV_VERSION := 0.13.9
+TOOLS := .flightdeck/tools
+UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
+export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
+
+.PHONY: help install java demo test test-fast lint typecheck up down status clean lock
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## install Java (if missing), the venv and flightdeck (idempotent)
+
+java:
+	@if ! command -v java >/dev/null 2>&1; then \
+	  echo "installing Java 17 (openjdk-17-jre-headless) ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless procps >/dev/null; \
+	fi
+	@java -version 2>&1 | head -1
+
+$(UV):
+	@if ! command -v $(PYTHON) >/dev/null 2>&1; then \
+	  echo "installing Python 3.11 ..."; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3.11 python3.11-venv >/dev/null; \
+	fi
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
+
+$(STAMP): requirements.txt pyproject.toml | $(UV)
+	@$(MAKE) --no-print-directory java
+	@test -x $(VENV)/bin/python || $(UV) venv -q --python $(PYTHON) $(VENV)
+	$(UV) pip sync -q --python $(VENV)/bin/python requirements.txt
+	$(UV) pip install -q --python $(VENV)/bin/python --no-deps -e .
+	@touch $(STAMP)
+	@echo "flightdeck installed in $(VENV)"
+
+lock: | $(UV) ## re-resolve requirements.txt from requirements.in (full lock, Python 3.11)
+	$(UV) pip compile -q --python-version 3.11 requirements.in --excludes excludes.txt -o requirements.txt
+
+demo: install ## run the whole loop on real 2013 data, then print a summary
+	$(VENV)/bin/flightdeck demo
+
+up: install ## start Airflow and MLflow in the background; prints URLs and login
+	$(VENV)/bin/flightdeck up
+
+down: ## stop what `make up` / `make demo` started
+	@if [ -x $(VENV)/bin/flightdeck ]; then $(VENV)/bin/flightdeck down; fi
+
+status: install ## where the pipeline stands (flightdeck status)
+	$(VENV)/bin/flightdeck status
+
+lint: install ## ruff (with the Airflow AIR rules)
+	$(VENV)/bin/ruff check dags plugins jobs include tests bench
+	$(VENV)/bin/ruff format --check dags plugins jobs include tests bench
+
+typecheck: install ## mypy on the library
+	$(VENV)/bin/mypy
+
+test: install lint typecheck ## install, lint, type-check and run the whole test suite
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: install ## the suite without the end-to-end runs
+	$(VENV)/bin/python -m pytest -q -m "not e2e"
+
+clean: down ## stop services and delete all local state (.flightdeck/: lake, databases, logs)
+	rm -rf .flightdeck

@@ -1,0 +1,62 @@
+"""
+### flightdeck_bootstrap — load history in bulk (manual)
+
+Lands, ingests, builds and validates features for a whole date range in one Spark
+application per stage, instead of one daily run per day. Use it once to give a
+new deployment the history its first model trains on, then let the daily
+`flightdeck_ingest` runs (or a backfill) take over. It emits no asset events, so
+history does not flood scoring and monitoring; train with `flightdeck_train`.
+Every day is still written as its own partition, atomically, and reruns replace
+exactly those partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param, task
+
+from flightdeck import tasks
+from flightdeck.dagkit import CFG, DEFAULT_ARGS, spark_job
+
+RANGE = "{{ params.first }}..{{ params.last }}"
+
+with DAG(
+    dag_id="flightdeck_bootstrap",
+    doc_md=__doc__,
+    schedule=None,
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flightdeck", "maintenance"],
+    params={
+        "first": Param(
+            CFG.dataset.partition_start.isoformat(),
+            type="string",
+            format="date",
+            title="First day",
+            description="First day of history to load.",
+        ),
+        "last": Param(
+            "2013-06-30",
+            type="string",
+            format="date",
+            title="Last day",
+            description="Last day of history to load (inclusive).",
+        ),
+    },
+):
+
+    @task
+    def land_history(*, params=None) -> dict:
+        """Land every day of the range, reading the source once."""
+        return tasks.land_history(params["first"], params["last"])
+
+    ingest = spark_job("ingest", "ingest", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
+    build = spark_job("build_features", "build_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
+    validate = spark_job(
+        "validate_features", "validate_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"]
+    )
+
+    land_history() >> ingest >> build >> validate

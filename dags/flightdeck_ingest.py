@@ -1,0 +1,53 @@
+"""
+### flightdeck_ingest — land and ingest one day (daily)
+
+Each run owns one day of data: its data interval. It **lands** that day's raw
+files (the upstream export: one CSV per source per day, plus the reference
+tables), then **ingests** them with Spark into typed bronze partitions. Bad
+rows go to quarantine with a reason; the per-partition ledger reconciles
+`rows in = rows valid + rows quarantined`. Publishing the `bronze` asset event
+(partition key = the day) starts `flightdeck_features` for that day.
+
+Run history with `airflow backfill create` or the Backfill button; a rerun
+replaces exactly that day's partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, task
+
+from flightdeck import tasks
+from flightdeck.dagkit import BRONZE, CFG, DEFAULT_ARGS, spark_job
+
+PARTITION = "{{ data_interval_start | ds }}"
+
+with DAG(
+    dag_id="flightdeck_ingest",
+    doc_md=__doc__,
+    schedule="@daily",
+    start_date=dt.datetime.combine(CFG.dataset.partition_start, dt.time(), tzinfo=dt.UTC),
+    end_date=dt.datetime.combine(CFG.dataset.partition_end, dt.time(), tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flightdeck", "data"],
+):
+
+    @task
+    def land(partition: str) -> dict:
+        """Write the day's raw files into the landing zone, as the upstream export would."""
+        return tasks.land_partition(partition)
+
+    ingest = spark_job("ingest", "ingest", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])
+
+    @task(outlets=[BRONZE])
+    def publish_bronze(partition: str, *, outlet_events=None, run_id=None) -> dict:
+        """Announce the committed bronze partition (asset event keyed by the day)."""
+        result = tasks.run_result(run_id, "ingest")
+        outlet_events[BRONZE].add_partitions(partition)
+        outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.get("partitions", {})}
+        return result
+
+    land(PARTITION) >> ingest >> publish_bronze(PARTITION)

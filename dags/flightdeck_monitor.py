@@ -1,0 +1,70 @@
+"""
+### flightdeck_monitor — drift checks and the retrain policy (on each predictions partition)
+
+Triggered once per `predictions` partition. **detect_drift** compares the day's
+features and scores with the champion's training reference (PSI per feature and
+on the predicted probability) and logs a drift chart to MLflow. **decide_retrain**
+applies the drift policy (share of drifted features, minimum rows, cooldown) —
+a pure decision with a reason. When it says so, **request_retrain** emits a
+`retrain_request` asset event whose extra names the drifted features and their
+PSI; that event starts `flightdeck_train`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, PartitionedAssetTimetable, task
+
+from flightdeck import tasks
+from flightdeck.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, spark_job
+
+PARTITION = "{{ dag_run.partition_key }}"
+
+with DAG(
+    dag_id="flightdeck_monitor",
+    doc_md=__doc__,
+    schedule=PartitionedAssetTimetable(assets=PREDICTIONS),
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flightdeck", "monitoring"],
+):
+
+    @task
+    def scored_by(*, triggering_asset_events=None) -> str:
+        """The model version that scored this partition (from the predictions event)."""
+        events = [e for evs in triggering_asset_events.values() for e in evs]
+        return str(events[-1].extra["model_version"])
+
+    version = scored_by()
+    detect = spark_job(
+        "detect_drift",
+        "detect_drift",
+        [
+            "--partition",
+            PARTITION,
+            "--model-version",
+            "{{ ti.xcom_pull(task_ids='scored_by') }}",
+            "--run-key",
+            "{{ run_id }}",
+        ],
+    )
+
+    @task.short_circuit
+    def decide_retrain(*, dag_run=None, run_id=None) -> dict | None:
+        """Apply the drift policy; continue to request_retrain only when it says retrain."""
+        decision = tasks.decide_retrain(dag_run.partition_key, run_id)
+        return decision if decision["retrain"] else None
+
+    @task(outlets=[RETRAIN_REQUEST])
+    def request_retrain(decision: dict, *, dag_run=None, run_id=None, outlet_events=None) -> dict:
+        """Record the request and emit it as an asset event carrying the reason."""
+        request = tasks.record_retrain_request(dag_run.partition_key, decision, run_id)
+        outlet_events[RETRAIN_REQUEST].extra = request
+        return request
+
+    decision = decide_retrain()
+    version >> detect >> decision
+    request_retrain(decision)

@@ -1,0 +1,63 @@
+"""
+### flightdeck_score — batch scoring with the champion (on each features partition)
+
+Triggered once per `features` partition. **resolve_champion** reads the MLflow
+alias `champion` once; every row of the partition is scored by that one version
+and stamped with the model name, version and scoring run. Before the first
+promotion there is no champion and the run is skipped (nothing to score with).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, PartitionedAssetTimetable, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from flightdeck import tasks
+from flightdeck.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, spark_job
+
+PARTITION = "{{ dag_run.partition_key }}"
+
+with DAG(
+    dag_id="flightdeck_score",
+    doc_md=__doc__,
+    schedule=PartitionedAssetTimetable(assets=FEATURES),
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flightdeck", "model"],
+):
+
+    @task
+    def resolve_champion() -> str:
+        """Pin the champion version for this whole run."""
+        version = tasks.resolve_champion()
+        if version is None:
+            raise AirflowSkipException("no champion model yet: run flightdeck_train first")
+        return version
+
+    version = resolve_champion()
+    score = spark_job(
+        "score",
+        "score",
+        [
+            "--partition",
+            PARTITION,
+            "--model-version",
+            "{{ ti.xcom_pull(task_ids='resolve_champion') }}",
+            "--run-key",
+            "{{ run_id }}",
+        ],
+    )
+
+    @task(outlets=[PREDICTIONS])
+    def publish_predictions(model_version: str, *, dag_run=None, run_id=None, outlet_events=None) -> dict:
+        """Announce the predictions partition with the model version that produced it."""
+        result = tasks.run_result(run_id, "score")
+        outlet_events[PREDICTIONS].add_partitions(dag_run.partition_key)
+        outlet_events[PREDICTIONS].extra = {"partition": dag_run.partition_key, "model_version": model_version}
+        return result
+
+    version >> score >> publish_predictions(version)

@@ -1,0 +1,104 @@
+"""
+### flightdeck_train — train, evaluate, gate, promote
+
+Runs on every `retrain_request` asset event (its partition key is the day that
+drifted; the event's extra carries the reason) or by hand with the Params below.
+
+1. **plan_window** — the training window: the `retrain_window_days` days ending
+   at the request's partition, or the Params of a manual run.
+2. **train** — XGBoost on Spark over the window's features partitions (the last
+   `holdout_days` are the frozen holdout), logged to MLflow and registered as the
+   `challenger`, with the reason of the request.
+3. **evaluate** — candidate and current champion scored on the same holdout.
+4. **gate** — the pure gate decision (absolute AUC floor, maximum regression
+   against the champion), recorded as tags on the candidate's model version.
+5. **promote** — moves the `champion` alias, only when the gate passed and the
+   champion is still the one the candidate was compared with. Skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param, PartitionedAssetTimetable, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from flightdeck import tasks
+from flightdeck.dagkit import CFG, CHAMPION, DEFAULT_ARGS, RETRAIN_REQUEST, spark_job
+
+WINDOW = "{{ ti.xcom_pull(task_ids='plan_window') }}"
+
+with DAG(
+    dag_id="flightdeck_train",
+    doc_md=__doc__,
+    schedule=PartitionedAssetTimetable(assets=RETRAIN_REQUEST),
+    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["flightdeck", "model"],
+    params={
+        "train_start": Param(
+            CFG.model.train_start.isoformat(),
+            type="string",
+            format="date",
+            title="Training window start",
+            description="First day of features to train on (manual runs only; a retrain request sets its own).",
+        ),
+        "train_end": Param(
+            CFG.model.train_end.isoformat(),
+            type="string",
+            format="date",
+            title="Training window end",
+            description=f"Last day, inclusive. Its last {CFG.model.holdout_days} days form the holdout.",
+        ),
+        "reason": Param(
+            "manual training run",
+            type="string",
+            title="Reason",
+            description="Why this model is trained; recorded on the MLflow model version.",
+        ),
+    },
+):
+
+    @task
+    def plan_window(*, dag_run=None, params=None, triggering_asset_events=None) -> dict:
+        """Decide the training window from the retrain request or the Params."""
+        events = [e for evs in (triggering_asset_events or {}).values() for e in evs]
+        request = events[-1].extra if events else None
+        return tasks.training_window(dag_run.partition_key, params or {}, request, CFG)
+
+    window = plan_window()
+    train = spark_job(
+        "train",
+        "train",
+        [
+            "--train-start",
+            "{{ ti.xcom_pull(task_ids='plan_window')['train_start'] }}",
+            "--train-end",
+            "{{ ti.xcom_pull(task_ids='plan_window')['train_end'] }}",
+            "--reason",
+            "{{ ti.xcom_pull(task_ids='plan_window')['reason'] }}",
+            "--run-key",
+            "{{ run_id }}",
+        ],
+    )
+    evaluate = spark_job("evaluate", "evaluate", ["--run-key", "{{ run_id }}"])
+
+    @task
+    def gate(*, run_id=None) -> dict:
+        """Compare candidate and champion on the same holdout; return the decision with reasons."""
+        return tasks.gate_candidate(run_id)
+
+    @task(outlets=[CHAMPION])
+    def promote(decision: dict, *, run_id=None, outlet_events=None) -> dict:
+        """Move the champion alias if the gate passed."""
+        if not decision["passed"]:
+            raise AirflowSkipException("gate failed: " + "; ".join(decision["reasons"]))
+        record = tasks.promote_candidate(run_id, decision)
+        outlet_events[CHAMPION].extra = record
+        return record
+
+    decision = gate()
+    window >> train >> evaluate >> decision
+    promote(decision)

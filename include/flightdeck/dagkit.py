@@ -1,0 +1,62 @@
+"""Building blocks for the DAG files: assets, default arguments, the Spark task factory.
+
+DAG files stay wiring only; they import this module at parse time, so it imports
+nothing heavier than the Airflow SDK and the Spark provider's operator.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset
+
+from flightdeck.config import PROJECT_ROOT, PipelineConfig, load_config
+
+JOBS_DIR = PROJECT_ROOT / "jobs"
+SPARK_CONN_ID = "spark_default"
+OWNER = "flightdeck"
+START_DATE = dt.datetime(2013, 1, 1, tzinfo=dt.UTC)
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 1,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": False,
+}
+
+CFG: PipelineConfig = load_config()
+
+
+def _asset_uri(zone: str, table: str) -> str:
+    root = CFG.lake.root.rstrip("/")
+    if "://" not in root:
+        root = "file://" + root
+    return f"{root.replace('s3a://', 's3://')}/{zone}/{table}"
+
+
+ENTITY = CFG.dataset.entity.name
+BRONZE = Asset(name=f"bronze_{ENTITY}", uri=_asset_uri("bronze", ENTITY), group="flightdeck")
+FEATURES = Asset(name=f"features_{ENTITY}", uri=_asset_uri("features", ENTITY), group="flightdeck")
+PREDICTIONS = Asset(name=f"predictions_{ENTITY}", uri=_asset_uri("predictions", ENTITY), group="flightdeck")
+RETRAIN_REQUEST = Asset(name="retrain_request", uri=_asset_uri("monitoring", "retrain_requests"), group="flightdeck")
+CHAMPION = Asset(name="champion_model", uri=f"models://{CFG.model.name}/champion", group="flightdeck")
+
+
+def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkSubmitOperator:
+    """A task that spark-submits ``jobs/<job>.py`` through the ``spark_default`` connection."""
+    application = JOBS_DIR / f"{job}.py"
+    if not application.is_file():
+        raise FileNotFoundError(f"Spark job {application} does not exist")
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=str(application),
+        application_args=args,
+        conn_id=SPARK_CONN_ID,
+        name=f"flightdeck-{job}",
+        conf=dict(CFG.spark.conf),
+        verbose=False,
+        **kwargs,
+    )
+

@@ -1,0 +1,183 @@
+"""The Python tasks of the DAGs, as plain functions over plain data.
+
+DAG files wrap these with ``@task``; everything here takes and returns JSON-able
+values (paths, ids, metrics, decisions), never data frames. Heavy imports
+(mlflow, pandas) happen inside the functions, at run time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flightdeck.config import PipelineConfig, load_config
+from flightdeck.lake import Lake, list_docs, parse_date, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+RETRAIN_FOLDER = ("monitoring", "retrain_requests")
+
+
+def _env() -> tuple[PipelineConfig, Lake]:
+    cfg = load_config()
+    return cfg, Lake(cfg.lake.root)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
+# --- landing -----------------------------------------------------------------------------
+
+
+def land_partition(partition: str) -> dict[str, Any]:
+    """Land one day's raw files (and the reference tables when missing) into the landing zone."""
+    from flightdeck import landing
+
+    cfg, lake = _env()
+    date = parse_date(partition)
+    if not (cfg.dataset.partition_start <= date <= cfg.dataset.partition_end):
+        raise ValueError(
+            f"partition {date} is outside the dataset's range "
+            f"{cfg.dataset.partition_start}..{cfg.dataset.partition_end} (dataset.partition_start/end)"
+        )
+    refs = landing.land_reference(cfg, lake)
+    rows = landing.land_day(cfg, lake, date)
+    log.info("landed %s: %s (references %s)", date, rows, refs)
+    return {"partition": date.isoformat(), "rows": rows, "references": refs}
+
+
+def land_history(first: str, last: str) -> dict[str, Any]:
+    """Land every day from first to last (inclusive) in one pass over the source."""
+    from flightdeck import landing
+
+    cfg, lake = _env()
+    start, end = parse_date(first), parse_date(last)
+    if end < start:
+        raise ValueError(f"history range ends ({end}) before it starts ({start})")
+    refs = landing.land_reference(cfg, lake)
+    rows = landing.land_range(cfg, lake, start, end)
+    return {"first": start.isoformat(), "last": end.isoformat(), "rows": rows, "references": refs}
+
+
+def run_result(run_key: str, name: str) -> dict[str, Any]:
+    """The hand-off document a job wrote for this run (e.g. 'ingest', 'train', 'drift')."""
+    _, lake = _env()
+    return dict(read_json(lake.run_doc(run_key, name)))
+
+
+# --- training ----------------------------------------------------------------------------
+
+
+def training_window(
+    partition_key: str | None, params: Mapping[str, Any], request: Mapping[str, Any] | None, cfg: PipelineConfig
+) -> dict[str, str]:
+    """The training window of a run: from a retrain request's partition, else from the Params.
+
+    A retrain request for partition D trains on the ``retrain_window_days`` days ending at D
+    (day D's outcomes are known once it has been scored). A manual run uses the Params,
+    which default to the config's first training window.
+    """
+    if partition_key:
+        end = parse_date(partition_key)
+        start = end - dt.timedelta(days=cfg.model.retrain_window_days - 1)
+        reason = str((request or {}).get("reason") or f"retrain requested for {end}")
+        return {"train_start": start.isoformat(), "train_end": end.isoformat(), "reason": reason}
+    start = parse_date(str(params.get("train_start") or cfg.model.train_start))
+    end = parse_date(str(params.get("train_end") or cfg.model.train_end))
+    if end < start:
+        raise ValueError(f"train_end {end} is before train_start {start}")
+    reason = str(params.get("reason") or "manual training run")
+    return {"train_start": start.isoformat(), "train_end": end.isoformat(), "reason": reason}
+
+
+def resolve_champion() -> str | None:
+    """The current champion version, resolved once per run (None before the first promotion)."""
+    from flightdeck import registry
+
+    cfg, _ = _env()
+    return registry.champion_version(cfg.model.name)
+
+
+def gate_candidate(run_key: str) -> dict[str, Any]:
+    """Apply the evaluation gate to this run's candidate and record the decision on its version."""
+    from flightdeck import gate, registry
+
+    cfg, lake = _env()
+    evaluation = read_json(lake.run_doc(run_key, "evaluate"))
+    candidate = evaluation["candidate"]
+    champion = evaluation.get("champion")
+    decision = gate.decide(candidate["metrics"], champion["metrics"] if champion else None, cfg.gate)
+    registry.tag_decision(cfg.model.name, str(candidate["version"]), decision)
+    result = {
+        "candidate_version": str(candidate["version"]),
+        "champion_version": str(champion["version"]) if champion else None,
+        **_plain(decision),
+    }
+    write_json(lake.run_doc(run_key, "gate"), result)
+    log.info("gate for version %s: %s", candidate["version"], "PASS" if decision.passed else "FAIL")
+    for reason in decision.reasons:
+        log.info("  %s", reason)
+    return result
+
+
+def promote_candidate(run_key: str, decision: Mapping[str, Any]) -> dict[str, Any]:
+    """Move the ``champion`` alias to the candidate, if the champion is still the one it beat."""
+    from flightdeck import registry
+
+    cfg, lake = _env()
+    record = registry.promote(
+        cfg.model.name,
+        str(decision["candidate_version"]),
+        expected_current=decision.get("champion_version"),
+        decision_ref=run_key,
+    )
+    write_json(lake.run_doc(run_key, "promote"), record)
+    return dict(record)
+
+
+def rollback_champion() -> dict[str, Any]:
+    """Restore the previous champion."""
+    from flightdeck import registry
+
+    cfg, _ = _env()
+    return dict(registry.rollback(cfg.model.name))
+
+
+# --- monitoring --------------------------------------------------------------------------
+
+
+def retrain_history(lake: Lake) -> list[dict[str, Any]]:
+    """Every retrain request recorded so far, oldest first."""
+    return [dict(read_json(path)) for path in list_docs(lake.path(*RETRAIN_FOLDER))]
+
+
+def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
+    """Apply the drift policy to this partition's drift report (a pure decision, with a reason)."""
+    from flightdeck import drift
+
+    cfg, lake = _env()
+    report = read_json(lake.run_doc(run_key, "detect_drift"))
+    history = retrain_history(lake)
+    decision = drift.should_retrain(report, history, cfg.drift, parse_date(partition))
+    result = {"partition": partition, **_plain(decision)}
+    log.info("drift policy for %s: %s", partition, result)
+    return result
+
+
+def record_retrain_request(partition: str, decision: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """Write the retrain request to the lake; its content becomes the asset event's extra."""
+    _, lake = _env()
+    request = {
+        "partition": partition,
+        "reason": decision["reason"],
+        "features": decision.get("features", {}),
+        "monitoring_run": run_id,
+    }
+    write_json(lake.path(*RETRAIN_FOLDER, f"{parse_date(partition).isoformat()}.json"), request)
+    return request

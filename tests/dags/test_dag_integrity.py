@@ -1,0 +1,84 @@
+"""DAG integrity: every DAG imports, parses fast, and carries the house defaults."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
+EXPECTED = {
+    "flightdeck_bootstrap",
+    "flightdeck_ingest",
+    "flightdeck_features",
+    "flightdeck_score",
+    "flightdeck_monitor",
+    "flightdeck_train",
+    "flightdeck_rollback",
+}
+HEAVY = {"pyspark", "mlflow", "xgboost", "pandas", "great_expectations", "sklearn", "numpy"}
+
+
+@pytest.fixture(scope="module")
+def dagbag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_DIR))
+
+
+def test_no_import_errors(dagbag) -> None:
+    assert dagbag.import_errors == {}, dagbag.import_errors
+
+
+def test_every_flightdeck_dag_is_there(dagbag) -> None:
+    assert set(dagbag.dag_ids) == EXPECTED
+
+
+def test_each_file_parses_well_under_a_second(dagbag) -> None:
+    slow = {Path(s.file).name: s.duration.total_seconds() for s in dagbag.dagbag_stats if s.duration > dt.timedelta(seconds=0.5)}
+    assert not slow, f"DAG files too slow to parse: {slow}"
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_house_defaults(dagbag, dag_id: str) -> None:
+    dag = dagbag.get_dag(dag_id)
+    assert dag.doc_md and len(dag.doc_md) > 80, "doc_md=__doc__ explains the DAG"
+    assert "flightdeck" in dag.tags
+    assert dag.catchup is False
+    assert dag.start_date is not None and dag.start_date.tzinfo is not None
+    assert dag.default_args.get("retries", 0) >= 1
+    assert dag.max_active_runs == 1
+
+
+@pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_no_heavy_imports_at_top_level(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            top.add(node.module.split(".")[0])
+    assert not (top & HEAVY), f"{path.name} imports {top & HEAVY} at parse time"
+
+
+def test_manual_dags_explain_their_params(dagbag) -> None:
+    for dag_id in ("flightdeck_train", "flightdeck_bootstrap", "flightdeck_rollback"):
+        params = dagbag.get_dag(dag_id).params
+        assert params, dag_id
+        for name in params:
+            schema = params.get_param(name).schema
+            assert schema.get("title") and schema.get("description") and schema.get("type"), (dag_id, name)
+
+
+def test_data_dags_are_linked_by_assets(dagbag) -> None:
+    def outlets(dag_id: str) -> set[str]:
+        return {o.name for t in dagbag.get_dag(dag_id).tasks for o in t.outlets}
+
+    assert "bronze_flights" in outlets("flightdeck_ingest")
+    assert "features_flights" in outlets("flightdeck_features")
+    assert "predictions_flights" in outlets("flightdeck_score")
+    assert "retrain_request" in outlets("flightdeck_monitor")
+    assert "champion_model" in outlets("flightdeck_train")
