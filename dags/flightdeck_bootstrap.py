@@ -55,8 +55,6 @@ with DAG(
 
     ingest = spark_job("ingest", "ingest", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
     build = spark_job("build_features", "build_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
-    validate = spark_job(
-        "validate_features", "validate_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"]
-    )
+    validate = spark_job("validate_features", "validate_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
 
     land_history() >> ingest >> build >> validate

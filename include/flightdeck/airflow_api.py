@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +40,9 @@ class AirflowApi:
             detail = err.read().decode(errors="replace")[:500]
             raise AirflowApiError(f"{method} {path} -> HTTP {err.code}: {detail}") from err
         except (urllib.error.URLError, OSError) as err:
-            raise AirflowApiError(f"Airflow API at {self.base_url} is not reachable ({err}); is it up? (make up)") from err
+            raise AirflowApiError(
+                f"Airflow API at {self.base_url} is not reachable ({err}); is it up? (make up)"
+            ) from err
         return json.loads(raw) if raw else None
 
     def token(self) -> str:
@@ -87,10 +90,10 @@ class AirflowApi:
         return list(self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit={limit}&order_by=-run_after")["dag_runs"])
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return dict(self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}"))
+        return dict(self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"))
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.request.quote(run_id, safe='')}/taskInstances"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
         return list(self.get(path)["task_instances"])
 
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:

@@ -82,7 +82,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     api = _api(rt)
     assert api is not None
     result = demo.run_demo(api, plan, _say)
-    report = {"demo": result, "status": status.collect(cfg, api), "wall_seconds": round(time.monotonic() - started, 1)}
+    final = status.collect(cfg, api)
+    report = {"demo": result, "status": final, "wall_seconds": round(time.monotonic() - started, 1)}
     out = Path(args.report or rt.state / "demo-report.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
@@ -92,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("=" * 72)
     for step in result["steps"]:
         print(f"  {step['step']:<16} {step['seconds']:>7.1f} s")
-    print(status.render(report["status"]))
+    print(status.render(final))
     print(f"\nreport: {out}   total {report['wall_seconds']:.0f} s")
     print(f"Airflow UI {rt.airflow_url} (login {AIRFLOW_USER} / {rt.admin_password()}), MLflow UI {rt.mlflow_url}")
     print("The services keep running so you can look around; stop them with: make down")
@@ -108,31 +109,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="start Airflow and MLflow locally", description=(
-        "Start the embedded runtime in the background: Airflow api-server, scheduler, dag-processor and "
-        "triggerer (SQLite, LocalExecutor) and the MLflow server (SQLite, local artifacts). State lives in "
-        "$FLIGHTDECK_STATE (default .flightdeck/); ports from $FLIGHTDECK_AIRFLOW_PORT (8080) and "
-        "$FLIGHTDECK_MLFLOW_PORT (5000). Prints the URLs and the generated admin login."))
+    up = sub.add_parser(
+        "up",
+        help="start Airflow and MLflow locally",
+        description=(
+            "Start the embedded runtime in the background: Airflow api-server, scheduler, dag-processor and "
+            "triggerer (SQLite, LocalExecutor) and the MLflow server (SQLite, local artifacts). State lives in "
+            "$FLIGHTDECK_STATE (default .flightdeck/); ports from $FLIGHTDECK_AIRFLOW_PORT (8080) and "
+            "$FLIGHTDECK_MLFLOW_PORT (5000). Prints the URLs and the generated admin login."
+        ),
+    )
     up.set_defaults(func=cmd_up)
 
-    down = sub.add_parser("down", help="stop what 'up' started", description=(
-        "Stop the services started by 'flightdeck up' (by their pid files; nothing else is touched)."))
+    down = sub.add_parser(
+        "down",
+        help="stop what 'up' started",
+        description=("Stop the services started by 'flightdeck up' (by their pid files; nothing else is touched)."),
+    )
     down.set_defaults(func=cmd_down)
 
-    st = sub.add_parser("status", help="where the pipeline stands", description=(
-        "Show the last run of each flightdeck DAG, the champion and challenger with their holdout metrics, "
-        "the last scored partition and its model versions, reconciled quarantine counts, the drift state and "
-        "retrain requests."))
+    st = sub.add_parser(
+        "status",
+        help="where the pipeline stands",
+        description=(
+            "Show the last run of each flightdeck DAG, the champion and challenger with their holdout metrics, "
+            "the last scored partition and its model versions, reconciled quarantine counts, the drift state and "
+            "retrain requests."
+        ),
+    )
     st.add_argument("--json", action="store_true", help="print machine-readable JSON")
     st.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
     st.set_defaults(func=cmd_status)
 
-    dm = sub.add_parser("demo", help="run the whole loop on real data", description=(
-        "Start the runtime, load history, train a first champion on early 2013, run daily ingestion over days "
-        "of another season through Airflow (scoring, monitoring, drift-triggered retraining follow by asset "
-        "events), then print a summary and write a JSON report."))
-    dm.add_argument("--history", action="append", metavar="FIRST..LAST",
-                    help="history to bootstrap (repeatable; default 2013-01-01..2013-06-30)")
+    dm = sub.add_parser(
+        "demo",
+        help="run the whole loop on real data",
+        description=(
+            "Start the runtime, load history, train a first champion on early 2013, run daily ingestion over days "
+            "of another season through Airflow (scoring, monitoring, drift-triggered retraining follow by asset "
+            "events), then print a summary and write a JSON report."
+        ),
+    )
+    dm.add_argument(
+        "--history",
+        action="append",
+        metavar="FIRST..LAST",
+        help="history to bootstrap (repeatable; default 2013-01-01..2013-06-30)",
+    )
     dm.add_argument("--train-start", help="first champion's window start (default: model.train_start)")
     dm.add_argument("--train-end", help="first champion's window end (default: model.train_end)")
     dm.add_argument("--days", default="2013-07-01..2013-07-03", help="daily runs to backfill (FIRST..LAST)")

@@ -81,9 +81,7 @@ class TimeSeriesSource(_Strict):
         missing += [d for d in dates if d not in names]
         missing += [c for c in self.references if c not in names]
         if missing:
-            raise ValueError(
-                f"source {self.name!r}: keys/date_columns/references {missing} are not among its columns"
-            )
+            raise ValueError(f"source {self.name!r}: keys/date_columns/references {missing} are not among its columns")
         return self
 
 
@@ -283,9 +281,7 @@ def config_path(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def load_config(
-    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
-) -> PipelineConfig:
+def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> PipelineConfig:
     """Load, override and validate the pipeline configuration.
 
     Raises:
@@ -305,9 +301,7 @@ def load_config(
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False)
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors(include_url=False))
         raise ConfigError(f"invalid config {file}: {problems}") from err
     root = cfg.lake.root
     if not cfg.lake.is_remote and not Path(root.removeprefix("file://")).is_absolute():

@@ -59,4 +59,3 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkSu
         verbose=False,
         **kwargs,
     )
-

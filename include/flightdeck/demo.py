@@ -65,7 +65,10 @@ def _wait_chain(
     reported: set[tuple[str, str, str]] = set()
     quiet_polls = 0
     while time.monotonic() < deadline:
-        runs = {dag: [r for r in api.runs(dag) if (r.get("queued_at") or "") >= since] for dag in (*CHAIN, "flightdeck_train")}
+        runs = {
+            dag: [r for r in api.runs(dag) if (r.get("queued_at") or "") >= since]
+            for dag in (*CHAIN, "flightdeck_train")
+        }
         for dag, dag_runs in runs.items():
             for r in dag_runs:
                 key = (dag, r["dag_run_id"], r["state"])

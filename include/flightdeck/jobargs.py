@@ -28,15 +28,15 @@ def parser(prog: str, description: str, *, partition: bool = True) -> argparse.A
             help="date partition(s): 2013-07-01, a comma list, or a range 2013-01-01..2013-01-31",
         )
     p.add_argument("--config", default=None, help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
-    p.add_argument("--run-key", default=None, help="key of the orchestrator run; hand-off documents go under runs/<key>/")
+    p.add_argument(
+        "--run-key", default=None, help="key of the orchestrator run; hand-off documents go under runs/<key>/"
+    )
     return p
 
 
 def setup(args: argparse.Namespace) -> tuple[PipelineConfig, Lake]:
     """Configure logging and load the config named on the command line."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     cfg = load_config(args.config)
     return cfg, Lake(cfg.lake.root)

@@ -141,7 +141,7 @@ def _s3_split(path: str) -> tuple[str, str]:
 
 
 def _s3_client() -> Any:
-    import boto3  # noqa: PLC0415  (heavy; only remote lakes need it)
+    import boto3
 
     return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
 

@@ -13,6 +13,7 @@ and S3 (see docker-compose.yaml); nothing here is special-cased per deployment.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -251,18 +252,14 @@ class Runtime:
             pid = self.pid_of(service)
             if pid is None:
                 continue
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and self.pid_of(service):
                 time.sleep(0.5)
             if self.pid_of(service):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             (self.run_dir / f"{service}.pid").unlink(missing_ok=True)
             stopped.append(service)
         return stopped

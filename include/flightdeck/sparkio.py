@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def build_session(app_name: str, conf: dict[str, str] | None = None) -> SparkSession:
     """The session a job runs in; the master comes from spark-submit (or the caller)."""
-    from pyspark.sql import SparkSession  # noqa: PLC0415
+    from pyspark.sql import SparkSession
 
     builder = (
         SparkSession.builder.appName(app_name)
@@ -47,9 +47,7 @@ def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
     return fs, jvm
 
 
-def write_partition(
-    df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet"
-) -> str:
+def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
     """Replace exactly one date partition of a table, atomically; returns its path."""
     final = lake.partition(zone, table, date)
     table_path = lake.table(zone, table)

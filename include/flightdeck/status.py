@@ -159,9 +159,7 @@ def lake_status(cfg: PipelineConfig) -> dict[str, Any]:
     if drift_rows:
         last_date = max(r["date"] for r in drift_rows)
         last_rows = [r for r in drift_rows if r["date"] == last_date]
-        drifted = sorted(
-            (r for r in last_rows if r.get("drifted")), key=lambda r: -float(r.get("value") or 0)
-        )
+        drifted = sorted((r for r in last_rows if r.get("drifted")), key=lambda r: -float(r.get("value") or 0))
         out["drift"] = {
             "partitions": len({r["date"] for r in drift_rows}),
             "last_partition": last_date,

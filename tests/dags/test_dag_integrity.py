@@ -37,7 +37,11 @@ def test_every_flightdeck_dag_is_there(dagbag) -> None:
 
 
 def test_each_file_parses_well_under_a_second(dagbag) -> None:
-    slow = {Path(s.file).name: s.duration.total_seconds() for s in dagbag.dagbag_stats if s.duration > dt.timedelta(seconds=0.5)}
+    slow = {
+        Path(s.file).name: s.duration.total_seconds()
+        for s in dagbag.dagbag_stats
+        if s.duration > dt.timedelta(seconds=0.5)
+    }
     assert not slow, f"DAG files too slow to parse: {slow}"
 
 
