@@ -1,0 +1,145 @@
+"""Evaluation: holdout metrics (scikit-learn on label + probability only) and diagnostic plots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flightdeck.config import PipelineConfig
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+PROBABILITY = "probability"
+
+
+class EvaluationError(ValueError):
+    """The holdout cannot be evaluated (e.g. empty, or only one class)."""
+
+
+def positive_probability(scored: DataFrame) -> Any:
+    """The positive-class probability (element 1 of xgboost.spark's probability vector) as a Column."""
+    from pyspark.ml.functions import vector_to_array
+
+    return vector_to_array(scored[PROBABILITY]).getItem(1).cast("double")
+
+
+def collect_scores(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Score ``holdout_df`` and collect only (label, probability) to the driver."""
+    import numpy as np
+
+    from flightdeck.training import model_input_frame
+
+    scored = model.transform(model_input_frame(holdout_df, cfg))
+    pdf: Any = scored.select(
+        scored[cfg.label.name].cast("int").alias("y"), positive_probability(scored).alias("p")
+    ).toPandas()
+    return pdf["y"].to_numpy(dtype=np.int64), pdf["p"].to_numpy(dtype=np.float64)
+
+
+def metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier score, rows and positive rate."""
+    import numpy as np
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    y_arr = np.asarray(y)
+    p_arr = np.asarray(p, dtype=float)
+    if y_arr.size == 0:
+        raise EvaluationError("the holdout is empty; nothing to evaluate")
+    if len(np.unique(y_arr)) < 2:
+        raise EvaluationError(
+            f"the holdout has only label {int(y_arr[0])} ({y_arr.size} rows); AUC needs both classes. "
+            "Widen the window or raise model.holdout_days"
+        )
+    return {
+        "roc_auc": float(roc_auc_score(y_arr, p_arr)),
+        "pr_auc": float(average_precision_score(y_arr, p_arr)),
+        "log_loss": float(log_loss(y_arr, np.clip(p_arr, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "brier": float(brier_score_loss(y_arr, p_arr)),
+        "n_rows": float(y_arr.size),
+        "positive_rate": float(y_arr.mean()),
+    }
+
+
+def evaluate(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> dict[str, float]:
+    """Metrics of ``model`` on ``holdout_df`` (roc_auc, pr_auc, log_loss, brier, n_rows, positive_rate)."""
+    y, p = collect_scores(model, holdout_df, cfg)
+    return metrics(y, p)
+
+
+def feature_importance(model: PipelineModel, importance_type: str = "gain") -> dict[str, float]:
+    """Booster importance per config feature name (0.0 for features the trees never split on)."""
+    from flightdeck.training import feature_names
+
+    names = feature_names(model)
+    classifier: Any = model.stages[-1]
+    raw = classifier.get_booster().get_score(importance_type=importance_type)
+    result = dict.fromkeys(names, 0.0)
+    for key, value in raw.items():
+        if key in result:
+            result[key] = float(value)
+        elif key.startswith("f") and key[1:].isdigit() and int(key[1:]) < len(names):
+            result[names[int(key[1:])]] = float(value)
+    return result
+
+
+def write_plots(
+    y: Sequence[int] | np.ndarray,
+    p: Sequence[float] | np.ndarray,
+    importance: Mapping[str, float] | None,
+    out_dir: str | Path,
+) -> list[str]:
+    """ROC, precision-recall, calibration and feature-importance PNGs into ``out_dir``; returns paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[str] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        paths.append(str(out / name))
+
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y, p):.3f}")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC curve (holdout)")
+    ax.legend(loc="lower right")
+    save(fig, "roc_curve.png")
+
+    precision, recall, _ = precision_recall_curve(y, p)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, label=f"AP {average_precision_score(y, p):.3f}")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (holdout)")
+    ax.legend(loc="upper right")
+    save(fig, "precision_recall_curve.png")
+
+    frac_pos, mean_pred = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(mean_pred, frac_pos, marker="o", label="model")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    ax.set(xlabel="mean predicted probability", ylabel="observed late share", title="Calibration (holdout)")
+    ax.legend(loc="upper left")
+    save(fig, "calibration.png")
+
+    if importance:
+        top = sorted(importance.items(), key=lambda kv: kv[1])[-25:]
+        fig, ax = plt.subplots(figsize=(7, max(3.0, 0.3 * len(top) + 1)))
+        ax.barh([k for k, _ in top], [v for _, v in top])
+        ax.set(xlabel="gain", title="Feature importance (gain)")
+        save(fig, "feature_importance.png")
+    return paths

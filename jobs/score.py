@@ -1,0 +1,73 @@
+"""Score features partitions with one model version and write the predictions zone.
+
+    spark-submit jobs/score.py --partition 2013-07-01 --config include/config/flights.yaml \
+        --model-version 3 [--run-key K]
+
+``--model-version`` is a version number (the DAG resolves ``champion`` once per run
+and passes it) or ``champion`` (resolved once here). Every prediction row carries the
+model name and version, the scoring run and the feature partition it came from.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flightdeck.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.lake import write_json
+
+log = logging.getLogger("flightdeck.jobs.score")
+
+
+def resolve_version(name: str, spec: str) -> str:
+    """A concrete version for ``spec`` (a number, or an alias such as ``champion``), resolved once."""
+    if spec.isdigit():
+        return spec
+    from flightdeck.registry import alias_version
+
+    version = alias_version(name, spec)
+    if version is None:
+        raise ValueError(f"model {name} has no version with alias {spec!r}; train and promote a model first")
+    log.info("resolved %s@%s to version %s", name, spec, version)
+    return version
+
+
+def main(argv: Sequence[str]) -> dict[str, Any]:
+    p = parser("score", __doc__ or "")
+    p.add_argument("--model-version", required=True, help="model version number, or 'champion'")
+    args = p.parse_args(argv)
+    cfg, lake = setup(args)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep task logs readable
+    dates = partitions(args)
+
+    import mlflow
+
+    from flightdeck.scoring import score
+    from flightdeck.sparkio import build_session, read_partitions, write_partition
+
+    name = cfg.model.name
+    version = resolve_version(name, args.model_version)
+    spark = build_session("flightdeck-score")
+    model = mlflow.spark.load_model(f"models:/{name}/{version}")
+    entity = cfg.dataset.entity.name
+    written: dict[str, int] = {}
+    for day in dates:
+        features = read_partitions(spark, lake, "features", entity, [day])
+        rows = features.count()
+        predictions = score(model, features, model_name=name, model_version=version, run_key=args.run_key, cfg=cfg)
+        write_partition(predictions, lake, "predictions", entity, day)
+        written[day.isoformat()] = rows
+        log.info("scored %s: %d rows with %s v%s", day, rows, name, version)
+
+    result = {"model_name": name, "model_version": version, "partitions": written}
+    if args.run_key:
+        write_json(lake.run_doc(args.run_key, "score"), result)
+    emit_result(result)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, None))
