@@ -216,6 +216,9 @@ class Drift(_Strict):
     drifted_share: float = Field(gt=0, le=1)
     min_rows: int = Field(ge=1)
     cooldown_days: int = Field(ge=0)
+    # features whose PSI is reported but never counts as drift (e.g. calendar features,
+    # which always differ between a single day and a multi-week training window)
+    exclude: list[str] = Field(default_factory=list)
 
 
 class Scoring(_Strict):

@@ -13,6 +13,7 @@ and S3 (see docker-compose.yaml); nothing here is special-cased per deployment.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import contextlib
 import json
 import logging
@@ -112,6 +113,7 @@ class Runtime:
                 HOME_ENV: str(PROJECT_ROOT),
                 STATE_ENV: str(self.state),
                 "PATH": f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
+                "SPARK_HOME": env.get("SPARK_HOME") or _spark_home(),
                 "PYSPARK_PYTHON": env.get("PYSPARK_PYTHON", sys.executable),
                 "PYSPARK_DRIVER_PYTHON": env.get("PYSPARK_DRIVER_PYTHON", sys.executable),
                 "FLIGHTDECK__LAKE__ROOT": env.get("FLIGHTDECK__LAKE__ROOT", str(self.lake_root)),
@@ -275,6 +277,14 @@ class Runtime:
         if any(self.pid_of(s) for s in SERVICES):
             raise RuntimeError_("services are running; run 'make down' first")
         shutil.rmtree(self.state, ignore_errors=True)
+
+
+def _spark_home() -> str:
+    """The Spark distribution inside the installed pyspark package (spark-submit needs it)."""
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError_("pyspark is not installed in this environment; run 'make install'")
+    return str(list(spec.submodule_search_locations)[0])
 
 
 def _port_open(host: str, port: int) -> bool:

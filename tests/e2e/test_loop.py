@@ -56,7 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         airflow_port=_free_port(),
         mlflow_port=_free_port(),
         airflow_db=f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{airflow_db}",
-        mlflow_db=f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{mlflow_db}",
+        mlflow_db=f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{mlflow_db}",
     )
     overrides = {
         # A short window needs a small model and a forgiving floor; the logic is the same.

@@ -1,0 +1,495 @@
+"""Ingest: landing CSV -> typed bronze rows + quarantined rows with reasons + a reconciled ledger.
+
+A landing file is read with every column as a string, under the names of its own header
+(checked against the configured columns: never inferred). Each row is then typed with
+``try_cast`` (ANSI mode is on) and checked; a row failing any check goes to quarantine with
+its raw line and every reason, in this order::
+
+    missing_required:<col>    a required value is absent (empty or a null marker)
+    unparseable:<col>         a value is present but does not cast to the column's type
+    <row rule name>           a configured row rule (SQL condition marking a bad row) holds
+    unknown_reference:<col>   the value is not a key of the configured reference table
+    wrong_partition           the row's local date is not the file's partition date
+    duplicate_key             the row repeats the keys of an earlier row of the same file
+
+``reason`` is the first of them, ``reasons`` all of them. Whole-file problems (missing,
+empty, header only, header not matching the configured columns) raise
+:class:`IngestContractError`. The functions here are pure transforms over DataFrames, plus
+small readers; ``jobs/ingest.py`` does the writing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flightdeck.config import PipelineConfig, ReferenceSource, TimeSeriesSource
+from flightdeck.lake import Lake, parse_date, reference_table
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+SOURCE_FILE = "source_file"
+DATE = "date"
+RAW_LINE = "raw_line"
+REASON = "reason"
+REASONS = "reasons"
+_ROW = "__row"
+CSV_OPTIONS = {
+    "header": "true",
+    "sep": ",",
+    "quote": '"',
+    "escape": '"',
+    "mode": "PERMISSIVE",
+    "encoding": "UTF-8",
+    "inferSchema": "false",
+}
+QUARANTINE_COLUMNS = (RAW_LINE, REASON, REASONS, SOURCE_FILE)
+
+
+class IngestError(ValueError):
+    """Ingest cannot proceed; the message says what to fix."""
+
+
+class IngestContractError(IngestError):
+    """A landing file as a whole breaks the contract (missing, empty, header only, wrong header)."""
+
+
+class QuarantineBudgetExceeded(IngestError):
+    """Too large a share of a partition's rows was quarantined; its bronze partition was not written."""
+
+
+class LedgerMismatch(RuntimeError):
+    """Rows in != rows valid + rows quarantined: a bug, never a data problem."""
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    """A landing file that passed the whole-file checks."""
+
+    path: str
+    date: dt.date
+    header: list[str]
+    extra_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PartitionLedger:
+    """Row accounting of one source's partition: every row in is valid or quarantined."""
+
+    date: str
+    source: str
+    rows_in: int
+    rows_valid: int
+    rows_quarantined: int
+    reasons: dict[str, int]
+
+    @property
+    def quarantine_share(self) -> float:
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "quarantine_share": round(self.quarantine_share, 6)}
+
+
+# --- whole-file checks ------------------------------------------------------------------
+
+
+def _expected(columns: Sequence[str]) -> str:
+    return ",".join(columns)
+
+
+def _read_head(spark: SparkSession | None, path: str, lines: int = 2) -> list[str] | None:
+    """The first non-blank lines of a file, or None when it does not exist."""
+    if "://" in path and not path.startswith("file://"):
+        if spark is None:
+            raise IngestError(f"reading {path} needs a SparkSession")
+        try:
+            rows = spark.read.text(path).limit(lines + 5).collect()
+        except Exception as err:  # AnalysisException: PATH_NOT_FOUND
+            if "PATH_NOT_FOUND" in str(err) or "does not exist" in str(err):
+                return None
+            raise
+        return [r[0] for r in rows if r[0] and r[0].strip()][:lines]
+    local = Path(path.removeprefix("file://"))
+    if not local.is_file():
+        return None
+    found: list[str] = []
+    with local.open(encoding="utf-8", errors="replace", newline="") as handle:
+        for line in handle:
+            if line.strip():
+                found.append(line.rstrip("\r\n"))
+                if len(found) == lines:
+                    break
+    return found
+
+
+def inspect_landing_file(
+    spark: SparkSession | None, path: str, source: TimeSeriesSource, date: dt.date | str
+) -> LandingFile:
+    """Check a landing file as a whole before reading its rows.
+
+    Raises:
+        IngestContractError: the file is missing, empty, holds only a header, or its header
+            lacks configured columns (or repeats one); the message names the file and the expected header.
+    """
+    expected = _expected(source.column_names)
+    head = _read_head(spark, path)
+    if head is None:
+        raise IngestContractError(
+            f"landing file {path} not found: land {source.name} for {parse_date(date)} first "
+            f"(expected header: {expected})"
+        )
+    if not head:
+        raise IngestContractError(f"landing file {path} is empty; expected header: {expected} and at least one row")
+    header = [h.strip() for h in next(csv.reader([head[0]]))]
+    missing = [c for c in source.column_names if c not in header]
+    if missing:
+        raise IngestContractError(
+            f"landing file {path} has header {head[0][:300]!r}, which lacks columns {missing} of source "
+            f"{source.name!r} (renamed, missing, or not comma-separated?); expected header: {expected}"
+        )
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise IngestContractError(f"landing file {path} repeats columns {repeated}; expected header: {expected}")
+    if len(head) == 1:
+        raise IngestContractError(
+            f"landing file {path} holds only a header and no rows; expected header: {expected}, then at least one row"
+        )
+    extra = [h for h in header if h not in source.column_names]
+    if extra:
+        log.warning("landing file %s has extra columns %s; ignoring them", path, extra)
+    return LandingFile(path=path, date=parse_date(date), header=header, extra_columns=extra)
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _quoted(col: Column) -> Column:
+    """A raw field as it would appear in a CSV line (quoted when it holds a comma or quote)."""
+    from pyspark.sql import functions as F
+
+    return (
+        F.when(col.isNull(), F.lit(""))
+        .when(col.rlike('[,"]'), F.concat(F.lit('"'), F.regexp_replace(col, '"', '""'), F.lit('"')))
+        .otherwise(col)
+    )
+
+
+def read_landing(spark: SparkSession, files: Sequence[LandingFile], source: TimeSeriesSource) -> DataFrame:
+    """Read checked landing files in as few Spark reads as possible, every column a string.
+
+    Returns the configured columns (strings) plus ``raw_line``, ``source_file``, ``date``
+    (the file's partition, YYYY-MM-DD) and an internal row order column.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    if not files:
+        raise IngestError(f"no landing files of {source.name} to read")
+    names = [_basename(f.path) for f in files]
+    if len(set(names)) != len(names):
+        raise IngestError(f"landing files of {source.name} must have distinct file names; got {names}")
+    groups: dict[tuple[str, ...], list[LandingFile]] = {}
+    for f in files:
+        groups.setdefault(tuple(f.header), []).append(f)
+    frames = []
+    for header, group in groups.items():
+        schema = StructType([StructField(c, StringType(), True) for c in header])
+        raw = spark.read.options(**CSV_OPTIONS).schema(schema).csv([f.path for f in group])
+        base = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)
+        to_path = F.create_map(*[x for f in group for x in (F.lit(_basename(f.path)), F.lit(f.path))])
+        to_date = F.create_map(*[x for f in group for x in (F.lit(_basename(f.path)), F.lit(f.date.isoformat()))])
+        frames.append(
+            raw.select(
+                *[F.col(c) for c in source.column_names],
+                F.concat_ws(",", *[_quoted(F.col(c)) for c in header]).alias(RAW_LINE),
+                to_path[base].alias(SOURCE_FILE),
+                to_date[base].alias(DATE),
+                # Increasing in file order within a file (one split per landing file).
+                F.monotonically_increasing_id().alias(_ROW),
+            )
+        )
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+# --- row checks -------------------------------------------------------------------------
+
+
+def _typed(raw: Column, type_name: str, null_values: Sequence[str]) -> tuple[Column, Column]:
+    """(value with null markers removed, typed value)."""
+    from pyspark.sql import functions as F
+
+    present = F.when(raw.isin(*null_values), F.lit(None).cast("string")).otherwise(raw) if null_values else raw
+    if type_name == "string":
+        return present, present
+    return present, present.try_cast(type_name)
+
+
+def classify_rows(
+    df: DataFrame,
+    source: TimeSeriesSource,
+    reference_frames: Mapping[str, DataFrame] | None = None,
+    references: Sequence[ReferenceSource] = (),
+) -> DataFrame:
+    """Type every configured column and attach ``reasons`` (empty when the row is valid) and ``reason``.
+
+    ``df`` holds the configured columns as strings plus ``date`` and ``source_file`` (as from
+    :func:`read_landing`); ``raw_line`` and the row order are added when absent.
+    ``reference_frames`` maps reference names to bronze reference tables (needed only when the
+    source declares ``references``); ``references`` (the config's reference sources) gives
+    their key columns, else a one-column frame's column is the key.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    missing_cols = [c for c in [*source.column_names, DATE, SOURCE_FILE] if c not in df.columns]
+    if missing_cols:
+        raise IngestError(f"rows of {source.name} lack columns {missing_cols}; read them with read_landing")
+    if _ROW not in df.columns:
+        df = df.withColumn(_ROW, F.monotonically_increasing_id())
+    if RAW_LINE not in df.columns:
+        df = df.withColumn(RAW_LINE, F.concat_ws(",", *[_quoted(F.col(c)) for c in source.column_names]))
+
+    present_cols: dict[str, Column] = {}
+    typed_cols: dict[str, Column] = {}
+    for c in source.columns:
+        present_cols[c.name], typed_cols[c.name] = _typed(F.col(c.name), c.type, source.null_values)
+    present_names = {c: f"__present_{c}" for c in source.column_names}
+    df = df.select(
+        *[typed_cols[c].alias(c) for c in source.column_names],
+        *[present_cols[c].alias(present_names[c]) for c in source.column_names],
+        RAW_LINE,
+        SOURCE_FILE,
+        DATE,
+        _ROW,
+    )
+
+    checks: list[tuple[str, Column]] = []
+    for name in source.required_columns:
+        checks.append((f"missing_required:{name}", F.col(present_names[name]).isNull()))
+    for col_cfg in source.columns:
+        if col_cfg.type != "string":
+            checks.append(
+                (
+                    f"unparseable:{col_cfg.name}",
+                    F.col(present_names[col_cfg.name]).isNotNull() & F.col(col_cfg.name).isNull(),
+                )
+            )
+    for name, condition in source.row_rules.items():
+        checks.append((name, F.coalesce(F.expr(condition), F.lit(False))))
+
+    keys_by_ref = {r.name: r.key for r in references}
+    for col_name, ref_name in source.references.items():
+        frames = reference_frames or {}
+        if ref_name not in frames:
+            raise IngestError(
+                f"reference table {ref_name!r} is needed to check {source.name}.{col_name}; "
+                "land and ingest the reference tables first"
+            )
+        key = keys_by_ref.get(ref_name) or (frames[ref_name].columns[0] if len(frames[ref_name].columns) == 1 else None)
+        if key is None:
+            raise IngestError(f"key of reference table {ref_name!r} unknown: pass the config's reference sources")
+        flag = f"__ref_{col_name}"
+        keys = frames[ref_name].select(F.col(key).cast("string").alias(flag)).where(F.col(flag).isNotNull()).distinct()
+        df = df.join(F.broadcast(keys), df[col_name] == keys[flag], "left")
+        checks.append((f"unknown_reference:{col_name}", F.col(col_name).isNotNull() & F.col(flag).isNull()))
+
+    d = source.date_columns
+    partition_day = F.to_date(F.col(DATE))
+    date_known = F.col(d.year).isNotNull() & F.col(d.month).isNotNull() & F.col(d.day).isNotNull()
+    same_day = (
+        (F.col(d.year) == F.year(partition_day))
+        & (F.col(d.month) == F.month(partition_day))
+        & (F.col(d.day) == F.dayofmonth(partition_day))
+    )
+    checks.append(("wrong_partition", date_known & ~same_day))
+
+    keys_known = F.lit(True)
+    for k in source.keys:
+        keys_known = keys_known & F.col(k).isNotNull()
+    # DATE is 1:1 with the file; leading with it lets a caller's repartition(DATE) serve this window.
+    first_seen = Window.partitionBy(DATE, SOURCE_FILE, *source.keys).orderBy(_ROW)
+    checks.append(("duplicate_key", keys_known & (F.row_number().over(first_seen) > 1)))
+
+    reasons = F.filter(F.array(*[F.when(cond, F.lit(name)) for name, cond in checks]), lambda x: x.isNotNull())
+    return (
+        df.withColumn(REASONS, reasons)
+        .withColumn(REASON, F.get(F.col(REASONS), 0))
+        .select(*source.column_names, RAW_LINE, SOURCE_FILE, DATE, REASON, REASONS, _ROW)
+    )
+
+
+def split_rows(classified: DataFrame, source: TimeSeriesSource) -> tuple[DataFrame, DataFrame]:
+    """(valid rows: typed configured columns + date, quarantined rows: raw line, reasons, file, date)."""
+    from pyspark.sql import functions as F
+
+    valid = classified.where(F.col(REASON).isNull()).select(*source.column_names, DATE)
+    quarantine = classified.where(F.col(REASON).isNotNull()).select(*QUARANTINE_COLUMNS, DATE)
+    return valid, quarantine
+
+
+def validate_rows(
+    df: DataFrame,
+    source: TimeSeriesSource,
+    reference_frames: Mapping[str, DataFrame] | None = None,
+    references: Sequence[ReferenceSource] = (),
+) -> tuple[DataFrame, DataFrame]:
+    """Split string rows into (valid typed rows, quarantined rows with reasons); see :func:`classify_rows`."""
+    return split_rows(classify_rows(df, source, reference_frames, references), source)
+
+
+# --- ledger ---------------------------------------------------------------------------------
+
+
+def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSource) -> dict[str, PartitionLedger]:
+    """Per-date ledgers of one source; rows in are counted on the raw read, independently of the checks.
+
+    Raises:
+        LedgerMismatch: rows in != valid + quarantined for some date.
+    """
+    from pyspark.sql import functions as F
+
+    rows_in = {r[DATE]: int(r["n"]) for r in raw.groupBy(DATE).agg(F.count(F.lit(1)).alias("n")).collect()}
+    ledgers = {
+        d: PartitionLedger(date=d, source=source.name, rows_in=n, rows_valid=0, rows_quarantined=0, reasons={})
+        for d, n in rows_in.items()
+    }
+    for r in classified.groupBy(DATE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
+        ledger = ledgers.setdefault(
+            r[DATE],
+            PartitionLedger(date=r[DATE], source=source.name, rows_in=0, rows_valid=0, rows_quarantined=0, reasons={}),
+        )
+        if r[REASON] is None:
+            ledger.rows_valid += int(r["n"])
+        else:
+            ledger.rows_quarantined += int(r["n"])
+            ledger.reasons[r[REASON]] = int(r["n"])
+    for ledger in ledgers.values():
+        ledger.reasons = dict(sorted(ledger.reasons.items()))
+        if ledger.rows_in != ledger.rows_valid + ledger.rows_quarantined:
+            raise LedgerMismatch(
+                f"{source.name} {ledger.date}: rows_in {ledger.rows_in} != valid {ledger.rows_valid} "
+                f"+ quarantined {ledger.rows_quarantined}"
+            )
+    return ledgers
+
+
+def ledger_frame(spark: SparkSession, ledgers: Sequence[PartitionLedger]) -> DataFrame:
+    """The ledger rows of one date (one per source); ``reasons`` is a JSON object string."""
+    import json
+
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+
+    schema = StructType(
+        [
+            StructField("source", StringType(), False),
+            StructField("rows_in", LongType(), False),
+            StructField("rows_valid", LongType(), False),
+            StructField("rows_quarantined", LongType(), False),
+            StructField("quarantine_share", DoubleType(), False),
+            StructField("reasons", StringType(), False),
+        ]
+    )
+    rows = [
+        (
+            lg.source,
+            lg.rows_in,
+            lg.rows_valid,
+            lg.rows_quarantined,
+            lg.quarantine_share,
+            json.dumps(lg.reasons, sort_keys=True),
+        )
+        for lg in ledgers
+    ]
+    return spark.createDataFrame(rows, schema).coalesce(1)
+
+
+def check_budget(ledger: PartitionLedger, max_share: float) -> str | None:
+    """A message when the partition's quarantined share exceeds the budget, else None."""
+    if ledger.quarantine_share > max_share:
+        top = ", ".join(f"{k}={v}" for k, v in sorted(ledger.reasons.items(), key=lambda kv: -kv[1])[:5])
+        return (
+            f"{ledger.source} {ledger.date}: {ledger.rows_quarantined} of {ledger.rows_in} rows quarantined "
+            f"({ledger.quarantine_share:.1%}) > budget {max_share:.1%} (ingest.max_quarantine_share); "
+            f"top reasons: {top}; bronze not written, see quarantine/{ledger.source}/date={ledger.date}"
+        )
+    return None
+
+
+# --- reference tables -------------------------------------------------------------------------
+
+
+def read_reference(spark: SparkSession, path: str, ref: ReferenceSource) -> DataFrame:
+    """Read a landed reference table: strings, null markers removed, declared columns cast.
+
+    Raises:
+        IngestContractError: the file is missing or empty, or lacks the key or a declared column.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    head = _read_head(spark, path, lines=1)
+    if head is None:
+        raise IngestContractError(f"reference file {path} not found; land the reference tables first")
+    if not head:
+        raise IngestContractError(f"reference file {path} is empty; expected a header with {ref.key!r}")
+    header = [h.strip() for h in next(csv.reader([head[0]]))]
+    missing = [c for c in [ref.key, *ref.column_types] if c not in header]
+    if missing:
+        raise IngestContractError(
+            f"reference file {path} lacks columns {missing} (key and declared column_types of {ref.name!r}); "
+            f"found header: {head[0][:300]!r}"
+        )
+    schema = StructType([StructField(c, StringType(), True) for c in header])
+    raw = spark.read.options(**CSV_OPTIONS).schema(schema).csv(path)
+    cols = []
+    for c in header:
+        _, typed = _typed(F.col(c), ref.column_types.get(c, "string"), ref.null_values)
+        cols.append(typed.alias(c))
+    return raw.select(*cols)
+
+
+def ingest_reference(spark: SparkSession, cfg: PipelineConfig, lake: Lake) -> dict[str, int]:
+    """Read every landed reference table and replace ``bronze/ref_<name>``; returns rows per table."""
+    from flightdeck.sparkio import write_table
+
+    counts: dict[str, int] = {}
+    for ref in cfg.dataset.reference:
+        df = read_reference(spark, lake.reference_file(ref.name), ref).cache()
+        counts[ref.name] = df.count()
+        write_table(df.coalesce(1), lake, "bronze", reference_table(ref.name))
+        df.unpersist()
+        log.info("ingested reference %s: %d rows", ref.name, counts[ref.name])
+    return counts
+
+
+def read_reference_tables(spark: SparkSession, lake: Lake, names: Sequence[str]) -> dict[str, DataFrame]:
+    """The bronze reference tables by name.
+
+    Raises:
+        FileNotFoundError: a table is not in bronze yet.
+    """
+    from flightdeck.lake import COMMIT_MARKER, json_exists
+
+    frames: dict[str, DataFrame] = {}
+    for name in names:
+        path = lake.table("bronze", reference_table(name))
+        if not json_exists(f"{path}/{COMMIT_MARKER}"):
+            raise FileNotFoundError(f"reference table {path} not found; run jobs/ingest.py to ingest references")
+        frames[name] = spark.read.parquet(path)
+    return frames

@@ -1,0 +1,167 @@
+"""Ingest landing files into bronze, quarantine and the ingest ledger, one date partition at a time.
+
+    spark-submit jobs/ingest.py --partition 2013-01-01..2013-01-31 [--config PATH] [--run-key K]
+                                [--refresh-reference]
+
+Reference tables are ingested first when bronze lacks them (or with --refresh-reference).
+Then, for the entity and every time series, all the range's landing files are read in one
+Spark read, checked once (cached), and written per date:
+
+    quarantine/<source>/date=D        bad rows: raw_line, reason, reasons, source_file
+    monitoring/ingest_ledger/date=D   one row per source: rows_in, rows_valid, rows_quarantined, reasons
+    bronze/<source>/date=D            typed valid rows (only when within the quarantine budget)
+
+Every partition is replaced atomically, so a rerun gives the same result. A missing entity
+file is an error; a missing time-series file is logged and reported (nothing arrived that
+day; feature validation catches the lost coverage). The job fails (exit 2) when a
+partition's quarantined share exceeds ingest.max_quarantine_share, after writing its
+quarantine and ledger, without writing its bronze partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flightdeck.ingest import (
+    IngestContractError,
+    LandingFile,
+    PartitionLedger,
+    QuarantineBudgetExceeded,
+    build_ledgers,
+    check_budget,
+    classify_rows,
+    ingest_reference,
+    inspect_landing_file,
+    ledger_frame,
+    read_landing,
+    read_reference_tables,
+    split_rows,
+)
+from flightdeck.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.lake import COMMIT_MARKER, json_exists, reference_table, write_json
+from flightdeck.sparkio import build_session, write_partition
+
+log = logging.getLogger("flightdeck.jobs.ingest")
+LEDGER_TABLE = "ingest_ledger"
+WRITE_THREADS = 4
+
+
+def main(argv: Sequence[str]) -> None:
+    """Parse arguments, ingest references if needed, then ingest every requested date."""
+    p = parser("ingest", __doc__.splitlines()[0] if __doc__ else "ingest")
+    p.add_argument("--refresh-reference", action="store_true", help="re-ingest the reference tables from landing")
+    args = p.parse_args(argv)
+    cfg, lake = setup(args)
+    dates = partitions(args)
+    started = time.monotonic()
+    spark = build_session("flightdeck-ingest")
+
+    refs = cfg.dataset.reference
+    bronze_missing = [
+        r.name for r in refs if not json_exists(f"{lake.table('bronze', reference_table(r.name))}/{COMMIT_MARKER}")
+    ]
+    landed = all(json_exists(lake.reference_file(r.name)) for r in refs)
+    reference_counts: dict[str, int] = {}
+    if refs and landed and (bronze_missing or args.refresh_reference):
+        reference_counts = ingest_reference(spark, cfg, lake)
+    elif bronze_missing:
+        log.warning("reference tables %s are neither in bronze nor landed", bronze_missing)
+    needed = sorted({name for s in [cfg.dataset.entity, *cfg.dataset.timeseries] for name in s.references.values()})
+    ref_frames = read_reference_tables(spark, lake, needed)
+
+    sources = [cfg.dataset.entity, *cfg.dataset.timeseries]
+    missing: dict[str, list[str]] = {}
+    extra: dict[str, dict[str, list[str]]] = {}
+    work: list[tuple[Any, list[LandingFile], Any, dict[str, PartitionLedger]]] = []
+    for source in sources:
+        files: list[LandingFile] = []
+        for date in dates:
+            path = lake.landing_file(source.name, date)
+            try:
+                files.append(inspect_landing_file(spark, path, source, date))
+            except IngestContractError:
+                if source is cfg.dataset.entity or json_exists(path):
+                    raise
+                log.warning(
+                    "no %s landing file for %s (%s); skipping that source for that date", source.name, date, path
+                )
+                missing.setdefault(date.isoformat(), []).append(source.name)
+        for f in files:
+            if f.extra_columns:
+                extra.setdefault(f.date.isoformat(), {})[source.name] = f.extra_columns
+        if not files:
+            continue
+        raw = read_landing(spark, files, source)
+        slices = max(1, min(len(files), 2 * spark.sparkContext.defaultParallelism))
+        # One shuffle by date serves the duplicate window and keeps each date's rows together.
+        classified = classify_rows(raw.repartition(slices, "date"), source, ref_frames, refs).cache()
+        ledgers = build_ledgers(raw, classified, source)
+        log.info("checked %d %s files in %.1fs", len(files), source.name, time.monotonic() - started)
+        work.append((source, files, classified, ledgers))
+
+    def write_date(date: dt.date) -> tuple[list[PartitionLedger], list[str]]:
+        """Quarantine and ledger first, then bronze only for sources within the budget."""
+        key = date.isoformat()
+        day_ledgers: list[PartitionLedger] = []
+        problems: list[str] = []
+        within_budget: list[tuple[Any, Any]] = []
+        for source, files, classified, ledgers in work:
+            if not any(f.date == date for f in files):
+                continue
+            ledger = ledgers.get(key) or PartitionLedger(key, source.name, 0, 0, 0, {})
+            day_ledgers.append(ledger)
+            valid, quarantine = split_rows(classified.where(classified["date"] == key), source)
+            write_partition(quarantine.drop("date").coalesce(1), lake, "quarantine", source.name, date)
+            problem = check_budget(ledger, cfg.ingest.max_quarantine_share)
+            if problem:
+                log.error("%s", problem)
+                problems.append(problem)
+            else:
+                within_budget.append((source, valid))
+        write_partition(ledger_frame(spark, day_ledgers), lake, "monitoring", LEDGER_TABLE, date)
+        for source, valid in within_budget:
+            write_partition(valid.drop("date").coalesce(1), lake, "bronze", source.name, date)
+        log.info(
+            "ingested %s: %s", key, ", ".join(f"{lg.source} {lg.rows_valid}/{lg.rows_in} valid" for lg in day_ledgers)
+        )
+        return day_ledgers, problems
+
+    # Dates are independent partitions: write a few at once (Spark runs jobs from threads concurrently).
+    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+        outcomes = list(pool.map(write_date, dates))
+    per_date = {
+        d.isoformat(): {lg.source: lg.as_dict() for lg in lgs} for d, (lgs, _) in zip(dates, outcomes, strict=True)
+    }
+    budget_failures = [p for _, problems in outcomes for p in problems]
+
+    for _, _, classified, _ in work:
+        classified.unpersist()
+    result: dict[str, Any] = {
+        "job": "ingest",
+        "partitions": [d.isoformat() for d in dates],
+        "references": reference_counts,
+        "ledger": per_date,
+        "rows_in": sum(v["rows_in"] for d in per_date.values() for v in d.values()),
+        "rows_quarantined": sum(v["rows_quarantined"] for d in per_date.values() for v in d.values()),
+        "missing_files": missing,
+        "extra_columns": extra,
+        "budget_failures": budget_failures,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    emit_result(result)
+    if args.run_key:
+        write_json(lake.run_doc(args.run_key, "ingest"), result)
+    if budget_failures:
+        raise QuarantineBudgetExceeded(
+            f"{len(budget_failures)} partition(s) over the quarantine budget: " + "; ".join(budget_failures)
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, None))

@@ -1,0 +1,69 @@
+"""Feature validation: a good partition passes; injected nulls and out-of-range values fail by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flightdeck.config import load_config
+from flightdeck.validation import suite_json, validate_partition
+
+pytestmark = pytest.mark.spark
+
+SUITE_FILE = Path(__file__).resolve().parents[2] / "include" / "great_expectations" / "features_suite.json"
+
+
+def _partition(spark: Any, n: int = 60) -> Any:
+    cfg = load_config()
+    cols = list(dict.fromkeys([*cfg.features.numeric, *cfg.features.categorical, cfg.label.name]))
+    rows = []
+    for i in range(n):
+        values: dict[str, Any] = {c: 1.0 for c in cfg.features.numeric}
+        values.update(distance=500.0 + i, dep_hour=float(i % 24), day_of_week=float(1 + i % 7), wx_temp=30.0)
+        values.update(carrier="UA", origin="EWR", dest="ORD", late_arrival=i % 2)
+        rows.append(tuple(values[c] for c in cols))
+    schema = ", ".join(
+        f"{c} {'string' if c in cfg.features.categorical else 'int' if c == cfg.label.name else 'double'}" for c in cols
+    )
+    return spark.createDataFrame(rows, schema)
+
+
+def test_good_partition_passes(spark: Any) -> None:
+    report = validate_partition(_partition(spark), load_config(), partition="2013-01-02")
+    assert report.success and report.n_rows == 60 and not report.failed
+    assert report.evaluated == report.statistics["evaluated_expectations"] == 14
+    assert report.summary() == "features 2013-01-02 passed 14 of 14 expectations (60 rows)"
+
+
+def test_injected_nulls_and_out_of_range_fail_by_name(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    df = _partition(spark)
+    bad = (
+        df.withColumn("wx_temp", F.when(F.col("distance") < 530, F.lit(None)).otherwise(F.col("wx_temp")))
+        .withColumn("dep_hour", F.when(F.col("distance") == 500, F.lit(25.0)).otherwise(F.col("dep_hour")))
+        .withColumn("carrier", F.when(F.col("distance") == 501, F.lit(None)).otherwise(F.col("carrier")))
+    )
+    report = validate_partition(bad, load_config(), partition="2013-01-02")
+    assert not report.success
+    messages = sorted(f.message for f in report.failed)
+    assert messages == [
+        "carrier has 1 null values (2%)",
+        "dep_hour has 1 values outside [0.0, 23.0] (e.g. [25.0])",
+        "wx_temp non-null 50% < 80% required",
+    ]
+    assert report.summary().startswith("features 2013-01-02 failed 3 of 14 expectations: ")
+
+
+def test_missing_column_and_too_few_rows(spark: Any) -> None:
+    report = validate_partition(_partition(spark, n=10).drop("plane_age"), load_config())
+    messages = [f.message for f in report.failed]
+    assert "row count 10 < 50 required" in messages
+    assert "model input columns missing: ['plane_age']" in messages
+
+
+def test_suite_file_matches_the_config() -> None:
+    assert json.loads(SUITE_FILE.read_text()) == suite_json(load_config())

