@@ -64,8 +64,8 @@ status: install ## where the pipeline stands (flightdeck status)
 	$(VENV)/bin/flightdeck status
 
 lint: install ## ruff (with the Airflow AIR rules)
-	$(VENV)/bin/ruff check dags plugins jobs include tests bench
-	$(VENV)/bin/ruff format --check dags plugins jobs include tests bench
+	$(VENV)/bin/ruff check dags plugins jobs include tests
+	$(VENV)/bin/ruff format --check dags plugins jobs include tests
 
 typecheck: install ## mypy on the library
 	$(VENV)/bin/mypy

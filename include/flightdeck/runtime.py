@@ -13,8 +13,8 @@ and S3 (see docker-compose.yaml); nothing here is special-cased per deployment.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -284,7 +284,7 @@ def _spark_home() -> str:
     spec = importlib.util.find_spec("pyspark")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError_("pyspark is not installed in this environment; run 'make install'")
-    return str(list(spec.submodule_search_locations)[0])
+    return str(next(iter(spec.submodule_search_locations)))
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -47,7 +47,7 @@ def test_each_file_parses_well_under_a_second(dagbag) -> None:
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
 def test_house_defaults(dagbag, dag_id: str) -> None:
-    dag = dagbag.get_dag(dag_id)
+    dag = dagbag.dags[dag_id]
     assert dag.doc_md and len(dag.doc_md) > 80, "doc_md=__doc__ explains the DAG"
     assert "flightdeck" in dag.tags
     assert dag.catchup is False
@@ -70,16 +70,16 @@ def test_no_heavy_imports_at_top_level(path: Path) -> None:
 
 def test_manual_dags_explain_their_params(dagbag) -> None:
     for dag_id in ("flightdeck_train", "flightdeck_bootstrap", "flightdeck_rollback"):
-        params = dagbag.get_dag(dag_id).params
+        params = dagbag.dags[dag_id].params
         assert params, dag_id
         for name in params:
-            schema = params.get_param(name).schema
-            assert schema.get("title") and schema.get("description") and schema.get("type"), (dag_id, name)
+            param = params.get_param(name)
+            assert param.schema.get("title") and param.schema.get("type") and param.description, (dag_id, name)
 
 
 def test_data_dags_are_linked_by_assets(dagbag) -> None:
     def outlets(dag_id: str) -> set[str]:
-        return {o.name for t in dagbag.get_dag(dag_id).tasks for o in t.outlets}
+        return {o.name for t in dagbag.dags[dag_id].tasks for o in t.outlets}
 
     assert "bronze_flights" in outlets("flightdeck_ingest")
     assert "features_flights" in outlets("flightdeck_features")
