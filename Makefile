@@ -9,7 +9,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.flightdeck-installed
 UV_VERSION := 0.13.9
-TOOLS := .flightdeck/tools
+TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
@@ -51,8 +51,8 @@ $(STAMP): requirements.txt pyproject.toml | $(UV)
 lock: | $(UV) ## re-resolve requirements.txt from requirements.in (full lock, Python 3.11)
 	$(UV) pip compile -q --python-version 3.11 requirements.in --excludes excludes.txt -o requirements.txt
 
-demo: install ## run the whole loop on real 2013 data, then print a summary
-	$(VENV)/bin/flightdeck demo
+demo: install ## run the whole loop on real 2013 data from a clean state, then print a summary
+	$(VENV)/bin/flightdeck demo --fresh
 
 up: install ## start Airflow and MLflow in the background; prints URLs and login
 	$(VENV)/bin/flightdeck up

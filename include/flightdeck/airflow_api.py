@@ -119,14 +119,14 @@ class AirflowApi:
     ) -> dict[str, Any]:
         """Poll a DAG run until it ends; report task state changes through ``progress``."""
         deadline = time.monotonic() + timeout
-        seen: dict[str, str] = {}
+        seen: set[tuple[str, str]] = set()
         while time.monotonic() < deadline:
             run = self.run(dag_id, run_id)
             if progress is not None:
                 for ti in self.task_instances(dag_id, run_id):
                     state = str(ti.get("state"))
-                    if seen.get(ti["task_id"]) != state and state not in {"None", "scheduled", "queued"}:
-                        seen[ti["task_id"]] = state
+                    if (ti["task_id"], state) not in seen and state not in {"None", "scheduled", "queued"}:
+                        seen.add((ti["task_id"], state))
                         progress(f"{dag_id} [{run.get('partition_key') or run_id}] {ti['task_id']}: {state}")
             if run["state"] in TERMINAL:
                 return run

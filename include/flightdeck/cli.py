@@ -76,6 +76,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
     started = time.monotonic()
+    if args.fresh:
+        stopped = rt.stop()
+        if stopped:
+            _say(f"--fresh: stopped {', '.join(stopped)}")
+        _say(f"--fresh: removing previous state in {rt.state}")
+        rt.reset()
     _say(f"flightdeck demo: state in {rt.state}")
     rt.start()
     _apply_env(rt)
@@ -159,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--train-start", help="first champion's window start (default: model.train_start)")
     dm.add_argument("--train-end", help="first champion's window end (default: model.train_end)")
     dm.add_argument("--days", default="2013-07-01..2013-07-03", help="daily runs to backfill (FIRST..LAST)")
+    dm.add_argument(
+        "--fresh",
+        action="store_true",
+        help="stop the services and delete the previous state (lake, databases, logs) first; make demo passes it",
+    )
     dm.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each step")
     dm.add_argument("--report", help="where to write the JSON report (default: <state>/demo-report.json)")
     dm.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
