@@ -1,0 +1,71 @@
+"""The status summary and the demo's plan parsing (pure parts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from flightdeck.demo import parse_history
+from flightdeck.status import render
+
+
+def test_render_tells_the_story() -> None:
+    status = {
+        "airflow": {
+            "reachable": True,
+            "dags": {"flightdeck_train": {"runs": 2, "last_run": {"state": "success", "partition_key": "2013-07-01"}}},
+            "drift_triggered_trainings": 1,
+        },
+        "model": {
+            "reachable": True,
+            "name": "m",
+            "versions": 2,
+            "champion": {"version": "2", "metrics": {"roc_auc": 0.71}},
+            "challenger": None,
+        },
+        "lake": {
+            "scoring": {
+                "partitions": 1,
+                "total_rows": 900,
+                "last_partition": "2013-07-01",
+                "last_rows": 900,
+                "last_model_versions": ["1"],
+            },
+            "quarantine": {
+                "rows_in": 1000,
+                "rows_valid": 990,
+                "rows_quarantined": 10,
+                "partitions": 1,
+                "reconciled": True,
+            },
+            "drift": {"last_partition": "2013-07-01", "last_drifted": {"wx_temp": 16.1}},
+            "retrain_requests": [{"partition": "2013-07-01", "reason": "8 of 18 features drifted"}],
+            "promotions": [{}, {}],
+        },
+    }
+    text = render(status)
+    assert "champion   v2  holdout AUC 0.71" in text
+    assert "1000 rows in = 990 valid + 10 quarantined" in text and "reconciled" in text
+    assert "wx_temp 16.1" in text
+    assert "2013-07-01: 8 of 18 features drifted" in text
+    assert "training runs triggered by drift: 1" in text
+
+
+def test_render_survives_unreachable_services() -> None:
+    text = render(
+        {
+            "airflow": {"reachable": False, "error": "down"},
+            "model": {"reachable": False, "error": "down"},
+            "lake": {"scoring": None, "quarantine": None, "drift": None, "retrain_requests": [], "promotions": []},
+        }
+    )
+    assert text.count("unreachable: down") == 2
+    assert "scored: nothing yet" in text
+
+
+def test_history_ranges() -> None:
+    assert parse_history(["2013-01-01..2013-01-14", "2013-06-17..2013-06-30"]) == [
+        ("2013-01-01", "2013-01-14"),
+        ("2013-06-17", "2013-06-30"),
+    ]
+    with pytest.raises(ValueError):
+        parse_history(["2013-01-01,2013-01-03"])
