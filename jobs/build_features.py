@@ -1,12 +1,13 @@
-"""Build the feature partitions of the entity from bronze, one date partition at a time.
+"""Build the feature partitions of the entity from bronze, one date partition per day.
 
     spark-submit jobs/build_features.py --partition 2013-01-01..2013-01-31 [--config PATH] [--run-key K]
 
 For the requested dates it reads the bronze entity partitions (all must be committed), the
 committed bronze time-series partitions from the day before the first date to the last
 (as-of joins look back into the previous evening) and the bronze reference tables, builds
-the features once over the whole range, and writes ``features/<entity>/date=D`` per date
-(each replaced atomically; a rerun gives the same result).
+the features once over the whole range, and writes ``features/<entity>/date=D`` for every
+date with one Spark write (``write_partitions``: each date replaced atomically, a date
+without rows committed empty; a rerun gives the same result).
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flightdeck.features import EVENT_TS, build_features
 from flightdeck.ingest import read_reference_tables
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
 from flightdeck.lake import write_json
-from flightdeck.sparkio import build_session, read_available_partitions, read_partitions, write_partition
+from flightdeck.sparkio import build_session, read_available_partitions, read_partitions, write_partitions
 
 log = logging.getLogger("flightdeck.jobs.build_features")
-WRITE_THREADS = 4
 
 
 def main(argv: Sequence[str]) -> None:
@@ -66,14 +65,9 @@ def main(argv: Sequence[str]) -> None:
         "built %d feature rows for %d dates in %.1fs", sum(counts.values()), len(dates), time.monotonic() - started
     )
 
-    def write_date(date: dt.date) -> str:
-        part = features.where(F.col("date") == date.isoformat()).drop("date").coalesce(1)
-        path = write_partition(part, lake, "features", entity.name, date)
+    write_partitions(features, lake, "features", entity.name, dates)
+    for date in dates:
         log.info("features %s: %d rows", date, counts.get(date.isoformat(), 0))
-        return path
-
-    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-        list(pool.map(write_date, dates))
     features.unpersist()
     result: dict[str, Any] = {
         "job": "build_features",

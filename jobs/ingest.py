@@ -5,7 +5,8 @@
 
 Reference tables are ingested first when bronze lacks them (or with --refresh-reference).
 Then, for the entity and every time series, all the range's landing files are read in one
-Spark read, checked once (cached), and written per date:
+Spark read, checked once (cached), and written with one Spark write per zone for the whole
+range (``write_partitions``), into one partition per date:
 
     quarantine/<source>/date=D        bad rows: raw_line, reason, reasons, source_file
     monitoring/ingest_ledger/date=D   one row per source: rows_in, rows_valid, rows_quarantined, reasons
@@ -25,7 +26,6 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flightdeck.ingest import (
@@ -45,11 +45,10 @@ from flightdeck.ingest import (
 )
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
 from flightdeck.lake import COMMIT_MARKER, json_exists, reference_table, write_json
-from flightdeck.sparkio import build_session, write_partition
+from flightdeck.sparkio import build_session, write_partitions
 
 log = logging.getLogger("flightdeck.jobs.ingest")
 LEDGER_TABLE = "ingest_ledger"
-WRITE_THREADS = 4
 
 
 def main(argv: Sequence[str]) -> None:
@@ -105,40 +104,34 @@ def main(argv: Sequence[str]) -> None:
         log.info("checked %d %s files in %.1fs", len(files), source.name, time.monotonic() - started)
         work.append((source, files, classified, ledgers))
 
-    def write_date(date: dt.date) -> tuple[list[PartitionLedger], list[str]]:
-        """Quarantine and ledger first, then bronze only for sources within the budget."""
-        key = date.isoformat()
-        day_ledgers: list[PartitionLedger] = []
-        problems: list[str] = []
-        within_budget: list[tuple[Any, Any]] = []
-        for source, files, classified, ledgers in work:
-            if not any(f.date == date for f in files):
-                continue
+    # One write per zone and source for the whole range (each date still swapped in atomically):
+    # quarantine and ledger first, then bronze only for the dates within the quarantine budget.
+    day_ledgers: dict[str, list[PartitionLedger]] = {d.isoformat(): [] for d in dates}
+    budget_failures: list[str] = []
+    bronze: list[tuple[Any, Any, list[dt.date]]] = []
+    for source, files, classified, ledgers in work:
+        source_dates = [f.date for f in files]
+        valid, quarantine = split_rows(classified, source)
+        write_partitions(quarantine, lake, "quarantine", source.name, source_dates)
+        within_budget: list[dt.date] = []
+        for date in source_dates:
+            key = date.isoformat()
             ledger = ledgers.get(key) or PartitionLedger(key, source.name, 0, 0, 0, {})
-            day_ledgers.append(ledger)
-            valid, quarantine = split_rows(classified.where(classified["date"] == key), source)
-            write_partition(quarantine.drop("date").coalesce(1), lake, "quarantine", source.name, date)
+            day_ledgers[key].append(ledger)
             problem = check_budget(ledger, cfg.ingest.max_quarantine_share)
             if problem:
                 log.error("%s", problem)
-                problems.append(problem)
+                budget_failures.append(problem)
             else:
-                within_budget.append((source, valid))
-        write_partition(ledger_frame(spark, day_ledgers), lake, "monitoring", LEDGER_TABLE, date)
-        for source, valid in within_budget:
-            write_partition(valid.drop("date").coalesce(1), lake, "bronze", source.name, date)
-        log.info(
-            "ingested %s: %s", key, ", ".join(f"{lg.source} {lg.rows_valid}/{lg.rows_in} valid" for lg in day_ledgers)
-        )
-        return day_ledgers, problems
-
-    # Dates are independent partitions: write a few at once (Spark runs jobs from threads concurrently).
-    with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-        outcomes = list(pool.map(write_date, dates))
-    per_date = {
-        d.isoformat(): {lg.source: lg.as_dict() for lg in lgs} for d, (lgs, _) in zip(dates, outcomes, strict=True)
-    }
-    budget_failures = [p for _, problems in outcomes for p in problems]
+                within_budget.append(date)
+        bronze.append((source, valid, within_budget))
+    all_ledgers = [lg for d in dates for lg in day_ledgers[d.isoformat()]]
+    write_partitions(ledger_frame(spark, all_ledgers), lake, "monitoring", LEDGER_TABLE, dates)
+    for source, valid, within_budget in bronze:
+        write_partitions(valid, lake, "bronze", source.name, within_budget)
+    for key, lgs in day_ledgers.items():
+        log.info("ingested %s: %s", key, ", ".join(f"{lg.source} {lg.rows_valid}/{lg.rows_in} valid" for lg in lgs))
+    per_date = {key: {lg.source: lg.as_dict() for lg in lgs} for key, lgs in day_ledgers.items()}
 
     for _, _, classified, _ in work:
         classified.unpersist()

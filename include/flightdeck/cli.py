@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--train-start", help="first champion's window start (default: model.train_start)")
     dm.add_argument("--train-end", help="first champion's window end (default: model.train_end)")
-    dm.add_argument("--days", default="2013-07-01..2013-07-03", help="daily runs to backfill (FIRST..LAST)")
+    dm.add_argument("--days", default="2013-07-01..2013-07-02", help="daily runs to backfill (FIRST..LAST)")
     dm.add_argument(
         "--fresh",
         action="store_true",

@@ -32,7 +32,7 @@ class DemoPlan:
     history: Sequence[tuple[str, str]] = (("2013-01-01", "2013-06-30"),)
     train_start: str = "2013-01-01"
     train_end: str = "2013-03-31"
-    days: str = "2013-07-01..2013-07-03"
+    days: str = "2013-07-01..2013-07-02"
     timeout: float = 3600.0
 
 

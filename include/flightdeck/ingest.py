@@ -390,7 +390,7 @@ def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSourc
 
 
 def ledger_frame(spark: SparkSession, ledgers: Sequence[PartitionLedger]) -> DataFrame:
-    """The ledger rows of one date (one per source); ``reasons`` is a JSON object string."""
+    """Ledger rows (one per source and date) with a ``date`` column to partition by; ``reasons`` is a JSON string."""
     import json
 
     from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
@@ -403,6 +403,7 @@ def ledger_frame(spark: SparkSession, ledgers: Sequence[PartitionLedger]) -> Dat
             StructField("rows_quarantined", LongType(), False),
             StructField("quarantine_share", DoubleType(), False),
             StructField("reasons", StringType(), False),
+            StructField(DATE, StringType(), False),
         ]
     )
     rows = [
@@ -413,9 +414,11 @@ def ledger_frame(spark: SparkSession, ledgers: Sequence[PartitionLedger]) -> Dat
             lg.rows_quarantined,
             lg.quarantine_share,
             json.dumps(lg.reasons, sort_keys=True),
+            lg.date,
         )
         for lg in ledgers
     ]
+    # One slice: a few hundred small rows, one file per date partition.
     return spark.createDataFrame(rows, schema).coalesce(1)
 
 

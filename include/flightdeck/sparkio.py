@@ -4,16 +4,22 @@ A partition is written to a staging directory, then swapped into place with two
 renames through Hadoop's FileSystem API (local folders and ``s3a://`` alike). A
 reader only ever sees a committed partition (with ``_SUCCESS``) or none; a job
 killed mid-write leaves the previous version in place and a ``_staging``
-leftover that the next write of the same table cleans up.
+leftover, which readers ignore (its name starts with ``_``) and which can be
+deleted whenever no job writes the table.
+
+:func:`write_partition` writes one date; :func:`write_partitions` writes many dates
+of a table with one Spark write (``partitionBy``) and then swaps each date in the
+same way, so a backfill costs one job per table instead of one per date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flightdeck.lake import COMMIT_MARKER, Lake, parse_date
 
@@ -22,9 +28,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LOG_LEVEL_ENV = "FLIGHTDECK_SPARK_LOG_LEVEL"
+
 
 def build_session(app_name: str, conf: dict[str, str] | None = None) -> SparkSession:
-    """The session a job runs in; the master comes from spark-submit (or the caller)."""
+    """The session a job runs in; the master comes from spark-submit (or the caller).
+
+    Spark's own log level is WARN (INFO buries the job's lines); set
+    ``FLIGHTDECK_SPARK_LOG_LEVEL`` (e.g. ``INFO``) to change it.
+    """
     from pyspark.sql import SparkSession
 
     builder = (
@@ -36,43 +48,137 @@ def build_session(app_name: str, conf: dict[str, str] | None = None) -> SparkSes
     )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(os.environ.get(LOG_LEVEL_ENV) or "WARN")
+    return session
 
 
-def _fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    return fs, jvm
+class _Fs:
+    """Hadoop FileSystem calls on paths given as strings."""
+
+    def __init__(self, spark: SparkSession, path: str) -> None:
+        jvm = spark.sparkContext._jvm
+        assert jvm is not None
+        self._jvm = jvm
+        self._conf = spark.sparkContext._jsc.hadoopConfiguration()
+        self._path = jvm.org.apache.hadoop.fs.Path
+        self.fs = self._path(path).getFileSystem(self._conf)
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(self._path(path)))
+
+    def mkdirs(self, path: str) -> None:
+        self.fs.mkdirs(self._path(path))
+
+    def rename(self, src: str, dst: str) -> bool:
+        return bool(self.fs.rename(self._path(src), self._path(dst)))
+
+    def delete(self, path: str) -> None:
+        self.fs.delete(self._path(path), True)
+
+    def touch(self, path: str) -> None:
+        self.fs.create(self._path(path), True).close()
+
+    def copy(self, src: str, dst: str) -> None:
+        copied = self._jvm.org.apache.hadoop.fs.FileUtil.copy(
+            self.fs, self._path(src), self.fs, self._path(dst), False, self._conf
+        )
+        if not copied:
+            raise RuntimeError(f"could not copy {src} to {dst}")
+
+
+def _swap_in(fs: _Fs, staged: str, final: str, trash: str) -> None:
+    """Replace ``final`` by ``staged`` with two renames; the old version goes to ``trash``, then away.
+
+    If the second rename fails, the old version is put back, so a failed swap changes nothing.
+    """
+    moved_old = False
+    if fs.exists(final):
+        fs.mkdirs(trash.rsplit("/", 1)[0])
+        if not fs.rename(final, trash):
+            raise RuntimeError(f"could not move the previous version of {final} aside")
+        moved_old = True
+    if not fs.rename(staged, final):
+        if moved_old:
+            fs.rename(trash, final)
+        raise RuntimeError(f"could not commit {staged} to {final}")
+    if moved_old:
+        fs.delete(trash)
+
+
+def _require_marker(fs: _Fs, staging: str) -> None:
+    if not fs.exists(f"{staging}/{COMMIT_MARKER}"):
+        raise RuntimeError(f"staged output {staging} has no {COMMIT_MARKER}; not committing")
 
 
 def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
     """Replace exactly one date partition of a table, atomically; returns its path."""
     final = lake.partition(zone, table, date)
     table_path = lake.table(zone, table)
+    name = final.rsplit("/", 1)[-1]
     token = uuid.uuid4().hex[:12]
-    staging = f"{table_path}/_staging/{final.rsplit('/', 1)[-1]}-{token}"
+    staging = f"{table_path}/_staging/{name}-{token}"
     df.write.mode("error").format(fmt).save(staging)
-    fs, jvm = _fs(spark=df.sparkSession, path=table_path)
-    path_cls = jvm.org.apache.hadoop.fs.Path
-    if not fs.exists(path_cls(f"{staging}/{COMMIT_MARKER}")):
-        raise RuntimeError(f"staged partition {staging} has no {COMMIT_MARKER}; not committing")
-    trash = f"{table_path}/_trash/{final.rsplit('/', 1)[-1]}-{token}"
-    moved_old = False
-    if fs.exists(path_cls(final)):
-        fs.mkdirs(path_cls(f"{table_path}/_trash"))
-        if not fs.rename(path_cls(final), path_cls(trash)):
-            raise RuntimeError(f"could not move the previous partition {final} aside")
-        moved_old = True
-    if not fs.rename(path_cls(staging), path_cls(final)):
-        if moved_old:
-            fs.rename(path_cls(trash), path_cls(final))
-        raise RuntimeError(f"could not commit {staging} to {final}")
-    if moved_old:
-        fs.delete(path_cls(trash), True)
+    fs = _Fs(df.sparkSession, table_path)
+    _require_marker(fs, staging)
+    _swap_in(fs, staging, final, f"{table_path}/_trash/{name}-{token}")
     log.info("committed %s", final)
     return final
+
+
+def write_partitions(
+    df: DataFrame,
+    lake: Lake,
+    zone: str,
+    table: str,
+    dates: Sequence[dt.date | str],
+    date_col: str = "date",
+    fmt: str = "parquet",
+) -> list[str]:
+    """Replace the given date partitions of a table with one Spark write; returns their paths.
+
+    The rows are written once with ``partitionBy(date_col)`` into
+    ``<table>/_staging/<token>/``, then each date is committed exactly as
+    :func:`write_partition` does (one atomic swap per date, ``_SUCCESS`` inside it):
+    a rerun replaces exactly those dates and leaves the others alone. A date without
+    rows gets an empty partition that still carries the schema, so a rerun replaces it
+    too. Rows whose ``date_col`` is not one of ``dates`` are not written. One file per
+    date needs the rows of a date in one Spark partition (e.g. ``repartition(date_col)``).
+    """
+    from pyspark.sql import functions as F
+
+    keys = sorted({parse_date(d).isoformat() for d in dates})
+    if not keys:
+        return []
+    if date_col not in df.columns:
+        raise ValueError(f"write_partitions: column {date_col!r} not in {df.columns}; it names each row's partition")
+    table_path = lake.table(zone, table)
+    token = uuid.uuid4().hex[:12]
+    staging = f"{table_path}/_staging/{token}"
+    rows = df.where(F.col(date_col).cast("string").isin(keys))
+    rows.write.mode("error").format(fmt).partitionBy(date_col).save(staging)
+    fs = _Fs(df.sparkSession, table_path)
+    _require_marker(fs, staging)
+    empty_dir = f"{staging}/_empty"
+    empty_written = False
+    committed = []
+    for key in keys:
+        staged = f"{staging}/{date_col}={key}"
+        if not fs.exists(staged):
+            # No rows that day: commit a schema-carrying empty partition (one small Spark write, then copies).
+            if not empty_written:
+                schema = df.drop(date_col).schema
+                df.sparkSession.createDataFrame([], schema).coalesce(1).write.mode("error").format(fmt).save(empty_dir)
+                _require_marker(fs, empty_dir)
+                empty_written = True
+            fs.copy(empty_dir, staged)
+        fs.touch(f"{staged}/{COMMIT_MARKER}")
+        final = lake.partition(zone, table, key)
+        _swap_in(fs, staged, final, f"{table_path}/_trash/{date_col}={key}-{token}")
+        committed.append(final)
+    fs.delete(staging)
+    log.info("committed %d partitions of %s (%s..%s)", len(committed), table_path, keys[0], keys[-1])
+    return committed
 
 
 def write_table(df: DataFrame, lake: Lake, zone: str, table: str, fmt: str = "parquet") -> str:
@@ -82,20 +188,7 @@ def write_table(df: DataFrame, lake: Lake, zone: str, table: str, fmt: str = "pa
     token = uuid.uuid4().hex[:12]
     staging = f"{parent}/_staging/{name}-{token}"
     df.write.mode("error").format(fmt).save(staging)
-    fs, jvm = _fs(spark=df.sparkSession, path=parent)
-    path_cls = jvm.org.apache.hadoop.fs.Path
-    trash = f"{parent}/_trash/{name}-{token}"
-    moved_old = False
-    if fs.exists(path_cls(target)):
-        fs.mkdirs(path_cls(f"{parent}/_trash"))
-        fs.rename(path_cls(target), path_cls(trash))
-        moved_old = True
-    if not fs.rename(path_cls(staging), path_cls(target)):
-        if moved_old:
-            fs.rename(path_cls(trash), path_cls(target))
-        raise RuntimeError(f"could not commit {staging} to {target}")
-    if moved_old:
-        fs.delete(path_cls(trash), True)
+    _swap_in(_Fs(df.sparkSession, parent), staging, target, f"{parent}/_trash/{name}-{token}")
     return target
 
 

@@ -5,12 +5,19 @@ ranges, minimum as-of join coverage (not-null with ``mostly``), a minimum row co
 the presence of every model input and the label. The GX context is ephemeral (nothing is
 written to a ``great_expectations.yml``, so parallel tasks cannot corrupt a store); the
 suite definition is also kept as JSON in ``include/great_expectations/`` for people to read.
+
+:func:`validate_partition` validates one partition. :func:`validate_range` validates many
+as one GX batch and still reports per partition: one Spark aggregation counts, per
+partition, the rows and every row that could break an expectation; GX runs on a single
+partition only where those counts (or a failure of the range batch they do not locate)
+call for it, so a backfill costs one batch, not one per day.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,7 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Engine = Literal["spark", "pandas"]
+EngineChoice = Literal["auto", "spark", "pandas"]
 SUITE_NAME = "features"
+# Up to this many rows, "auto" collects a batch to pandas (GX on pandas is much faster than on Spark).
+PANDAS_MAX_ROWS = 500_000
+_ARROW = "spark.sql.execution.arrow.pyspark.enabled"
 _DATASOURCE = "flightdeck_spark"
 _ASSET = "features"
 
@@ -52,6 +63,7 @@ class ValidationReport:
     failed: list[FailedExpectation]
     statistics: dict[str, Any]
     partition: str | None = None
+    derived_from: str | None = None  # set when the report comes from a passing batch of many partitions
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,20 +178,20 @@ def _describe(result: Any) -> FailedExpectation:
     return FailedExpectation(expectation=kind, column=column, message=message, details=details)
 
 
-def validate_partition(
-    df: DataFrame, cfg: PipelineConfig, partition: str | None = None, engine: Engine = "spark"
-) -> ValidationReport:
-    """Validate one feature partition against the suite built from the config.
+def _to_pandas(df: DataFrame) -> Any:
+    """Collect a DataFrame to pandas through Arrow (several times faster than row by row)."""
+    conf = df.sparkSession.conf
+    before = conf.get(_ARROW, "false")
+    conf.set(_ARROW, "true")
+    try:
+        return df.toPandas()
+    finally:
+        conf.set(_ARROW, before or "false")
 
-    Args:
-        df: the partition's rows (a Spark DataFrame).
-        cfg: the pipeline configuration (the suite is built from it).
-        partition: the partition key, for messages.
-        engine: ``spark`` validates on Spark (any size); ``pandas`` collects the partition
-            first, an order of magnitude faster for day-sized partitions (backfills).
-    """
+
+def _run_suite(data: Any, cfg: PipelineConfig, partition: str | None, engine: Engine) -> ValidationReport:
+    """Validate a Spark (engine spark) or pandas (engine pandas) DataFrame against the config's suite."""
     suite = build_suite(cfg)
-    data: Any = df.toPandas() if engine == "pandas" else df
     batch = _batch_definition(engine).get_batch(batch_parameters={"dataframe": data})
     outcome = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
     failed = [_describe(r) for r in outcome.results if not r.success]
@@ -192,7 +204,7 @@ def validate_partition(
         -1,
     )
     stats = {k: v for k, v in dict(outcome.statistics).items() if v is not None}
-    report = ValidationReport(
+    return ValidationReport(
         success=bool(outcome.success),
         n_rows=n_rows,
         evaluated=len(outcome.results),
@@ -200,5 +212,157 @@ def validate_partition(
         statistics=stats,
         partition=partition,
     )
+
+
+def validate_partition(
+    df: DataFrame, cfg: PipelineConfig, partition: str | None = None, engine: Engine = "spark"
+) -> ValidationReport:
+    """Validate one feature partition against the suite built from the config.
+
+    Args:
+        df: the partition's rows (a Spark DataFrame).
+        cfg: the pipeline configuration (the suite is built from it).
+        partition: the partition key, for messages.
+        engine: ``spark`` validates on Spark (any size); ``pandas`` collects the partition
+            first, an order of magnitude faster for day-sized partitions (backfills).
+    """
+    data: Any = _to_pandas(df) if engine == "pandas" else df
+    report = _run_suite(data, cfg, partition, engine)
     log.info("%s", report.summary())
     return report
+
+
+# --- many partitions as one batch ----------------------------------------------------------
+
+_ROWS = "rows"
+
+
+def _flag_columns(df: DataFrame, cfg: PipelineConfig) -> tuple[list[Any], list[str]]:
+    """Aggregations counting, per expectation, the rows that could break it; and the columns absent.
+
+    Counts err on the side of suspicion (NaN counts as null and as out of range), so a
+    partition none of them flags passes that expectation in any engine.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DoubleType, FloatType
+
+    v = cfg.validation
+    types = {f.name: f.dataType for f in df.schema.fields}
+    absent = sorted({c for c in [*v.not_null, *v.ranges, *v.min_join_coverage] if c not in types})
+
+    def missing(c: str) -> Any:
+        col = F.col(c)
+        return col.isNull() | F.isnan(col) if isinstance(types[c], (DoubleType, FloatType)) else col.isNull()
+
+    def count_if(cond: Any, name: str) -> Any:
+        return F.count(F.when(cond, F.lit(1))).alias(name)
+
+    aggs = [F.count(F.lit(1)).alias(_ROWS)]
+    aggs += [count_if(missing(c), f"null:{c}") for c in v.not_null if c in types]
+    aggs += [
+        count_if(F.col(c).isNotNull() & ~(F.col(c).between(lo, hi) & ~missing(c)), f"range:{c}")
+        for c, (lo, hi) in v.ranges.items()
+        if c in types
+    ]
+    aggs += [count_if(~missing(c), f"filled:{c}") for c in v.min_join_coverage if c in types]
+    return aggs, absent
+
+
+def _flags(counts: dict[str, int], cfg: PipelineConfig) -> set[tuple[str, str | None]]:
+    """The (expectation type, column) pairs a partition's counts say it may fail."""
+    v = cfg.validation
+    n = counts.get(_ROWS, 0)
+    flags: set[tuple[str, str | None]] = set()
+    if n < v.min_rows:
+        flags.add(("expect_table_row_count_to_be_between", None))
+    for c in v.not_null:
+        if counts.get(f"null:{c}", 0):
+            flags.add(("expect_column_values_to_not_be_null", c))
+    for c in v.ranges:
+        if counts.get(f"range:{c}", 0):
+            flags.add(("expect_column_values_to_be_between", c))
+    for c, share in v.min_join_coverage.items():
+        # Compared in integers, with a margin, so a share exactly at the threshold is checked by GX.
+        if n and counts.get(f"filled:{c}", 0) <= share * n + 1e-6:
+            flags.add(("expect_column_values_to_not_be_null", c))
+    return flags
+
+
+def validate_range(
+    df: DataFrame,
+    cfg: PipelineConfig,
+    partitions: Sequence[str],
+    date_col: str = "date",
+    engine: EngineChoice = "auto",
+) -> dict[str, ValidationReport]:
+    """Validate many partitions as one GX batch; returns one report per partition.
+
+    One aggregation grouped by ``date_col`` counts each partition's rows and the rows that
+    could break an expectation. GX validates the whole range once. A partition gets its own
+    GX run when its counts flag it (too few rows, nulls, values out of range, low join
+    coverage) or when the range batch failed an expectation the counts do not locate;
+    every other partition passes, with a report derived from the range batch (same
+    expectations, its own row count, ``derived_from`` naming the batch).
+
+    Args:
+        df: the rows of every partition, with ``date_col`` (YYYY-MM-DD strings).
+        cfg: the pipeline configuration (the suite is built from it).
+        partitions: the partitions to report on (one with no rows fails the row count).
+        date_col: the column naming each row's partition.
+        engine: ``auto`` runs GX on pandas up to PANDAS_MAX_ROWS rows, else on Spark (and
+            single partitions on pandas); ``spark`` or ``pandas`` forces one engine.
+    """
+    from pyspark.sql import functions as F
+
+    keys = sorted(set(partitions))
+    if not keys:
+        return {}
+    part_engine: Engine = "spark" if engine == "spark" else "pandas"
+    if len(keys) == 1:
+        only = df.where(F.col(date_col) == keys[0]).drop(date_col)
+        return {keys[0]: validate_partition(only, cfg, partition=keys[0], engine=part_engine)}
+
+    aggs, absent = _flag_columns(df, cfg)
+    counts = {r[date_col]: r.asDict() for r in df.groupBy(date_col).agg(*aggs).collect()}
+    total = sum(int(c[_ROWS]) for c in counts.values())
+    batch_engine: Engine = engine if engine != "auto" else ("pandas" if total <= PANDAS_MAX_ROWS else "spark")
+    pdf = _to_pandas(df) if batch_engine == "pandas" else None
+    scope = f"{keys[0]}..{keys[-1]}"
+    batch = _run_suite(df.drop(date_col) if pdf is None else pdf.drop(columns=[date_col]), cfg, scope, batch_engine)
+    log.info("range batch (%s, %d partitions): %s", batch_engine, len(keys), batch.summary())
+
+    flags = {k: _flags(counts.get(k, {}), cfg) for k in keys}
+    suspects = {k for k in keys if flags[k]}
+    if absent or not batch.success:
+        located = set().union(*flags.values())
+        unlocated = absent or any((f.expectation, f.column) not in located for f in batch.failed)
+        if unlocated:
+            suspects = set(keys)
+    log.info("%d of %d partitions need their own validation", len(suspects), len(keys))
+
+    reports: dict[str, ValidationReport] = {}
+    for k in keys:
+        if k in suspects:
+            if pdf is not None:
+                part = pdf[pdf[date_col] == k].drop(columns=[date_col]).reset_index(drop=True)
+                reports[k] = _run_suite(part, cfg, k, "pandas")
+                log.info("%s", reports[k].summary())
+            else:
+                only = df.where(F.col(date_col) == k).drop(date_col)
+                reports[k] = validate_partition(only, cfg, partition=k, engine=part_engine)
+        else:
+            reports[k] = ValidationReport(
+                success=True,
+                n_rows=int(counts.get(k, {}).get(_ROWS, 0)),
+                evaluated=batch.evaluated,
+                failed=[],
+                statistics={
+                    "evaluated_expectations": batch.evaluated,
+                    "successful_expectations": batch.evaluated,
+                    "unsuccessful_expectations": 0,
+                    "success_percent": 100.0,
+                },
+                partition=k,
+                derived_from=f"range {scope} ({batch_engine})",
+            )
+    return reports

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flightdeck.config import load_config
-from flightdeck.validation import suite_json, validate_partition
+from flightdeck.validation import suite_json, validate_partition, validate_range
 
 pytestmark = pytest.mark.spark
 
@@ -67,3 +67,57 @@ def test_missing_column_and_too_few_rows(spark: Any) -> None:
 
 def test_suite_file_matches_the_config() -> None:
     assert json.loads(SUITE_FILE.read_text()) == suite_json(load_config())
+
+
+def _range(spark: Any, sizes: dict[str, int]) -> Any:
+    from pyspark.sql import functions as F
+
+    frames = [_partition(spark, n).withColumn("date", F.lit(d)) for d, n in sizes.items()]
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return out
+
+
+@pytest.mark.parametrize("engine", ["auto", "spark"])
+def test_a_passing_range_gives_one_report_per_partition(spark: Any, engine: str) -> None:
+    sizes = {"2013-01-01": 60, "2013-01-02": 55, "2013-01-03": 70}
+    reports = validate_range(_range(spark, sizes), load_config(), list(sizes), engine=engine)  # type: ignore[arg-type]
+    assert sorted(reports) == list(sizes)
+    for d, n in sizes.items():
+        r = reports[d]
+        assert (r.success, r.n_rows, r.evaluated, r.failed, r.partition) == (True, n, 14, [], d)
+        assert r.derived_from is not None and r.derived_from.startswith("range 2013-01-01..2013-01-03")
+        assert r.summary() == f"features {d} passed 14 of 14 expectations ({n} rows)"
+
+
+def test_failing_partitions_of_a_range_are_named(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    sizes = {"2013-01-01": 60, "2013-01-02": 60, "2013-01-03": 10, "2013-01-04": 60, "2013-01-05": 60}
+    df = _range(spark, sizes)
+    # 01-02: one null carrier (fails the range too); 01-04: wx_temp 50% filled (the range as a
+    # whole is still above 80%); 01-03: 10 rows < 50; 2013-01-06 has no rows at all.
+    df = df.withColumn(
+        "carrier",
+        F.when((F.col("date") == "2013-01-02") & (F.col("distance") == 501), None).otherwise(F.col("carrier")),
+    ).withColumn(
+        "wx_temp", F.when((F.col("date") == "2013-01-04") & (F.col("distance") < 530), None).otherwise(F.col("wx_temp"))
+    )
+    reports = validate_range(df, load_config(), [*sizes, "2013-01-06"])
+    failed = {d: [f.message for f in r.failed] for d, r in reports.items() if not r.success}
+    assert failed == {
+        "2013-01-02": ["carrier has 1 null values (2%)"],
+        "2013-01-03": ["row count 10 < 50 required"],
+        "2013-01-04": ["wx_temp non-null 50% < 80% required"],
+        "2013-01-06": ["row count 0 < 50 required"],
+    }
+    for d in ("2013-01-01", "2013-01-05"):
+        assert reports[d].success and reports[d].n_rows == 60 and reports[d].derived_from
+    assert reports["2013-01-02"].derived_from is None and reports["2013-01-02"].n_rows == 60
+
+
+def test_one_partition_is_validated_directly(spark: Any) -> None:
+    reports = validate_range(_range(spark, {"2013-01-02": 60}), load_config(), ["2013-01-02"])
+    r = reports["2013-01-02"]
+    assert r.success and r.n_rows == 60 and r.derived_from is None and r.evaluated == 14
