@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.lake import write_json
 
 log = logging.getLogger("flightdeck.jobs.detect_drift")
 
@@ -65,7 +63,6 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     p.add_argument("--model-version", required=True, help="model version whose training profile is the reference")
     args = p.parse_args(argv)
     cfg, lake = setup(args)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep task logs readable
     dates = partitions(args)
     if len(dates) != 1:
         raise ValueError(f"detect_drift takes one partition; got {len(dates)} ({args.partition})")
@@ -172,9 +169,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         "status": report["status"],
         "mlflow_run_id": monitoring_run_id,
     }
-    if args.run_key:
-        write_json(lake.run_doc(args.run_key, "detect_drift"), result)
-    emit_result(result)
+    emit_result(result, lake, args.run_key, "detect_drift")
     return result
 
 

@@ -11,13 +11,12 @@ run (``champion_*`` metrics). The gate (``flightdeck.gate.decide``) runs on this
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from flightdeck.jobargs import emit_result, parser, run, setup
-from flightdeck.lake import read_json, write_json
+from flightdeck.lake import read_json
 
 log = logging.getLogger("flightdeck.jobs.evaluate")
 
@@ -28,7 +27,6 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     if not args.run_key:
         raise ValueError("--run-key is required: evaluate reads runs/<run key>/train.json")
     cfg, lake = setup(args)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep task logs readable
     train = read_json(lake.run_doc(args.run_key, "train"))
 
     import mlflow
@@ -74,9 +72,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         "holdout_partitions": train["holdout_partitions"],
         "n_rows": n_rows,
     }
-    if args.run_key:
-        write_json(lake.run_doc(args.run_key, "evaluate"), result)
-    emit_result(result)
+    emit_result(result, lake, args.run_key, "evaluate")
     return result
 
 

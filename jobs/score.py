@@ -11,13 +11,11 @@ model name and version, the scoring run and the feature partition it came from.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.lake import write_json
 
 log = logging.getLogger("flightdeck.jobs.score")
 
@@ -40,7 +38,6 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     p.add_argument("--model-version", required=True, help="model version number, or 'champion'")
     args = p.parse_args(argv)
     cfg, lake = setup(args)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep task logs readable
     dates = partitions(args)
 
     import mlflow
@@ -63,9 +60,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         log.info("scored %s: %d rows with %s v%s", day, rows, name, version)
 
     result = {"model_name": name, "model_version": version, "partitions": written}
-    if args.run_key:
-        write_json(lake.run_doc(args.run_key, "score"), result)
-    emit_result(result)
+    emit_result(result, lake, args.run_key, "score")
     return result
 
 

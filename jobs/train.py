@@ -12,7 +12,6 @@ under ``model.name``), plots, ``reference_profile.json`` and ``manifest.json``.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flightdeck.jobargs import emit_result, parser, run, setup
-from flightdeck.lake import parse_date, write_json
+from flightdeck.lake import parse_date
 
 log = logging.getLogger("flightdeck.jobs.train")
 
@@ -42,7 +41,6 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     p.add_argument("--reason", default="manual", help="why this model is trained (recorded with the model)")
     args = p.parse_args(argv)
     cfg, lake = setup(args)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep task logs readable
     start, end = parse_date(args.train_start), parse_date(args.train_end)
     if end < start:
         raise ValueError(f"--train-end {end} is before --train-start {start}")
@@ -191,9 +189,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         "reason": args.reason,
         "seconds": round(time.monotonic() - t0, 1),
     }
-    if args.run_key:
-        write_json(lake.run_doc(args.run_key, "train"), result)
-    emit_result(result)
+    emit_result(result, lake, args.run_key, "train")
     return result
 
 

@@ -10,12 +10,13 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from flightdeck.config import PipelineConfig, load_config
-from flightdeck.lake import Lake, parse_partitions
+from flightdeck.lake import Lake, parse_partitions, write_json
 
 
 def parser(prog: str, description: str, *, partition: bool = True) -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def setup(args: argparse.Namespace) -> tuple[PipelineConfig, Lake]:
     """Configure logging and load the config named on the command line."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep task logs readable
     cfg = load_config(args.config)
     return cfg, Lake(cfg.lake.root)
 
@@ -46,8 +48,11 @@ def partitions(args: argparse.Namespace) -> list[dt.date]:
     return parse_partitions(args.partition)
 
 
-def emit_result(result: dict[str, Any]) -> None:
-    """Print the job's result as one JSON line on stdout (Airflow shows it in the task log)."""
+def emit_result(result: dict[str, Any], lake: Lake | None = None, run_key: str | None = None, name: str = "") -> None:
+    """Hand the job's result on: ``runs/<run_key>/<name>.json`` when a run key is given, and one
+    JSON line on stdout (Airflow shows it in the task log)."""
+    if lake is not None and run_key:
+        write_json(lake.run_doc(run_key, name), result)
     print("FLIGHTDECK_RESULT " + json.dumps(result, sort_keys=True, default=str), flush=True)
 
 
