@@ -22,7 +22,6 @@ from typing import Any
 from flightdeck.features import EVENT_TS, build_features
 from flightdeck.ingest import read_reference_tables
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.lake import write_json
 from flightdeck.sparkio import build_session, read_available_partitions, read_partitions, write_partitions
 
 log = logging.getLogger("flightdeck.jobs.build_features")
@@ -77,9 +76,7 @@ def main(argv: Sequence[str]) -> None:
         "timeseries_partitions": coverage,
         "seconds": round(time.monotonic() - started, 1),
     }
-    emit_result(result)
-    if args.run_key:
-        write_json(lake.run_doc(args.run_key, "build_features"), result)
+    emit_result(result, lake, args.run_key, "build_features")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from flightdeck.ingest import (
     split_rows,
 )
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.lake import COMMIT_MARKER, json_exists, reference_table, write_json
+from flightdeck.lake import COMMIT_MARKER, json_exists, reference_table
 from flightdeck.sparkio import build_session, write_partitions
 
 log = logging.getLogger("flightdeck.jobs.ingest")
@@ -147,9 +147,7 @@ def main(argv: Sequence[str]) -> None:
         "budget_failures": budget_failures,
         "seconds": round(time.monotonic() - started, 1),
     }
-    emit_result(result)
-    if args.run_key:
-        write_json(lake.run_doc(args.run_key, "ingest"), result)
+    emit_result(result, lake, args.run_key, "ingest")
     if budget_failures:
         raise QuarantineBudgetExceeded(
             f"{len(budget_failures)} partition(s) over the quarantine budget: " + "; ".join(budget_failures)

@@ -76,9 +76,7 @@ def main(argv: Sequence[str]) -> None:
         "reports": reports,
         "seconds": round(time.monotonic() - started, 1),
     }
-    emit_result(result)
-    if args.run_key:
-        write_json(lake.run_doc(args.run_key, "validate_features"), result)
+    emit_result(result, lake, args.run_key, "validate_features")
     if failures:
         raise FeatureValidationError("; ".join(failures))
 
