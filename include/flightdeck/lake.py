@@ -169,17 +169,7 @@ def _list_dirs(path: str) -> Iterator[str]:
 
 def write_json(path: str, doc: Any) -> None:
     """Write a JSON document atomically (temp file + rename locally; one PUT on S3)."""
-    body = json.dumps(doc, indent=2, sort_keys=True, default=str)
-    if re.match(r"^s3a?://", path):
-        bucket, key = _s3_split(path)
-        _s3_client().put_object(Bucket=bucket, Key=key, Body=body.encode())
-        return
-    target = _local(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(body)
-    os.replace(tmp, target)
+    write_bytes(path, json.dumps(doc, indent=2, sort_keys=True, default=str).encode())
 
 
 def write_bytes(path: str, body: bytes) -> None:
