@@ -189,19 +189,29 @@ def write_bytes(path: str, body: bytes) -> None:
     os.replace(tmp, target)
 
 
-def read_json(path: str) -> Any:
-    """Read a JSON document written by :func:`write_json`."""
+def read_bytes(path: str) -> bytes:
+    """Read a whole file (local or S3).
+
+    Raises:
+        LakeError: the file does not exist.
+    """
     if re.match(r"^s3a?://", path):
         bucket, key = _s3_split(path)
         try:
             obj = _s3_client().get_object(Bucket=bucket, Key=key)
         except Exception as err:  # botocore's NoSuchKey is generated at run time
             raise LakeError(f"document {path} not found: {err}") from err
-        return json.loads(obj["Body"].read())
+        body: bytes = obj["Body"].read()
+        return body
     target = _local(path)
     if not target.is_file():
         raise LakeError(f"document {path} not found")
-    return json.loads(target.read_text())
+    return target.read_bytes()
+
+
+def read_json(path: str) -> Any:
+    """Read a JSON document written by :func:`write_json`."""
+    return json.loads(read_bytes(path))
 
 
 def json_exists(path: str) -> bool:
