@@ -83,7 +83,7 @@ def main(argv: Sequence[str]) -> None:
         for date in dates:
             path = lake.landing_file(source.name, date)
             try:
-                files.append(inspect_landing_file(spark, path, source, date))
+                files.append(inspect_landing_file(path, source, date, cfg.ingest.extra_columns))
             except IngestContractError:
                 if source is cfg.dataset.entity or json_exists(path):
                     raise

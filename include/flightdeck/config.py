@@ -177,8 +177,14 @@ class Lake(_Strict):
         return "://" in self.root and not self.root.startswith("file://")
 
 
+ExtraColumns = Literal["ignore", "reject"]
+
+
 class Ingest(_Strict):
     max_quarantine_share: float = Field(ge=0, le=1)
+    # Columns a landing file has beyond the configured ones: read by name and reported
+    # ("ignore"), or the whole file fails ("reject").
+    extra_columns: ExtraColumns = "ignore"
 
 
 class Validation(_Strict):

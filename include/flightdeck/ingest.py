@@ -9,12 +9,15 @@ its raw line and every reason, in this order::
     unparseable:<col>         a value is present but does not cast to the column's type
     <row rule name>           a configured row rule (SQL condition marking a bad row) holds
     unknown_reference:<col>   the value is not a key of the configured reference table
+    invalid_date              year, month and day do not form a calendar date (e.g. 2013-02-30)
     wrong_partition           the row's local date is not the file's partition date
     duplicate_key             the row repeats the keys of an earlier row of the same file
 
-``reason`` is the first of them, ``reasons`` all of them. Whole-file problems (missing,
-empty, header only, header not matching the configured columns) raise
-:class:`IngestContractError`. The functions here are pure transforms over DataFrames, plus
+``reason`` is the first of them, ``reasons`` all of them. Whole-file problems raise
+:class:`IngestContractError` naming the file, the problem and the expected header: missing
+file, bytes that are not UTF-8, empty file, header only, a delimiter other than a comma,
+missing (or renamed) or repeated columns, and extra columns when ``ingest.extra_columns``
+is ``reject`` (by default they are ignored and reported). The functions here are pure transforms over DataFrames, plus
 small readers; ``jobs/ingest.py`` does the writing.
 """
 
@@ -23,13 +26,13 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.config import PipelineConfig, ReferenceSource, TimeSeriesSource
-from flightdeck.lake import Lake, parse_date, reference_table
+from flightdeck.config import ExtraColumns, PipelineConfig, ReferenceSource, TimeSeriesSource
+from flightdeck.lake import Lake, LakeError, parse_date, read_bytes, reference_table
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -52,6 +55,8 @@ CSV_OPTIONS = {
     "inferSchema": "false",
 }
 QUARANTINE_COLUMNS = (RAW_LINE, REASON, REASONS, SOURCE_FILE)
+# Delimiters people export by mistake; a header split on one of them is reported as such.
+_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
 class IngestError(ValueError):
@@ -106,66 +111,96 @@ def _expected(columns: Sequence[str]) -> str:
     return ",".join(columns)
 
 
-def _read_head(spark: SparkSession | None, path: str, lines: int = 2) -> list[str] | None:
-    """The first non-blank lines of a file, or None when it does not exist."""
-    if "://" in path and not path.startswith("file://"):
-        if spark is None:
-            raise IngestError(f"reading {path} needs a SparkSession")
-        try:
-            rows = spark.read.text(path).limit(lines + 5).collect()
-        except Exception as err:  # AnalysisException: PATH_NOT_FOUND
-            if "PATH_NOT_FOUND" in str(err) or "does not exist" in str(err):
-                return None
-            raise
-        return [r[0] for r in rows if r[0] and r[0].strip()][:lines]
-    local = Path(path.removeprefix("file://"))
-    if not local.is_file():
+def _read_text(path: str, expected: str) -> str | None:
+    """A landing file's text (strict UTF-8, BOM dropped), or None when it does not exist.
+
+    Day-sized files are read whole, with the lake's reader (local or S3).
+
+    Raises:
+        IngestContractError: the file holds bytes that are not UTF-8.
+    """
+    try:
+        body = read_bytes(path)
+    except LakeError:
         return None
+    try:
+        return body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = body[: err.start].count(b"\n") + 1
+        raise IngestContractError(
+            f"landing file {path} is not valid UTF-8: byte 0x{body[err.start]:02x} at line {line} "
+            f"(offset {err.start}); re-export it as UTF-8; expected header: {expected}"
+        ) from err
+
+
+def _head(text: str, lines: int = 2) -> list[str]:
+    """The first non-blank lines of a text."""
     found: list[str] = []
-    with local.open(encoding="utf-8", errors="replace", newline="") as handle:
-        for line in handle:
-            if line.strip():
-                found.append(line.rstrip("\r\n"))
-                if len(found) == lines:
-                    break
+    for line in text.splitlines():
+        if line.strip():
+            found.append(line)
+            if len(found) == lines:
+                break
     return found
 
 
 def inspect_landing_file(
-    spark: SparkSession | None, path: str, source: TimeSeriesSource, date: dt.date | str
+    path: str, source: TimeSeriesSource, date: dt.date | str, extra_columns: ExtraColumns = "ignore"
 ) -> LandingFile:
     """Check a landing file as a whole before reading its rows.
 
+    Args:
+        path: the landing file (local path or ``s3://``/``s3a://`` URI).
+        source: the configured source the file belongs to.
+        date: the partition the file lands for.
+        extra_columns: ``ignore`` reads the configured columns by name and reports the
+            others; ``reject`` fails the file (``ingest.extra_columns``).
+
     Raises:
-        IngestContractError: the file is missing, empty, holds only a header, or its header
-            lacks configured columns (or repeats one); the message names the file and the expected header.
+        IngestContractError: the file is missing, not UTF-8, empty, holds only a header, is
+            split by another delimiter, lacks configured columns (or repeats one), or has
+            extra columns that the policy rejects; the message names the file, the problem
+            and the expected header.
     """
     expected = _expected(source.column_names)
-    head = _read_head(spark, path)
-    if head is None:
+    text = _read_text(path, expected)
+    if text is None:
         raise IngestContractError(
             f"landing file {path} not found: land {source.name} for {parse_date(date)} first "
             f"(expected header: {expected})"
         )
+    head = _head(text)
     if not head:
         raise IngestContractError(f"landing file {path} is empty; expected header: {expected} and at least one row")
     header = [h.strip() for h in next(csv.reader([head[0]]))]
+    if len(header) == 1 and len(source.column_names) > 1:
+        used = [name for sep, name in _OTHER_DELIMITERS.items() if len(re.findall(re.escape(sep), head[0])) > 0]
+        raise IngestContractError(
+            f"landing file {path} is not comma-separated"
+            + (f" (its header is split by {used[0]}s)" if used else " (its header is one column)")
+            + f": {head[0][:200]!r}; expected header: {expected}"
+        )
     missing = [c for c in source.column_names if c not in header]
     if missing:
         raise IngestContractError(
             f"landing file {path} has header {head[0][:300]!r}, which lacks columns {missing} of source "
-            f"{source.name!r} (renamed, missing, or not comma-separated?); expected header: {expected}"
+            f"{source.name!r} (renamed or missing?); expected header: {expected}"
         )
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise IngestContractError(f"landing file {path} repeats columns {repeated}; expected header: {expected}")
+    extra = [h for h in header if h not in source.column_names]
+    if extra and extra_columns == "reject":
+        raise IngestContractError(
+            f"landing file {path} has extra columns {extra} and ingest.extra_columns is 'reject' "
+            f"(set it to 'ignore' to read the configured columns only); expected header: {expected}"
+        )
     if len(head) == 1:
         raise IngestContractError(
             f"landing file {path} holds only a header and no rows; expected header: {expected}, then at least one row"
         )
-    extra = [h for h in header if h not in source.column_names]
     if extra:
-        log.warning("landing file %s has extra columns %s; ignoring them", path, extra)
+        log.warning("landing file %s has extra columns %s; ignoring them (ingest.extra_columns)", path, extra)
     return LandingFile(path=path, date=parse_date(date), header=header, extra_columns=extra)
 
 
@@ -312,12 +347,14 @@ def classify_rows(
     d = source.date_columns
     partition_day = F.to_date(F.col(DATE))
     date_known = F.col(d.year).isNotNull() & F.col(d.month).isNotNull() & F.col(d.day).isNotNull()
+    as_date = F.try_to_date(F.format_string("%04d-%02d-%02d", d.year, d.month, d.day), "yyyy-MM-dd")
+    checks.append(("invalid_date", date_known & as_date.isNull()))
     same_day = (
         (F.col(d.year) == F.year(partition_day))
         & (F.col(d.month) == F.month(partition_day))
         & (F.col(d.day) == F.dayofmonth(partition_day))
     )
-    checks.append(("wrong_partition", date_known & ~same_day))
+    checks.append(("wrong_partition", date_known & as_date.isNotNull() & ~same_day))
 
     keys_known = F.lit(True)
     for k in source.keys:
@@ -446,9 +483,10 @@ def read_reference(spark: SparkSession, path: str, ref: ReferenceSource) -> Data
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
-    head = _read_head(spark, path, lines=1)
-    if head is None:
+    text = _read_text(path, expected=f"a header with {ref.key!r}")
+    if text is None:
         raise IngestContractError(f"reference file {path} not found; land the reference tables first")
+    head = _head(text, lines=1)
     if not head:
         raise IngestContractError(f"reference file {path} is empty; expected a header with {ref.key!r}")
     header = [h.strip() for h in next(csv.reader([head[0]]))]

@@ -55,12 +55,21 @@ def row(**changes: str) -> str:
     return ",".join({**GOOD, **changes}[c] for c in COLS)
 
 
+# One row per row-level reason (a file's worth of each class of bad row), with the reason it must get.
 BAD_ROWS = {
     row(flight="2", dep_delay="abc"): "unparseable:dep_delay",
+    row(flight="12", time_hour="2013-01-02 25:99"): "unparseable:time_hour",
+    row(flight="13", dep_time="5:17"): "unparseable:dep_time",
     row(flight="3", distance="-5"): "negative_distance",
+    row(flight="14", air_time="-1"): "negative_air_time",
     row(flight="4", hour="25"): "hour_out_of_range",
+    row(flight="15", minute="61"): "minute_out_of_range",
+    row(flight="16", month="2", day="30"): "invalid_date",
     row(flight="5", carrier="NA"): "missing_required:carrier",
+    row(flight="", origin="LGA"): "missing_required:flight",
+    row(flight="17", origin=""): "missing_required:origin",
     row(flight="6", carrier="ZZ"): "unknown_reference:carrier",
+    row(flight="18", origin="XYZ"): "unknown_reference:origin",
     row(flight="7", day="3", time_hour="2013-01-03T10:00:00Z"): "wrong_partition",
     row(flight="8", dest="XXX"): "unknown_reference:dest",
     row(): "duplicate_key",  # the same business key as the first GOOD row
@@ -95,7 +104,7 @@ def test_each_bad_row_is_quarantined_with_its_reason(spark: Any, tmp_path: Path,
     source = cfg.dataset.entity
     good = [row(), row(flight="10", carrier="AA", origin="JFK", dest="ORD"), row(flight="11", arr_delay="NA")]
     path = _land(tmp_path, [good[0], *BAD_ROWS, *good[1:]])
-    files = [ingest.inspect_landing_file(spark, path, source, "2013-01-02")]
+    files = [ingest.inspect_landing_file(path, source, "2013-01-02")]
     raw = ingest.read_landing(spark, files, source)
     valid, quarantine = ingest.validate_rows(raw, source, refs, cfg.dataset.reference)
 
@@ -108,15 +117,15 @@ def test_each_bad_row_is_quarantined_with_its_reason(spark: Any, tmp_path: Path,
 
     ledgers = ingest.build_ledgers(raw, ingest.classify_rows(raw, source, refs, cfg.dataset.reference), source)
     ledger = ledgers["2013-01-02"]
-    assert (ledger.rows_in, ledger.rows_valid, ledger.rows_quarantined) == (11, 3, 8)
+    assert (ledger.rows_in, ledger.rows_valid, ledger.rows_quarantined) == (19, 3, 16)
     assert ledger.rows_in == ledger.rows_valid + ledger.rows_quarantined
-    assert ledger.reasons["duplicate_key"] == 1 and sum(ledger.reasons.values()) == 8
+    assert ledger.reasons == dict.fromkeys(sorted(BAD_ROWS.values()), 1)
 
 
 def test_all_reasons_are_kept_and_first_is_reason(spark: Any, tmp_path: Path, refs: dict[str, Any]) -> None:
     cfg = load_config()
     path = _land(tmp_path, [row(flight="x1", distance="-1", hour="30")])
-    files = [ingest.inspect_landing_file(spark, path, cfg.dataset.entity, "2013-01-02")]
+    files = [ingest.inspect_landing_file(path, cfg.dataset.entity, "2013-01-02")]
     _, quarantine = ingest.validate_rows(
         ingest.read_landing(spark, files, cfg.dataset.entity), cfg.dataset.entity, refs, cfg.dataset.reference
     )
@@ -131,20 +140,45 @@ def test_all_reasons_are_kept_and_first_is_reason(spark: Any, tmp_path: Path, re
         ("", "is empty"),
         (HEADER + "\n", "only a header"),
         (HEADER.replace(",distance", ",dist") + "\n" + row() + "\n", r"lacks columns \['distance'\]"),
-        (HEADER.replace(",", ";") + "\n" + row().replace(",", ";") + "\n", "not comma-separated"),
+        (HEADER.replace("carrier", "airline") + "\n" + row() + "\n", r"lacks columns \['carrier'\]"),
+        (HEADER.replace(",", ";") + "\n" + row().replace(",", ";") + "\n", "not comma-separated.*split by semicolons"),
+        (HEADER.replace(",", "\t") + "\n" + row().replace(",", "\t") + "\n", "not comma-separated.*split by tabs"),
+        (HEADER + ",year\n" + row() + ",2013\n", r"repeats columns \['year'\]"),
+        ("\n\n  \n", "is empty"),
     ],
 )
-def test_whole_file_violations_raise(spark: Any, tmp_path: Path, content: str, message: str) -> None:
+def test_whole_file_violations_raise(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "flights_2013-01-02.csv"
     path.write_text(content)
     with pytest.raises(ingest.IngestContractError, match=message) as err:
-        ingest.inspect_landing_file(spark, str(path), load_config().dataset.entity, "2013-01-02")
+        ingest.inspect_landing_file(str(path), load_config().dataset.entity, "2013-01-02")
     assert str(path) in str(err.value) and "expected header: year,month,day" in str(err.value)
 
 
-def test_missing_file_raises(spark: Any, tmp_path: Path) -> None:
+def test_undecodable_bytes_raise_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "flights_2013-01-02.csv"
+    latin1 = row(tailnum="N\u00e9").encode("latin-1")  # é as one byte 0xe9: not UTF-8
+    path.write_bytes(HEADER.encode() + b"\n" + row().encode() + b"\n" + latin1 + b"\n")
+    with pytest.raises(ingest.IngestContractError, match=r"not valid UTF-8: byte 0xe9 at line 3") as err:
+        ingest.inspect_landing_file(str(path), load_config().dataset.entity, "2013-01-02")
+    assert str(path) in str(err.value) and "expected header: year,month,day" in str(err.value)
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "flights_2013-01-02.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + HEADER.encode() + b"\n" + row().encode() + b"\n")
+    assert ingest.inspect_landing_file(str(path), load_config().dataset.entity, "2013-01-02").header == COLS
+
+
+def test_extra_columns_rejected_by_policy(tmp_path: Path) -> None:
+    path = _land(tmp_path, [row() + ",x"], header=HEADER + ",note")
+    with pytest.raises(ingest.IngestContractError, match=r"extra columns \['note'\] and ingest.extra_columns"):
+        ingest.inspect_landing_file(path, load_config().dataset.entity, "2013-01-02", extra_columns="reject")
+
+
+def test_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(ingest.IngestContractError, match="not found"):
-        ingest.inspect_landing_file(spark, str(tmp_path / "nope.csv"), load_config().dataset.entity, "2013-01-02")
+        ingest.inspect_landing_file(str(tmp_path / "nope.csv"), load_config().dataset.entity, "2013-01-02")
 
 
 def test_extra_and_reordered_columns_are_read_by_name(spark: Any, tmp_path: Path, refs: dict[str, Any]) -> None:
@@ -152,7 +186,7 @@ def test_extra_and_reordered_columns_are_read_by_name(spark: Any, tmp_path: Path
     cols = ["note", *reversed(COLS)]
     line = ",".join(["hello", *reversed(row().split(","))])
     path = _land(tmp_path, [line], header=",".join(cols))
-    lf = ingest.inspect_landing_file(spark, path, cfg.dataset.entity, "2013-01-02")
+    lf = ingest.inspect_landing_file(path, cfg.dataset.entity, "2013-01-02")
     assert lf.extra_columns == ["note"]
     valid, quarantine = ingest.validate_rows(
         ingest.read_landing(spark, [lf], cfg.dataset.entity), cfg.dataset.entity, refs, cfg.dataset.reference
