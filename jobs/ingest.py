@@ -10,13 +10,19 @@ range (``write_partitions``), into one partition per date:
 
     quarantine/<source>/date=D        bad rows: raw_line, reason, reasons, source_file
     monitoring/ingest_ledger/date=D   one row per source: rows_in, rows_valid, rows_quarantined, reasons
-    bronze/<source>/date=D            typed valid rows (only when within the quarantine budget)
+    monitoring/validation/bronze_<source>/D.json, monitoring/data_docs/bronze_<source>/D.html
+                                      the bronze suite's report and Data Docs page
+    bronze/<source>/date=D            typed valid rows (only within the quarantine budget and
+                                      when the bronze suite passes)
 
 Every partition is replaced atomically, so a rerun gives the same result. A missing entity
 file is an error; a missing time-series file is logged and reported (nothing arrived that
-day; feature validation catches the lost coverage). The job fails (exit 2) when a
-partition's quarantined share exceeds ingest.max_quarantine_share, after writing its
-quarantine and ledger, without writing its bronze partition.
+day; feature validation catches the lost coverage). Before bronze is committed, each source
+with a suite in ``validation.bronze`` is validated with Great Expectations (types are fixed
+by the schema; ranges, null budgets, reference category sets, row counts vs the median of
+recent partitions). The job fails (exit 2) when a partition's quarantined share exceeds
+ingest.max_quarantine_share or its bronze suite fails, after writing its quarantine, ledger
+and reports, without writing its bronze partition.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flightdeck.ingest import (
+    LEDGER_TABLE,
     IngestContractError,
     LandingFile,
     PartitionLedger,
@@ -46,9 +53,17 @@ from flightdeck.ingest import (
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
 from flightdeck.lake import COMMIT_MARKER, json_exists, reference_table
 from flightdeck.sparkio import build_session, write_partitions
+from flightdeck.validation import (
+    BronzeValidationError,
+    bronze_spec,
+    ledger_counts,
+    log_data_docs,
+    partition_row_bounds,
+    validate_range,
+    write_reports,
+)
 
 log = logging.getLogger("flightdeck.jobs.ingest")
-LEDGER_TABLE = "ingest_ledger"
 
 
 def main(argv: Sequence[str]) -> None:
@@ -108,7 +123,7 @@ def main(argv: Sequence[str]) -> None:
     # quarantine and ledger first, then bronze only for the dates within the quarantine budget.
     day_ledgers: dict[str, list[PartitionLedger]] = {d.isoformat(): [] for d in dates}
     budget_failures: list[str] = []
-    bronze: list[tuple[Any, Any, list[dt.date]]] = []
+    bronze: list[tuple[Any, Any, list[dt.date], dict[str, PartitionLedger]]] = []
     for source, files, classified, ledgers in work:
         source_dates = [f.date for f in files]
         valid, quarantine = split_rows(classified, source)
@@ -124,11 +139,35 @@ def main(argv: Sequence[str]) -> None:
                 budget_failures.append(problem)
             else:
                 within_budget.append(date)
-        bronze.append((source, valid, within_budget))
+        bronze.append((source, valid, within_budget, ledgers))
     all_ledgers = [lg for d in dates for lg in day_ledgers[d.isoformat()]]
     write_partitions(ledger_frame(spark, all_ledgers), lake, "monitoring", LEDGER_TABLE, dates)
-    for source, valid, within_budget in bronze:
-        write_partitions(valid, lake, "bronze", source.name, within_budget)
+
+    # The bronze suites, on the rows about to be committed; row counts are bounded by the
+    # ledger's recent partitions (this run's own counts for dates inside the range).
+    history_days = cfg.validation.row_count.history_days
+    ref_keys = {r.name: r.key for r in refs}
+    history = ledger_counts(spark, lake, dates[0] - dt.timedelta(days=history_days), dates[-1])
+    validation_failures: list[str] = []
+    all_reports: dict[str, Any] = {}
+    for source, valid, within_budget, ledgers in bronze:
+        if source.name in cfg.validation.bronze and within_budget:
+            keys = [d.isoformat() for d in within_budget]
+            sets = {
+                col: [r[0] for r in ref_frames[ref].select(ref_keys[ref]).distinct().collect() if r[0] is not None]
+                for col, ref in source.references.items()
+            }
+            spec = bronze_spec(cfg, source, sets)
+            counts = history.get(source.name, {}) | {k: lg.rows_valid for k, lg in ledgers.items()}
+            bounds = partition_row_bounds(cfg, spec, keys, counts)
+            reports = validate_range(valid.where(valid.date.isin(keys)), cfg, keys, spec=spec, row_bounds=bounds)
+            validation_failures += write_reports(lake, reports, f"bronze/{source.name}")
+            all_reports |= {f"{spec.name}/{k}": r for k, r in reports.items()}
+            commit = [d for d in within_budget if reports[d.isoformat()].success]
+        else:
+            commit = within_budget
+        write_partitions(valid, lake, "bronze", source.name, commit)
+    log_data_docs(lake, all_reports, f"{dates[0]}..{dates[-1]}")
     for key, lgs in day_ledgers.items():
         log.info("ingested %s: %s", key, ", ".join(f"{lg.source} {lg.rows_valid}/{lg.rows_in} valid" for lg in lgs))
     per_date = {key: {lg.source: lg.as_dict() for lg in lgs} for key, lgs in day_ledgers.items()}
@@ -145,12 +184,20 @@ def main(argv: Sequence[str]) -> None:
         "missing_files": missing,
         "extra_columns": extra,
         "budget_failures": budget_failures,
+        "validation_failures": validation_failures,
         "seconds": round(time.monotonic() - started, 1),
     }
     emit_result(result, lake, args.run_key, "ingest")
     if budget_failures:
         raise QuarantineBudgetExceeded(
-            f"{len(budget_failures)} partition(s) over the quarantine budget: " + "; ".join(budget_failures)
+            f"{len(budget_failures)} partition(s) over the quarantine budget: "
+            + "; ".join(budget_failures)
+            + ("; also failed validation: " + "; ".join(validation_failures) if validation_failures else "")
+        )
+    if validation_failures:
+        raise BronzeValidationError(
+            f"{len(validation_failures)} bronze partition(s) failed validation, not committed: "
+            + "; ".join(validation_failures)
         )
 
 

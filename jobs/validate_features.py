@@ -4,8 +4,10 @@
                                            [--run-key K] [--engine auto|spark|pandas]
 
 Each date's ``features/<entity>/date=D`` is validated against the suite built from the
-config (see flightdeck.validation) and its report written to
-``monitoring/validation/D.json``. The range is validated as one Great Expectations batch;
+config (see flightdeck.validation), its row count bounded by the ingest ledger's recent
+partitions; its report is written to ``monitoring/validation/features/D.json`` and its Data
+Docs page to ``monitoring/data_docs/features/D.html`` (and logged to MLflow when
+``MLFLOW_TRACKING_URI`` is set). The range is validated as one Great Expectations batch;
 a date is validated on its own only when the batch or its per-date counts call for it
 (``flightdeck.validation.validate_range``), so a passing date's report is derived from the
 batch. The job exits non-zero (2) naming every failed partition and expectation, after
@@ -14,6 +16,7 @@ writing all the reports.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sys
 import time
@@ -21,16 +24,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.lake import Lake, write_json
 from flightdeck.sparkio import build_session, read_partitions
-from flightdeck.validation import FeatureValidationError, validate_range
+from flightdeck.validation import (
+    FeatureValidationError,
+    features_spec,
+    ledger_counts,
+    log_data_docs,
+    partition_row_bounds,
+    validate_range,
+    write_reports,
+)
 
 log = logging.getLogger("flightdeck.jobs.validate_features")
-
-
-def report_path(lake: Lake, date: str) -> str:
-    """Where the validation report of a feature partition goes."""
-    return lake.path("monitoring", "validation", f"{date}.json")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -53,27 +58,24 @@ def main(argv: Sequence[str]) -> None:
     # per-date validation read it again.
     features = read_partitions(spark, lake, "features", table, dates).cache()
     keys = [d.isoformat() for d in dates]
-    outcome = validate_range(features, cfg, keys, engine=args.engine)
-    reports: dict[str, dict[str, Any]] = {}
-    failures: list[str] = []
-    for key in keys:
-        report = outcome[key]
-        doc = report.as_dict() | {"table": f"features/{table}", "suite": "features"}
-        write_json(report_path(lake, key), doc)
-        reports[key] = {
-            "success": report.success,
-            "n_rows": report.n_rows,
-            "failed": [f.message for f in report.failed],
-        }
-        if not report.success:
-            failures.append(report.summary(table))
-            log.error("%s", report.summary(table))
+    spec = features_spec(cfg)
+    # A feature row per valid entity row: bound the counts by the ledger's recent partitions.
+    history = ledger_counts(spark, lake, dates[0] - dt.timedelta(days=cfg.validation.row_count.history_days), dates[-1])
+    bounds = partition_row_bounds(cfg, spec, keys, history.get(table, {}))
+    outcome = validate_range(features, cfg, keys, engine=args.engine, spec=spec, row_bounds=bounds)
+    failures = write_reports(lake, outcome, f"features/{table}")
+    mlflow_run = log_data_docs(lake, outcome, f"{keys[0]}..{keys[-1]}")
     features.unpersist()
+    reports: dict[str, dict[str, Any]] = {
+        key: {"success": r.success, "n_rows": r.n_rows, "failed": [f.message for f in r.failed]}
+        for key, r in outcome.items()
+    }
     result: dict[str, Any] = {
         "job": "validate_features",
-        "partitions": [d.isoformat() for d in dates],
+        "partitions": keys,
         "success": not failures,
         "reports": reports,
+        "data_docs_run": mlflow_run,
         "seconds": round(time.monotonic() - started, 1),
     }
     emit_result(result, lake, args.run_key, "validate_features")

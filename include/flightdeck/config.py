@@ -187,11 +187,35 @@ class Ingest(_Strict):
     extra_columns: ExtraColumns = "ignore"
 
 
+class RowCountPolicy(_Strict):
+    """Row-count bounds of a partition relative to the median of recent committed partitions."""
+
+    history_days: int = Field(default=14, ge=1)
+    # Fewer committed partitions than this in the history: only min_rows applies.
+    min_history: int = Field(default=7, ge=1)
+    min_ratio: float = Field(default=0.5, ge=0)
+    max_ratio: float = Field(default=1.5, gt=0)
+
+
+class BronzeSuite(_Strict):
+    """Expectations on one source's bronze partitions (besides its required columns being non-null)."""
+
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # Largest share of nulls allowed per column (a broken export empties a column).
+    null_budgets: dict[str, float] = Field(default_factory=dict)
+    # Values of columns with a configured reference must be among the reference table's keys.
+    categories_from_references: bool = True
+    min_rows: int = 1
+
+
 class Validation(_Strict):
     not_null: list[str] = Field(default_factory=list)
     ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
     min_join_coverage: dict[str, float] = Field(default_factory=dict)
     min_rows: int = 1
+    row_count: RowCountPolicy = Field(default_factory=RowCountPolicy)
+    # Bronze suites by source name; a source not listed here is not validated in bronze.
+    bronze: dict[str, BronzeSuite] = Field(default_factory=dict)
 
 
 class Model(_Strict):

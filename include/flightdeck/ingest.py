@@ -55,6 +55,8 @@ CSV_OPTIONS = {
     "inferSchema": "false",
 }
 QUARANTINE_COLUMNS = (RAW_LINE, REASON, REASONS, SOURCE_FILE)
+# monitoring/<LEDGER_TABLE>/date=D: one row per source with its row accounting.
+LEDGER_TABLE = "ingest_ledger"
 # Delimiters people export by mistake; a header split on one of them is reported as such.
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 

@@ -1,10 +1,21 @@
-"""Feature validation with Great Expectations 1.x, built in code from the config.
+"""Data validation with Great Expectations 1.x, suites built in code from the config.
 
-The suite comes from ``validation`` and ``features`` in the config: not-null columns, value
-ranges, minimum as-of join coverage (not-null with ``mostly``), a minimum row count, and
-the presence of every model input and the label. The GX context is ephemeral (nothing is
-written to a ``great_expectations.yml``, so parallel tasks cannot corrupt a store); the
-suite definition is also kept as JSON in ``include/great_expectations/`` for people to read.
+Two kinds of suite, each a :class:`SuiteSpec`:
+
+* ``features`` (:func:`features_spec`): from ``validation`` and ``features``: not-null
+  columns, value ranges, minimum as-of join coverage (not-null with ``mostly``), a minimum
+  row count, and the presence of every model input and the label;
+* ``bronze`` per source (:func:`bronze_spec`): from ``validation.bronze.<source>`` and the
+  dataset's columns: every configured column present, required columns non-null, value
+  ranges, null budgets (``mostly``), and values of referenced columns within the reference
+  table's keys (category sets).
+
+Both bound each partition's row count by the recent committed partitions
+(:func:`row_count_bounds`, ``validation.row_count``). The GX context is ephemeral (nothing
+is written to a ``great_expectations.yml``, so parallel tasks cannot corrupt a store); the
+features suite is also kept as JSON in ``include/great_expectations/`` for people to read.
+Every GX run renders its result as Data Docs HTML (:func:`render_data_docs`); the jobs keep
+it in the lake (``monitoring/data_docs/<suite>/<date>.html``) and log it to MLflow.
 
 :func:`validate_partition` validates one partition. :func:`validate_range` validates many
 as one GX batch and still reports per partition: one Spark aggregation counts, per
@@ -15,17 +26,21 @@ call for it, so a backfill costs one batch, not one per day.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from flightdeck.config import PipelineConfig
+from flightdeck.config import PipelineConfig, RowCountPolicy, TimeSeriesSource
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
+
+    from flightdeck.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +54,96 @@ _DATASOURCE = "flightdeck_spark"
 _ASSET = "features"
 
 
-class FeatureValidationError(ValueError):
-    """A feature partition failed expectations; the message names each failure."""
+# (minimum, maximum or None) rows of a partition.
+RowBounds = tuple[int, int | None]
+
+
+class ValidationFailed(ValueError):
+    """Partitions failed their suite (or a suite cannot be built); the message names each failure."""
+
+
+class FeatureValidationError(ValidationFailed):
+    """Feature partitions failed their suite."""
+
+
+class BronzeValidationError(ValidationFailed):
+    """Bronze partitions failed their suite; they were not committed."""
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """What a suite expects, as plain data (the GX suite is built from it)."""
+
+    name: str
+    columns: tuple[str, ...]
+    not_null: tuple[str, ...] = ()
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Minimum share of non-null values (as-of join coverage, null budgets).
+    min_filled: Mapping[str, float] = field(default_factory=dict)
+    # Allowed values (category sets from reference tables).
+    value_sets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    min_rows: int = 1
+
+
+def features_spec(cfg: PipelineConfig) -> SuiteSpec:
+    """The features suite the config asks for."""
+    v = cfg.validation
+    return SuiteSpec(
+        name=SUITE_NAME,
+        columns=(*cfg.features.model_inputs, cfg.label.name),
+        not_null=tuple(v.not_null),
+        ranges=dict(v.ranges),
+        min_filled=dict(v.min_join_coverage),
+        min_rows=v.min_rows,
+    )
+
+
+def bronze_spec(
+    cfg: PipelineConfig, source: TimeSeriesSource, value_sets: Mapping[str, Sequence[str]] | None = None
+) -> SuiteSpec:
+    """The bronze suite of one source: its columns, required columns, and ``validation.bronze.<source>``.
+
+    Args:
+        cfg: the pipeline configuration.
+        source: the entity or a time series.
+        value_sets: allowed values per column (the reference keys of the source's
+            ``references``); used when the suite's ``categories_from_references`` is on.
+
+    Raises:
+        ValidationFailed: the source has no bronze suite in the config.
+    """
+    suite = cfg.validation.bronze.get(source.name)
+    if suite is None:
+        raise ValidationFailed(f"no bronze suite for {source.name!r}: add validation.bronze.{source.name}")
+    sets = {c: tuple(sorted(v)) for c, v in (value_sets or {}).items()} if suite.categories_from_references else {}
+    return SuiteSpec(
+        name=f"bronze_{source.name}",
+        columns=tuple(source.column_names),
+        not_null=tuple(source.required_columns),
+        ranges=dict(suite.ranges),
+        min_filled={c: round(1.0 - share, 6) for c, share in suite.null_budgets.items()},
+        value_sets=sets,
+        min_rows=suite.min_rows,
+    )
+
+
+def row_count_bounds(history: Sequence[int], policy: RowCountPolicy, min_rows: int) -> RowBounds:
+    """Row-count bounds of a partition from the counts of recent committed partitions.
+
+    With at least ``policy.min_history`` counts: ``[min_ratio, max_ratio] x median`` (never
+    below ``min_rows``); with fewer, only ``min_rows``.
+    """
+    if len(history) < policy.min_history:
+        return min_rows, None
+    median = statistics.median(history)
+    return max(min_rows, int(policy.min_ratio * median)), int(policy.max_ratio * median + 0.999999)
+
+
+def recent_counts(date: str, counts: Mapping[str, int], history_days: int) -> list[int]:
+    """The counts of the partitions in the ``history_days`` days before ``date`` (those present)."""
+    day = dt.date.fromisoformat(date)
+    before = [(day - dt.timedelta(days=i)).isoformat() for i in range(1, history_days + 1)]
+    return [counts[d] for d in before if d in counts]
 
 
 @dataclass
@@ -64,9 +167,16 @@ class ValidationReport:
     statistics: dict[str, Any]
     partition: str | None = None
     derived_from: str | None = None  # set when the report comes from a passing batch of many partitions
+    suite: str = SUITE_NAME
+    data_docs: str | None = field(default=None, repr=False)  # the result rendered as Data Docs HTML
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report as JSON-ready data (without the HTML)."""
+        from dataclasses import asdict
+
+        doc = asdict(self)
+        doc.pop("data_docs")
+        return doc
 
     def summary(self, table: str = "features") -> str:
         """E.g. ``features 2013-07-01 failed 2 of 14 expectations: wx_temp non-null 61% < 80% required; ...``."""
@@ -78,30 +188,28 @@ class ValidationReport:
         )
 
 
-def build_suite(cfg: PipelineConfig) -> Any:
-    """The expectation suite the config asks for (a ``great_expectations.ExpectationSuite``)."""
+def build_suite(spec: SuiteSpec, rows: RowBounds | None = None) -> Any:
+    """The GX expectation suite of a spec; ``rows`` bounds the row count (default: at least ``min_rows``)."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
 
-    v = cfg.validation
-    expected_columns = [*cfg.features.model_inputs, cfg.label.name]
+    low, high = rows or (spec.min_rows, None)
     expectations: list[Any] = [
-        gxe.ExpectTableRowCountToBeBetween(min_value=v.min_rows),
-        gxe.ExpectTableColumnsToMatchSet(column_set=expected_columns, exact_match=False),
+        gxe.ExpectTableRowCountToBeBetween(min_value=low, max_value=high),
+        gxe.ExpectTableColumnsToMatchSet(column_set=list(spec.columns), exact_match=False),
     ]
-    expectations += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in v.not_null]
+    expectations += [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in spec.not_null]
     expectations += [
-        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi) for c, (lo, hi) in v.ranges.items()
+        gxe.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi) for c, (lo, hi) in spec.ranges.items()
     ]
-    expectations += [
-        gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=share) for c, share in v.min_join_coverage.items()
-    ]
-    return gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)
+    expectations += [gxe.ExpectColumnValuesToNotBeNull(column=c, mostly=share) for c, share in spec.min_filled.items()]
+    expectations += [gxe.ExpectColumnValuesToBeInSet(column=c, value_set=list(v)) for c, v in spec.value_sets.items()]
+    return gx.ExpectationSuite(name=spec.name, expectations=expectations)
 
 
 def suite_json(cfg: PipelineConfig) -> dict[str, Any]:
     """The suite as a JSON-ready dict (what ``include/great_expectations/features_suite.json`` holds)."""
-    doc: dict[str, Any] = build_suite(cfg).to_json_dict()
+    doc: dict[str, Any] = build_suite(features_spec(cfg)).to_json_dict()
     doc.pop("id", None)
     for exp in doc.get("expectations", []):
         exp.pop("id", None)
@@ -167,12 +275,20 @@ def _describe(result: Any) -> FailedExpectation:
             f"[{kwargs.get('min_value')}, {kwargs.get('max_value')}] (e.g. {sample})"
         )
     elif kind == "expect_table_row_count_to_be_between":
-        message = f"row count {res.get('observed_value')} < {kwargs.get('min_value')} required"
+        low, high = kwargs.get("min_value"), kwargs.get("max_value")
+        bounds = f"< {low} required" if high is None else f"outside [{low}, {high}] (recent partitions)"
+        message = f"row count {res.get('observed_value')} {bounds}"
     elif kind == "expect_table_columns_to_match_set":
         observed = set(res.get("observed_value") or [])
         absent = sorted(set(kwargs.get("column_set") or []) - observed)
-        message = f"model input columns missing: {absent}"
+        message = f"columns missing: {absent}"
         details["missing_columns"] = absent
+    elif kind == "expect_column_values_to_be_in_set":
+        sample = res.get("partial_unexpected_list", [])[:5]
+        message = (
+            f"{column} has {res.get('unexpected_count', '?')} values ({_pct(res.get('unexpected_percent'))}) "
+            f"outside its {len(kwargs.get('value_set') or [])} allowed values (e.g. {sample})"
+        )
     else:
         message = f"{kind} failed on {column or 'table'}: {res}"
     return FailedExpectation(expectation=kind, column=column, message=message, details=details)
@@ -189,9 +305,27 @@ def _to_pandas(df: DataFrame) -> Any:
         conf.set(_ARROW, before or "false")
 
 
-def _run_suite(data: Any, cfg: PipelineConfig, partition: str | None, engine: Engine) -> ValidationReport:
-    """Validate a Spark (engine spark) or pandas (engine pandas) DataFrame against the config's suite."""
-    suite = build_suite(cfg)
+def render_data_docs(outcome: Any, title: str) -> str:
+    """A GX validation result rendered as a Data Docs page (standalone HTML)."""
+    from great_expectations.render.renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    html: str = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(outcome))
+    return html.replace(
+        "<title>Data documentation compiled by Great Expectations</title>", f"<title>{title}</title>", 1
+    )
+
+
+def _banner(html: str, note: str) -> str:
+    """Data Docs HTML with a note at the top of the page."""
+    return html.replace("<body>", f'<body><div class="alert alert-info m-2" role="alert">{note}</div>', 1)
+
+
+def _run_suite(
+    data: Any, spec: SuiteSpec, partition: str | None, engine: Engine, rows: RowBounds | None = None
+) -> ValidationReport:
+    """Validate a Spark (engine spark) or pandas (engine pandas) DataFrame against a suite."""
+    suite = build_suite(spec, rows)
     batch = _batch_definition(engine).get_batch(batch_parameters={"dataframe": data})
     outcome = batch.validate(suite, result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5})
     failed = [_describe(r) for r in outcome.results if not r.success]
@@ -211,24 +345,34 @@ def _run_suite(data: Any, cfg: PipelineConfig, partition: str | None, engine: En
         failed=failed,
         statistics=stats,
         partition=partition,
+        suite=spec.name,
+        data_docs=render_data_docs(outcome, f"{spec.name} {partition or ''}".strip()),
     )
 
 
 def validate_partition(
-    df: DataFrame, cfg: PipelineConfig, partition: str | None = None, engine: Engine = "spark"
+    df: DataFrame,
+    cfg: PipelineConfig,
+    partition: str | None = None,
+    engine: Engine = "spark",
+    spec: SuiteSpec | None = None,
+    rows: RowBounds | None = None,
 ) -> ValidationReport:
-    """Validate one feature partition against the suite built from the config.
+    """Validate one partition against a suite (by default the features suite of the config).
 
     Args:
         df: the partition's rows (a Spark DataFrame).
-        cfg: the pipeline configuration (the suite is built from it).
+        cfg: the pipeline configuration.
         partition: the partition key, for messages.
         engine: ``spark`` validates on Spark (any size); ``pandas`` collects the partition
             first, an order of magnitude faster for day-sized partitions (backfills).
+        spec: the suite (default :func:`features_spec`).
+        rows: the partition's row-count bounds (default: at least the suite's ``min_rows``).
     """
     data: Any = _to_pandas(df) if engine == "pandas" else df
-    report = _run_suite(data, cfg, partition, engine)
-    log.info("%s", report.summary())
+    spec = spec or features_spec(cfg)
+    report = _run_suite(data, spec, partition, engine, rows)
+    log.info("%s", report.summary(spec.name))
     return report
 
 
@@ -237,7 +381,7 @@ def validate_partition(
 _ROWS = "rows"
 
 
-def _flag_columns(df: DataFrame, cfg: PipelineConfig) -> tuple[list[Any], list[str]]:
+def _flag_columns(df: DataFrame, spec: SuiteSpec) -> tuple[list[Any], list[str]]:
     """Aggregations counting, per expectation, the rows that could break it; and the columns absent.
 
     Counts err on the side of suspicion (NaN counts as null and as out of range), so a
@@ -246,9 +390,9 @@ def _flag_columns(df: DataFrame, cfg: PipelineConfig) -> tuple[list[Any], list[s
     from pyspark.sql import functions as F
     from pyspark.sql.types import DoubleType, FloatType
 
-    v = cfg.validation
     types = {f.name: f.dataType for f in df.schema.fields}
-    absent = sorted({c for c in [*v.not_null, *v.ranges, *v.min_join_coverage] if c not in types})
+    wanted = {*spec.columns, *spec.not_null, *spec.ranges, *spec.min_filled, *spec.value_sets}
+    absent = sorted(c for c in wanted if c not in types)
 
     def missing(c: str) -> Any:
         col = F.col(c)
@@ -258,33 +402,41 @@ def _flag_columns(df: DataFrame, cfg: PipelineConfig) -> tuple[list[Any], list[s
         return F.count(F.when(cond, F.lit(1))).alias(name)
 
     aggs = [F.count(F.lit(1)).alias(_ROWS)]
-    aggs += [count_if(missing(c), f"null:{c}") for c in v.not_null if c in types]
+    aggs += [count_if(missing(c), f"null:{c}") for c in spec.not_null if c in types]
     aggs += [
         count_if(F.col(c).isNotNull() & ~(F.col(c).between(lo, hi) & ~missing(c)), f"range:{c}")
-        for c, (lo, hi) in v.ranges.items()
+        for c, (lo, hi) in spec.ranges.items()
         if c in types
     ]
-    aggs += [count_if(~missing(c), f"filled:{c}") for c in v.min_join_coverage if c in types]
+    aggs += [count_if(~missing(c), f"filled:{c}") for c in spec.min_filled if c in types]
+    aggs += [
+        count_if(F.col(c).isNotNull() & ~F.col(c).isin(*values), f"set:{c}")
+        for c, values in spec.value_sets.items()
+        if c in types
+    ]
     return aggs, absent
 
 
-def _flags(counts: dict[str, int], cfg: PipelineConfig) -> set[tuple[str, str | None]]:
+def _flags(counts: dict[str, int], spec: SuiteSpec, rows: RowBounds) -> set[tuple[str, str | None]]:
     """The (expectation type, column) pairs a partition's counts say it may fail."""
-    v = cfg.validation
     n = counts.get(_ROWS, 0)
     flags: set[tuple[str, str | None]] = set()
-    if n < v.min_rows:
+    low, high = rows
+    if n < low or (high is not None and n > high):
         flags.add(("expect_table_row_count_to_be_between", None))
-    for c in v.not_null:
+    for c in spec.not_null:
         if counts.get(f"null:{c}", 0):
             flags.add(("expect_column_values_to_not_be_null", c))
-    for c in v.ranges:
+    for c in spec.ranges:
         if counts.get(f"range:{c}", 0):
             flags.add(("expect_column_values_to_be_between", c))
-    for c, share in v.min_join_coverage.items():
+    for c, share in spec.min_filled.items():
         # Compared in integers, with a margin, so a share exactly at the threshold is checked by GX.
         if n and counts.get(f"filled:{c}", 0) <= share * n + 1e-6:
             flags.add(("expect_column_values_to_not_be_null", c))
+    for c in spec.value_sets:
+        if counts.get(f"set:{c}", 0):
+            flags.add(("expect_column_values_to_be_in_set", c))
     return flags
 
 
@@ -294,44 +446,55 @@ def validate_range(
     partitions: Sequence[str],
     date_col: str = "date",
     engine: EngineChoice = "auto",
+    spec: SuiteSpec | None = None,
+    row_bounds: Mapping[str, RowBounds] | None = None,
 ) -> dict[str, ValidationReport]:
     """Validate many partitions as one GX batch; returns one report per partition.
 
     One aggregation grouped by ``date_col`` counts each partition's rows and the rows that
     could break an expectation. GX validates the whole range once. A partition gets its own
-    GX run when its counts flag it (too few rows, nulls, values out of range, low join
-    coverage) or when the range batch failed an expectation the counts do not locate;
-    every other partition passes, with a report derived from the range batch (same
-    expectations, its own row count, ``derived_from`` naming the batch).
+    GX run when its counts flag it (row count outside its bounds, nulls, values out of range
+    or outside their set, low coverage) or when the range batch failed an expectation the
+    counts do not locate; every other partition passes, with a report derived from the range
+    batch (same expectations, its own row count, ``derived_from`` naming the batch, and the
+    batch's Data Docs with a note).
 
     Args:
         df: the rows of every partition, with ``date_col`` (YYYY-MM-DD strings).
-        cfg: the pipeline configuration (the suite is built from it).
+        cfg: the pipeline configuration.
         partitions: the partitions to report on (one with no rows fails the row count).
         date_col: the column naming each row's partition.
         engine: ``auto`` runs GX on pandas up to PANDAS_MAX_ROWS rows, else on Spark (and
             single partitions on pandas); ``spark`` or ``pandas`` forces one engine.
+        spec: the suite (default :func:`features_spec`).
+        row_bounds: row-count bounds per partition (default: at least the suite's ``min_rows``).
     """
     from pyspark.sql import functions as F
 
+    spec = spec or features_spec(cfg)
     keys = sorted(set(partitions))
     if not keys:
         return {}
+    bounds = {k: (row_bounds or {}).get(k, (spec.min_rows, None)) for k in keys}
     part_engine: Engine = "spark" if engine == "spark" else "pandas"
     if len(keys) == 1:
         only = df.where(F.col(date_col) == keys[0]).drop(date_col)
-        return {keys[0]: validate_partition(only, cfg, partition=keys[0], engine=part_engine)}
+        return {
+            keys[0]: validate_partition(
+                only, cfg, partition=keys[0], engine=part_engine, spec=spec, rows=bounds[keys[0]]
+            )
+        }
 
-    aggs, absent = _flag_columns(df, cfg)
+    aggs, absent = _flag_columns(df, spec)
     counts = {r[date_col]: r.asDict() for r in df.groupBy(date_col).agg(*aggs).collect()}
     total = sum(int(c[_ROWS]) for c in counts.values())
     batch_engine: Engine = engine if engine != "auto" else ("pandas" if total <= PANDAS_MAX_ROWS else "spark")
     pdf = _to_pandas(df) if batch_engine == "pandas" else None
     scope = f"{keys[0]}..{keys[-1]}"
-    batch = _run_suite(df.drop(date_col) if pdf is None else pdf.drop(columns=[date_col]), cfg, scope, batch_engine)
-    log.info("range batch (%s, %d partitions): %s", batch_engine, len(keys), batch.summary())
+    batch = _run_suite(df.drop(date_col) if pdf is None else pdf.drop(columns=[date_col]), spec, scope, batch_engine)
+    log.info("range batch (%s, %d partitions): %s", batch_engine, len(keys), batch.summary(spec.name))
 
-    flags = {k: _flags(counts.get(k, {}), cfg) for k in keys}
+    flags = {k: _flags(counts.get(k, {}), spec, bounds[k]) for k in keys}
     suspects = {k for k in keys if flags[k]}
     if absent or not batch.success:
         located = set().union(*flags.values())
@@ -345,15 +508,23 @@ def validate_range(
         if k in suspects:
             if pdf is not None:
                 part = pdf[pdf[date_col] == k].drop(columns=[date_col]).reset_index(drop=True)
-                reports[k] = _run_suite(part, cfg, k, "pandas")
-                log.info("%s", reports[k].summary())
+                reports[k] = _run_suite(part, spec, k, "pandas", bounds[k])
+                log.info("%s", reports[k].summary(spec.name))
             else:
                 only = df.where(F.col(date_col) == k).drop(date_col)
-                reports[k] = validate_partition(only, cfg, partition=k, engine=part_engine)
+                reports[k] = validate_partition(only, cfg, partition=k, engine=part_engine, spec=spec, rows=bounds[k])
         else:
+            n = int(counts.get(k, {}).get(_ROWS, 0))
+            derived = f"range {scope} ({batch_engine})"
+            low, high = bounds[k]
+            note = (
+                f"{spec.name} {k}: validated as part of the batch {derived}, which passed every expectation; "
+                f"this partition's own counts ({n} rows, within [{low}, {high if high is not None else 'any'}]) "
+                "flagged none of them."
+            )
             reports[k] = ValidationReport(
                 success=True,
-                n_rows=int(counts.get(k, {}).get(_ROWS, 0)),
+                n_rows=n,
                 evaluated=batch.evaluated,
                 failed=[],
                 statistics={
@@ -363,6 +534,87 @@ def validate_range(
                     "success_percent": 100.0,
                 },
                 partition=k,
-                derived_from=f"range {scope} ({batch_engine})",
+                derived_from=derived,
+                suite=spec.name,
+                data_docs=_banner(batch.data_docs or "", note),
             )
     return reports
+
+
+def report_path(lake: Lake, suite: str, date: str) -> str:
+    """Where the JSON validation report of a partition goes."""
+    return lake.path("monitoring", "validation", suite, f"{date}.json")
+
+
+def data_docs_path(lake: Lake, suite: str, date: str) -> str:
+    """Where the Data Docs page of a partition goes."""
+    return lake.path("monitoring", "data_docs", suite, f"{date}.html")
+
+
+def write_reports(lake: Lake, reports: Mapping[str, ValidationReport], table: str) -> list[str]:
+    """Write each partition's JSON report and Data Docs page into the lake; returns the failure summaries."""
+    from flightdeck.lake import write_bytes, write_json
+
+    failures: list[str] = []
+    for key, report in sorted(reports.items()):
+        write_json(report_path(lake, report.suite, key), report.as_dict() | {"table": table})
+        if report.data_docs:
+            write_bytes(data_docs_path(lake, report.suite, key), report.data_docs.encode())
+        if not report.success:
+            failures.append(report.summary(table))
+            log.error("%s", report.summary(table))
+    return failures
+
+
+def log_data_docs(lake: Lake, reports: Mapping[str, ValidationReport], scope: str) -> str | None:
+    """Log the Data Docs pages and outcomes to MLflow (experiment ``flightdeck-data-quality``).
+
+    Only when ``MLFLOW_TRACKING_URI`` is set (Airflow tasks have it); returns the run id.
+    """
+    if not os.environ.get("MLFLOW_TRACKING_URI") or not reports:
+        return None
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    suites = sorted({r.suite for r in reports.values()})
+    mlflow.set_experiment("flightdeck-data-quality")
+    with mlflow.start_run(run_name=f"{'+'.join(suites)} {scope}") as run, tempfile.TemporaryDirectory() as tmp:
+        failed = sorted(k for k, r in reports.items() if not r.success)
+        mlflow.set_tags({"suites": ",".join(suites), "scope": scope, "lake": lake.root, "failed": ",".join(failed)})
+        mlflow.log_metrics(
+            {
+                "partitions": len(reports),
+                "partitions_failed": len(failed),
+                "rows": sum(r.n_rows for r in reports.values()),
+            }
+        )
+        for key, report in reports.items():
+            if report.data_docs:
+                folder = Path(tmp) / report.suite
+                folder.mkdir(exist_ok=True)
+                (folder / f"{report.partition or key}.html").write_text(report.data_docs)
+        mlflow.log_artifacts(tmp, artifact_path="data_docs")
+        return str(run.info.run_id)
+
+
+def ledger_counts(spark: Any, lake: Lake, first: dt.date, last: dt.date) -> dict[str, dict[str, int]]:
+    """Valid rows per source and date from the ingest ledger (committed partitions between first and last)."""
+    from flightdeck.ingest import LEDGER_TABLE
+    from flightdeck.sparkio import read_available_partitions
+
+    df, _ = read_available_partitions(spark, lake, "monitoring", LEDGER_TABLE, first, last)
+    counts: dict[str, dict[str, int]] = {}
+    if df is not None:
+        for r in df.select("source", "date", "rows_valid").collect():
+            counts.setdefault(r["source"], {})[r["date"]] = int(r["rows_valid"])
+    return counts
+
+
+def partition_row_bounds(
+    cfg: PipelineConfig, spec: SuiteSpec, keys: Sequence[str], counts: Mapping[str, int]
+) -> dict[str, RowBounds]:
+    """Each partition's row-count bounds from the counts of the partitions before it."""
+    policy = cfg.validation.row_count
+    return {k: row_count_bounds(recent_counts(k, counts, policy.history_days), policy, spec.min_rows) for k in keys}

@@ -210,6 +210,15 @@ def lake_spark() -> Any:
     return session
 
 
+def _checksums(folder: Path) -> list[str]:
+    """SHA-256 of each data file of a partition, in order (file names hold a per-write id)."""
+    import hashlib
+
+    files = sorted(folder.glob("*.parquet"))
+    assert files, f"no data files in {folder}"
+    return sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in files)
+
+
 def test_job_budget_rerun_and_ledger(spark: Any, lake_root: Path) -> None:
     cfg = load_config()
     lake = Lake(str(lake_root))
@@ -227,12 +236,21 @@ def test_job_budget_rerun_and_ledger(spark: Any, lake_root: Path) -> None:
     run_doc = json.loads((lake_root / "runs" / "t1" / "ingest.json").read_text())
     assert run_doc["ledger"]["2013-01-02"]["flights"]["rows_valid"] == first.total()
 
-    # Rerun: the partition is replaced, not appended.
+    for suite in ("bronze_flights", "bronze_weather"):  # the bronze suites ran; their Data Docs are kept
+        report = json.loads((lake_root / "monitoring" / "validation" / suite / "2013-01-02.json").read_text())
+        assert report["success"] and report["suite"] == suite
+        assert (lake_root / "monitoring" / "data_docs" / suite / "2013-01-02.html").read_text().startswith("<!DOCTYPE")
+    day = "date=2013-01-02"
+    checksums = {zone: _checksums(lake_root / zone / "flights" / day) for zone in ("bronze", "quarantine")}
+
+    # Rerun: the partition is replaced, not appended, byte for byte.
     job.main(["--partition", "2013-01-02"])
     again = Counter(
         tuple(r) for r in read_partitions(spark, lake, "bronze", "flights", ["2013-01-02"]).drop("date").collect()
     )
     assert again == first
+    for zone, sums in checksums.items():
+        assert _checksums(lake_root / zone / "flights" / day) == sums, zone
 
     # Over budget: quarantine + ledger written, bronze for that date not touched.
     path = Path(lake.landing_file("flights", "2013-01-03"))

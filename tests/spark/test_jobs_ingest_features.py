@@ -55,5 +55,5 @@ def test_real_day_through_the_jobs(spark: Any, lake_root: Path, capsys: pytest.C
     _job("validate_features").main(["--partition", "2013-01-02"])
     out = capsys.readouterr().out
     assert '"success": true' in out
-    report = json.loads((lake_root / "monitoring" / "validation" / "2013-01-02.json").read_text())
+    report = json.loads((lake_root / "monitoring" / "validation" / "features" / "2013-01-02.json").read_text())
     assert report["success"] and report["n_rows"] == flights["rows_valid"]

@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 
 from flightdeck.config import load_config
-from flightdeck.validation import suite_json, validate_partition, validate_range
+from flightdeck.validation import (
+    bronze_spec,
+    row_count_bounds,
+    suite_json,
+    validate_partition,
+    validate_range,
+    write_reports,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -62,7 +69,7 @@ def test_missing_column_and_too_few_rows(spark: Any) -> None:
     report = validate_partition(_partition(spark, n=10).drop("plane_age"), load_config())
     messages = [f.message for f in report.failed]
     assert "row count 10 < 50 required" in messages
-    assert "model input columns missing: ['plane_age']" in messages
+    assert "columns missing: ['plane_age']" in messages
 
 
 def test_suite_file_matches_the_config() -> None:
@@ -121,3 +128,76 @@ def test_one_partition_is_validated_directly(spark: Any) -> None:
     reports = validate_range(_range(spark, {"2013-01-02": 60}), load_config(), ["2013-01-02"])
     r = reports["2013-01-02"]
     assert r.success and r.n_rows == 60 and r.derived_from is None and r.evaluated == 14
+
+
+def test_every_report_carries_data_docs(spark: Any) -> None:
+    sizes = {"2013-01-01": 60, "2013-01-02": 60, "2013-01-03": 10}
+    reports = validate_range(_range(spark, sizes), load_config(), list(sizes))
+    for d, r in reports.items():
+        assert r.data_docs is not None and r.data_docs.startswith("<!DOCTYPE html>"), d
+        assert "expect_column_values_to_not_be_null" in r.data_docs or "values must never be null" in r.data_docs
+    assert "validated as part of the batch range 2013-01-01..2013-01-03" in (reports["2013-01-01"].data_docs or "")
+    assert "validated as part of the batch" not in (reports["2013-01-03"].data_docs or "")
+
+
+def test_reports_and_data_docs_land_in_the_lake(spark: Any, tmp_path: Path) -> None:
+    from flightdeck.lake import Lake
+
+    lake = Lake(str(tmp_path / "lake"))
+    reports = validate_range(
+        _range(spark, {"2013-01-01": 60, "2013-01-02": 10}), load_config(), ["2013-01-01", "2013-01-02"]
+    )
+    failures = write_reports(lake, reports, "features/flights")
+    assert failures == ["features/flights 2013-01-02 failed 1 of 14 expectations: row count 10 < 50 required"]
+    for d in ("2013-01-01", "2013-01-02"):
+        doc = json.loads((tmp_path / "lake" / "monitoring" / "validation" / "features" / f"{d}.json").read_text())
+        assert doc["partition"] == d and doc["table"] == "features/flights" and "data_docs" not in doc
+        assert (tmp_path / "lake" / "monitoring" / "data_docs" / "features" / f"{d}.html").stat().st_size > 10_000
+
+
+def test_row_count_bounds_follow_recent_partitions() -> None:
+    policy = load_config().validation.row_count  # 14 days, at least 7, [0.5, 1.5] x median
+    assert row_count_bounds([900] * 6, policy, 50) == (50, None)  # too little history: min_rows only
+    assert row_count_bounds([800, 900, 1000, 950, 990, 700, 960], policy, 50) == (475, 1425)
+    assert row_count_bounds([60] * 7, policy, 50) == (50, 90)  # never below min_rows
+
+
+def _bronze(spark: Any, n: int, date: str) -> Any:
+    cfg = load_config()
+    flight = (2013, 1, 2, 517, 515, 2.0, 830, 819, 11.0)
+    rows = [
+        (*flight, "UA" if i % 2 else "AA", 1000 + i, "N14228", "EWR", "IAH", 227.0, 1400.0, 5, 15) for i in range(n)
+    ]
+    schema = ", ".join(f"{c.name} {c.type}" for c in cfg.dataset.entity.columns if c.name != "time_hour")
+    return spark.createDataFrame(rows, schema).selectExpr(
+        "*", "timestamp'2013-01-02 10:00:00' AS time_hour", f"'{date}' AS date"
+    )
+
+
+def _where(df: Any, date: str, cond: str, column: str, value: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return df.withColumn(column, F.when((F.col("date") == date) & F.expr(cond), value).otherwise(F.col(column)))
+
+
+def test_bronze_suite_checks_ranges_null_budgets_categories_and_row_counts(spark: Any) -> None:
+    cfg = load_config()
+    spec = bronze_spec(cfg, cfg.dataset.entity, {"carrier": ["UA", "AA"], "origin": ["EWR"], "dest": ["IAH"]})
+    assert spec.name == "bronze_flights" and spec.min_filled["tailnum"] == 0.7  # null budget 0.3
+    frames = [_bronze(spark, 100, d) for d in ("2013-01-02", "2013-01-03", "2013-01-04", "2013-01-05")]
+    df = frames[0].unionByName(frames[1]).unionByName(frames[2]).unionByName(frames[3])
+    # 01-03: a carrier not among the reference keys (ingest would have quarantined it);
+    # 01-04: tailnum emptied on 40% of rows (budget 30%); 01-05: an air time of 2000 minutes.
+    bad = _where(df, "2013-01-03", "flight < 1003", "carrier", "ZZ")
+    bad = _where(bad, "2013-01-04", "flight < 1040", "tailnum", None)
+    bad = _where(bad, "2013-01-05", "flight = 1000", "air_time", 2000.0)
+    keys = ["2013-01-02", "2013-01-03", "2013-01-04", "2013-01-05"]
+    bounds = {k: (50, None) for k in keys} | {"2013-01-02": (150, 300)}  # 01-02: 100 rows, recent days had ~200
+    reports = validate_range(bad, cfg, keys, spec=spec, row_bounds=bounds)
+    failed = {d: [f.message for f in r.failed] for d, r in reports.items() if not r.success}
+    assert failed == {
+        "2013-01-02": ["row count 100 outside [150, 300] (recent partitions)"],
+        "2013-01-03": ["carrier has 3 values (3%) outside its 2 allowed values (e.g. ['ZZ', 'ZZ', 'ZZ'])"],
+        "2013-01-04": ["tailnum non-null 60% < 70% required"],
+        "2013-01-05": ["air_time has 1 values outside [0.0, 1000.0] (e.g. [2000.0])"],
+    }
