@@ -5,7 +5,12 @@ renames through Hadoop's FileSystem API (local folders and ``s3a://`` alike). A
 reader only ever sees a committed partition (with ``_SUCCESS``) or none; a job
 killed mid-write leaves the previous version in place and a ``_staging``
 leftover, which readers ignore (its name starts with ``_``) and which can be
-deleted whenever no job writes the table.
+deleted whenever no job writes the table. A job killed between the two renames
+leaves the previous version in ``_trash``; the next write to the table puts it
+back first (:func:`_restore_interrupted`). ``FLIGHTDECK_FAULT_PAUSE_BEFORE_COMMIT``
+(``<seconds>`` or ``<seconds>@<path part>``) pauses every write (or those whose staging
+path contains the part) after staging and before its commit, so reliability tests can
+kill a job exactly mid-write.
 
 :func:`write_partition` writes one date; :func:`write_partitions` writes many dates
 of a table with one Spark write (``partitionBy``) and then swaps each date in the
@@ -17,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -29,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOG_LEVEL_ENV = "FLIGHTDECK_SPARK_LOG_LEVEL"
+FAULT_PAUSE_ENV = "FLIGHTDECK_FAULT_PAUSE_BEFORE_COMMIT"
+_TOKEN_LEN = 12
 
 
 def build_session(app_name: str, conf: dict[str, str] | None = None) -> SparkSession:
@@ -79,6 +87,12 @@ class _Fs:
     def touch(self, path: str) -> None:
         self.fs.create(self._path(path), True).close()
 
+    def children(self, path: str) -> list[str]:
+        """Names of the entries directly inside a folder (none when it does not exist)."""
+        if not self.exists(path):
+            return []
+        return sorted(str(st.getPath().getName()) for st in self.fs.listStatus(self._path(path)))
+
     def copy(self, src: str, dst: str) -> None:
         copied = self._jvm.org.apache.hadoop.fs.FileUtil.copy(
             self.fs, self._path(src), self.fs, self._path(dst), False, self._conf
@@ -109,6 +123,26 @@ def _swap_in(fs: _Fs, staged: str, final: str, trash: str) -> None:
 def _require_marker(fs: _Fs, staging: str) -> None:
     if not fs.exists(f"{staging}/{COMMIT_MARKER}"):
         raise RuntimeError(f"staged output {staging} has no {COMMIT_MARKER}; not committing")
+    seconds, _, where = os.environ.get(FAULT_PAUSE_ENV, "").partition("@")
+    if seconds and where in staging:
+        log.warning("fault injection (%s): %s is staged; pausing %s s", FAULT_PAUSE_ENV, staging, seconds)
+        time.sleep(float(seconds))
+
+
+def _restore_interrupted(fs: _Fs, parent: str) -> None:
+    """Put back previous versions that a job killed between its two renames left in ``_trash``.
+
+    A ``_trash`` entry is ``<name>-<token>``; when ``<name>`` is missing beside it, the entry is
+    the last committed version and goes back in place. Two writers of the same partition at
+    the same time are not supported (Airflow runs one per partition).
+    """
+    trash = f"{parent}/_trash"
+    for entry in fs.children(trash):
+        name = entry[: -(_TOKEN_LEN + 1)]
+        final = f"{parent}/{name}"
+        committed = fs.exists(f"{trash}/{entry}/{COMMIT_MARKER}")
+        if name and committed and not fs.exists(final) and fs.rename(f"{trash}/{entry}", final):
+            log.warning("restored %s from %s (a writer was interrupted mid-commit)", final, entry)
 
 
 def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
@@ -116,10 +150,11 @@ def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.d
     final = lake.partition(zone, table, date)
     table_path = lake.table(zone, table)
     name = final.rsplit("/", 1)[-1]
-    token = uuid.uuid4().hex[:12]
+    token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{table_path}/_staging/{name}-{token}"
-    df.write.mode("error").format(fmt).save(staging)
     fs = _Fs(df.sparkSession, table_path)
+    _restore_interrupted(fs, table_path)
+    df.write.mode("error").format(fmt).save(staging)
     _require_marker(fs, staging)
     _swap_in(fs, staging, final, f"{table_path}/_trash/{name}-{token}")
     log.info("committed %s", final)
@@ -153,11 +188,12 @@ def write_partitions(
     if date_col not in df.columns:
         raise ValueError(f"write_partitions: column {date_col!r} not in {df.columns}; it names each row's partition")
     table_path = lake.table(zone, table)
-    token = uuid.uuid4().hex[:12]
+    token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{table_path}/_staging/{token}"
+    fs = _Fs(df.sparkSession, table_path)
+    _restore_interrupted(fs, table_path)
     rows = df.where(F.col(date_col).cast("string").isin(keys))
     rows.write.mode("error").format(fmt).partitionBy(date_col).save(staging)
-    fs = _Fs(df.sparkSession, table_path)
     _require_marker(fs, staging)
     empty_dir = f"{staging}/_empty"
     empty_written = False
@@ -185,10 +221,13 @@ def write_table(df: DataFrame, lake: Lake, zone: str, table: str, fmt: str = "pa
     """Replace an unpartitioned table (e.g. a reference table) atomically."""
     target = lake.table(zone, table)
     parent, name = target.rsplit("/", 1)
-    token = uuid.uuid4().hex[:12]
+    token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{parent}/_staging/{name}-{token}"
+    fs = _Fs(df.sparkSession, parent)
+    _restore_interrupted(fs, parent)
     df.write.mode("error").format(fmt).save(staging)
-    _swap_in(_Fs(df.sparkSession, parent), staging, target, f"{parent}/_trash/{name}-{token}")
+    _require_marker(fs, staging)
+    _swap_in(fs, staging, target, f"{parent}/_trash/{name}-{token}")
     return target
 
 

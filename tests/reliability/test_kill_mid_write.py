@@ -1,0 +1,119 @@
+"""A Spark job killed (SIGKILL) mid-write leaves the previous partition intact; the retry completes."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flightdeck import landing
+from flightdeck.config import load_config
+from flightdeck.lake import Lake
+from flightdeck.sparkio import FAULT_PAUSE_ENV, _Fs, _restore_interrupted, read_partitions
+
+pytestmark = pytest.mark.spark
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = "2013-01-02"
+
+
+def _job(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checksums(folder: Path) -> list[str]:
+    files = sorted(folder.glob("*.parquet"))
+    assert files, f"no data files in {folder}"
+    return sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in files)
+
+
+def _wait_for(pattern: str, root: Path, proc: subprocess.Popen[bytes], timeout: float = 240) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(root.glob(pattern))
+        if found:
+            return found[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"the job ended (exit {proc.returncode}) before {pattern} appeared")
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern} did not appear within {timeout}s")
+
+
+def test_ingest_killed_mid_write_keeps_the_previous_partition(spark: Any, lake_root: Path, tmp_path: Path) -> None:
+    cfg = load_config()
+    lake = Lake(str(lake_root))
+    landing.land_reference(cfg, lake)
+    landing.land_day(cfg, lake, DAY)
+    job = _job("ingest")
+    job.main(["--partition", DAY])
+    partition = lake_root / "bronze" / "flights" / f"date={DAY}"
+    before = _checksums(partition)
+    rows_before = read_partitions(spark, lake, "bronze", "flights", [DAY]).count()
+
+    # The day's file is re-exported with 100 rows fewer, so the new version differs from the old.
+    path = Path(lake.landing_file("flights", DAY))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-100]) + "\n")
+
+    # The rerun pauses once bronze is staged; it is killed there, as a lost executor host would be.
+    env = os.environ | {
+        FAULT_PAUSE_ENV: "600@/bronze/flights/",
+        "FLIGHTDECK__LAKE__ROOT": str(lake_root),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    log = (tmp_path / "killed.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "jobs" / "ingest.py"), "--partition", DAY],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        staged = _wait_for("bronze/flights/_staging/*/_SUCCESS", lake_root, proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+    # The previous version is intact and readable; the staged output is invisible to readers.
+    assert staged.parent.exists()
+    assert _checksums(partition) == before
+    assert read_partitions(spark, lake, "bronze", "flights", [DAY]).count() == rows_before
+    assert [d.isoformat() for d in lake.committed_partitions("bronze", "flights")] == [DAY]
+
+    # The retry completes with the new file.
+    job.main(["--partition", DAY])
+    assert read_partitions(spark, lake, "bronze", "flights", [DAY]).count() < rows_before
+    assert _checksums(partition) != before
+
+
+def test_a_version_left_in_trash_between_the_two_renames_is_restored(spark: Any, lake_root: Path) -> None:
+    from flightdeck.sparkio import write_partitions
+
+    lake = Lake(str(lake_root))
+    df = spark.createDataFrame([(1, DAY), (2, DAY), (3, "2013-01-03")], "x int, date string")
+    write_partitions(df, lake, "bronze", "t", [DAY, "2013-01-03"])
+    table = lake_root / "bronze" / "t"
+    before = _checksums(table / f"date={DAY}")
+    # What a job killed after moving the old version aside, before moving the new one in, leaves.
+    (table / "_trash").mkdir()
+    (table / f"date={DAY}").rename(table / "_trash" / f"date={DAY}-0123456789ab")
+    assert not lake.is_committed("bronze", "t", DAY)
+
+    _restore_interrupted(_Fs(spark, str(table)), str(table))
+    assert lake.is_committed("bronze", "t", DAY) and _checksums(table / f"date={DAY}") == before
+    assert not list((table / "_trash").iterdir())
