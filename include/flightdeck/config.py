@@ -149,19 +149,92 @@ class Lookup(_Strict):
     columns: dict[str, str]
 
 
+RollingAgg = Literal["mean", "sum", "count"]
+
+
+class Rolling(_Strict):
+    """A rolling aggregate over past entity rows of the same group, point in time.
+
+    ``value`` (a Spark SQL expression over the bronze entity columns and the label) of an
+    event on local date E becomes known at the start of day E + ``known_after_days``; a
+    row on day D therefore sees the ``w`` known days E in [D - known_after_days - w + 1,
+    D - known_after_days]. Output columns: ``<name>_<w>d`` (and ``<name>_<w>d_n``, the
+    number of non-null values, when ``count_column``).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    group_by: list[str] = Field(min_length=1)
+    value: str
+    agg: RollingAgg = "mean"
+    windows_days: list[int] = Field(min_length=1)
+    # Never 0: a value known on its own day would leak the day's later events.
+    known_after_days: int = Field(default=1, ge=1)
+    # mean/sum over fewer non-null values than this are null (count is never thinned).
+    min_count: int = Field(default=1, ge=1)
+    count_column: bool = False
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_unique(cls, value: list[int]) -> list[int]:
+        if any(w < 1 for w in value) or len(set(value)) != len(value):
+            raise ValueError(f"windows_days {value} must be distinct whole days >= 1")
+        return value
+
+    @property
+    def lookback_days(self) -> int:
+        """Days of history before a row's date that its longest window reads."""
+        return max(self.windows_days) + self.known_after_days - 1
+
+    @property
+    def outputs(self) -> list[str]:
+        cols = []
+        for w in self.windows_days:
+            cols.append(f"{self.name}_{w}d")
+            if self.count_column:
+                cols.append(f"{self.name}_{w}d_n")
+        return cols
+
+
+class ScheduleCount(_Strict):
+    """Entity rows on the same local date sharing ``group_by`` (e.g. departures per origin and hour).
+
+    Only for what the schedule fixes in advance (keys such as origin and scheduled hour):
+    the count covers the whole day, including rows after the event, which is point in
+    time only because the day's schedule is published before the day starts.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    group_by: list[str] = Field(min_length=1)
+
+
 class Features(_Strict):
     """How the feature table is built from bronze."""
 
     asof_joins: list[AsofJoin] = Field(default_factory=list)
     lookups: list[Lookup] = Field(default_factory=list)
     derived: dict[str, str] = Field(default_factory=dict)
+    rolling: list[Rolling] = Field(default_factory=list)
+    counts: list[ScheduleCount] = Field(default_factory=list)
     numeric: list[str]
     categorical: list[str] = Field(default_factory=list)
     passthrough: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _unique_outputs(self) -> Features:
+        names = [c for r in self.rolling for c in r.outputs] + [c.name for c in self.counts]
+        twice = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(self.derived)))
+        if twice:
+            raise ValueError(f"rolling/counts columns {twice} are declared twice (rolling, counts or derived)")
+        return self
+
     @property
     def model_inputs(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @property
+    def lookback_days(self) -> int:
+        """Days of entity history before the first built date that the rolling windows read."""
+        return max((r.lookback_days for r in self.rolling), default=0)
 
 
 class Label(_Strict):
@@ -218,15 +291,34 @@ class Validation(_Strict):
     bronze: dict[str, BronzeSuite] = Field(default_factory=dict)
 
 
+class Search(_Strict):
+    """A bounded hyperparameter search: at most ``max_trials`` draws (seeded) from a grid.
+
+    Each trial is a nested MLflow run, judged on the validation window (never the holdout).
+    ``max_trials: 1`` trains the base ``model.params`` only.
+    """
+
+    max_trials: int = Field(default=1, ge=1, le=50)
+    # parameter -> candidate values; a trial overrides model.params with one value of each
+    space: dict[str, list[float | int | str]] = Field(default_factory=dict)
+
+
 class Model(_Strict):
     name: str
+    # XGBoost workers (Spark barrier tasks) and threads per worker (= spark.task.cpus,
+    # which xgboost.spark uses as nthread); training checks the free task slots first.
     num_workers: int = Field(ge=1)
+    threads_per_worker: int = Field(default=1, ge=1)
     train_start: dt.date
     train_end: dt.date
     retrain_window_days: int = Field(ge=2)
     holdout_days: int = Field(ge=1)
+    # The last training days before the holdout: early stopping and trial selection.
+    validation_days: int = Field(default=0, ge=0)
+    early_stopping_rounds: int | None = Field(default=None, ge=1)
     seed: int = 42
     params: dict[str, float | int | str] = Field(default_factory=dict)
+    search: Search = Field(default_factory=Search)
 
     @model_validator(mode="after")
     def _window_order(self) -> Model:
@@ -236,8 +328,21 @@ class Model(_Strict):
 
 
 class Gate(_Strict):
+    """Thresholds of the promotion gate (see :func:`flightdeck.gate.decide`)."""
+
     min_auc: float = Field(ge=0, le=1)
     max_auc_regression: float = Field(ge=0, le=1)
+    # Per-slice checks: holdout columns whose values are slices (e.g. carrier, origin, month).
+    slices: list[str] = Field(default_factory=list)
+    max_slice_regression: float = Field(default=0.05, ge=0, le=1)
+    # Slices with fewer rows (or a single class) are reported, never judged.
+    min_slice_rows: int = Field(default=200, ge=1)
+    # Paired bootstrap of the AUC difference (candidate - champion) on the holdout; the
+    # gate fails when the whole interval lies below -max_auc_regression.
+    bootstrap_samples: int = Field(default=200, ge=0)
+    bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1)
+    # A human approves before the champion moves (Airflow HITL ApprovalOperator).
+    require_approval: bool = False
 
 
 class Drift(_Strict):

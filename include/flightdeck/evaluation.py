@@ -43,6 +43,21 @@ def collect_scores(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineCon
     return pdf["y"].to_numpy(dtype=np.int64), pdf["p"].to_numpy(dtype=np.float64)
 
 
+def collect_keyed_scores(
+    model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig, key: str, extra: Sequence[str] = ()
+) -> Any:
+    """Score ``holdout_df``; a pandas frame of ``key``, label ``y``, probability ``p`` and ``extra``
+    columns, sorted by ``key`` (so two models' scores of the same holdout line up row by row)."""
+    from flightdeck.training import model_input_frame
+
+    scored = model.transform(model_input_frame(holdout_df, cfg))
+    cols = [scored[key], *(scored[c].cast("string").alias(c) for c in extra if c != key)]
+    pdf = scored.select(
+        *cols, scored[cfg.label.name].cast("int").alias("y"), positive_probability(scored).alias("p")
+    ).toPandas()
+    return pdf.sort_values(key, kind="stable").reset_index(drop=True)
+
+
 def metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> dict[str, float]:
     """ROC AUC, PR AUC, log loss, Brier score, rows and positive rate."""
     import numpy as np
@@ -62,9 +77,79 @@ def metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> d
         "pr_auc": float(average_precision_score(y_arr, p_arr)),
         "log_loss": float(log_loss(y_arr, np.clip(p_arr, 1e-15, 1 - 1e-15), labels=[0, 1])),
         "brier": float(brier_score_loss(y_arr, p_arr)),
+        "calibration_error": calibration_error(y_arr, p_arr),
+        "mean_prediction": float(p_arr.mean()),
         "n_rows": float(y_arr.size),
         "positive_rate": float(y_arr.mean()),
     }
+
+
+def calibration_error(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: row-weighted mean |observed late share - mean prediction| over
+    ``bins`` equal-width probability bins."""
+    import numpy as np
+
+    y_arr = np.asarray(y, dtype=float)
+    p_arr = np.asarray(p, dtype=float)
+    idx = np.minimum((p_arr * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(idx):
+        mask = idx == b
+        total += mask.sum() * abs(y_arr[mask].mean() - p_arr[mask].mean())
+    return float(total / max(y_arr.size, 1))
+
+
+def auc_or_none(y: np.ndarray, p: np.ndarray) -> float | None:
+    """ROC AUC, or None when ``y`` holds a single class (AUC undefined)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    if y.size == 0 or len(np.unique(y)) < 2:
+        return None
+    return float(roc_auc_score(y, p))
+
+
+def slice_aucs(
+    y: np.ndarray, p_candidate: np.ndarray, p_champion: np.ndarray | None, columns: Mapping[str, np.ndarray]
+) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Per slice value (``columns``: name -> value per row): rows and both models' ROC AUC."""
+    import numpy as np
+
+    out: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for name, values in columns.items():
+        keys = np.asarray(values).astype(str)
+        out[name] = {}
+        for value in sorted(set(keys.tolist())):
+            mask = keys == value
+            out[name][value] = {
+                "n": int(mask.sum()),
+                "candidate": auc_or_none(y[mask], p_candidate[mask]),
+                "champion": None if p_champion is None else auc_or_none(y[mask], p_champion[mask]),
+            }
+    return out
+
+
+def bootstrap_auc_diff(
+    y: np.ndarray, p_candidate: np.ndarray, p_champion: np.ndarray, *, samples: int, confidence: float, seed: int
+) -> dict[str, float]:
+    """Paired bootstrap (rows resampled together) of AUC(candidate) - AUC(champion): percentile interval."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    n = y.size
+    diffs: list[float] = []
+    for _ in range(samples):
+        idx = rng.integers(0, n, n)
+        yb = y[idx]
+        if yb.min() == yb.max():
+            continue
+        diffs.append(float(roc_auc_score(yb, p_candidate[idx]) - roc_auc_score(yb, p_champion[idx])))
+    if not diffs:
+        return {"low": float("nan"), "high": float("nan"), "mean": float("nan"), "samples": 0.0}
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(np.asarray(diffs), [alpha, 1 - alpha])
+    return {"low": float(low), "high": float(high), "mean": float(np.mean(diffs)), "samples": float(len(diffs))}
 
 
 def evaluate(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> dict[str, float]:

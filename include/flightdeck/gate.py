@@ -1,19 +1,36 @@
 """The promotion gate: may a candidate model replace the champion?
 
-Pure: plain metrics in, a :class:`Decision` with human-readable reasons out, so the
-gate is tested without Spark or MLflow and its verdict can be stored as a tag.
+Pure: plain numbers in (metrics of candidate and champion on the same frozen holdout,
+per-slice AUCs, a bootstrap interval of the AUC difference), a :class:`Decision` with
+human-readable reasons out. The gate is tested without Spark or MLflow, and its verdict
+is stored as tags on the candidate's model version and returned by the Airflow task.
+
+Checks (each one recorded under ``checks`` with its numbers):
+
+* ``min_auc`` — candidate ROC AUC >= ``gate.min_auc`` (always);
+* ``max_auc_regression`` — candidate AUC >= champion AUC - ``gate.max_auc_regression``;
+* ``slices`` — the same per slice value (e.g. each carrier, origin, month) with at least
+  ``gate.min_slice_rows`` rows and both classes, against ``gate.max_slice_regression``;
+* ``auc_diff_ci`` — the paired bootstrap interval of AUC(candidate) - AUC(champion) must
+  reach ``-gate.max_auc_regression`` (an interval wholly below it means the candidate is
+  worse beyond the tolerance with that confidence).
+
+A first model (no champion) is judged on ``min_auc`` only.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flightdeck.config import Gate
 
 METRIC = "roc_auc"
+
+# slice column -> slice value -> {"n": rows, "candidate": auc, "champion": auc}
+SliceAucs = Mapping[str, Mapping[str, Mapping[str, float | int | None]]]
 
 
 @dataclass(frozen=True)
@@ -28,20 +45,90 @@ class Decision:
         return asdict(self)
 
 
-def _metric(metrics: Mapping[str, float] | None, name: str) -> float | None:
-    if metrics is None or name not in metrics or metrics[name] is None:
+def _valid(value: Any) -> float | None:
+    if value is None:
         return None
-    value = float(metrics[name])
-    return None if math.isnan(value) else value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
 
 
-def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None, thresholds: Gate) -> Decision:
-    """Decide whether ``candidate`` may become champion.
+def _metric(metrics: Mapping[str, Any] | None, name: str) -> float | None:
+    if metrics is None:
+        return None
+    return _valid(metrics.get(name))
 
-    Checks: candidate ROC AUC >= ``thresholds.min_auc``; and, when there is a champion,
-    candidate ROC AUC >= champion ROC AUC - ``thresholds.max_auc_regression`` (both measured
-    on the same holdout by the caller). A first model (no champion) is judged on the
-    absolute threshold only.
+
+def _check_slices(slices: SliceAucs, thresholds: Gate) -> tuple[bool, dict[str, Any], list[str]]:
+    """Judge every slice value with enough rows; report the ones that regress too much."""
+    failed: list[dict[str, Any]] = []
+    judged = skipped = 0
+    worst: dict[str, Any] | None = None
+    for column in sorted(slices):
+        for value in sorted(slices[column], key=str):
+            entry = slices[column][value]
+            n = int(entry.get("n") or 0)
+            cand, champ = _valid(entry.get("candidate")), _valid(entry.get("champion"))
+            if n < thresholds.min_slice_rows or cand is None or champ is None:
+                skipped += 1
+                continue
+            judged += 1
+            delta = cand - champ
+            row = {"slice": f"{column}={value}", "n": n, "candidate": cand, "champion": champ, "delta": delta}
+            if worst is None or delta < worst["delta"]:
+                worst = row
+            if delta < -thresholds.max_slice_regression:
+                failed.append(row)
+    passed = not failed
+    check = {
+        "passed": passed,
+        "threshold": thresholds.max_slice_regression,
+        "min_rows": thresholds.min_slice_rows,
+        "judged": judged,
+        "skipped": skipped,
+        "worst": worst,
+        "failed": failed,
+    }
+    reasons: list[str] = []
+    if failed:
+        shown = ", ".join(
+            f"{f['slice']} {f['candidate']:.4f} vs {f['champion']:.4f} ({f['delta']:+.4f}, n={f['n']})"
+            for f in sorted(failed, key=lambda f: f["delta"])[:5]
+        )
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        reasons.append(
+            f"{len(failed)} of {judged} slices regress by more than {thresholds.max_slice_regression:.4f} AUC: "
+            f"{shown}{more}"
+        )
+    elif worst is not None:
+        reasons.append(
+            f"all {judged} slices with >= {thresholds.min_slice_rows} rows within "
+            f"{thresholds.max_slice_regression:.4f} AUC of the champion "
+            f"(worst {worst['slice']} {worst['delta']:+.4f}; {skipped} small slices not judged)"
+        )
+    else:
+        reasons.append(f"no slice has >= {thresholds.min_slice_rows} rows with both classes: slices not judged")
+    return passed, check, reasons
+
+
+def decide(
+    candidate: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    thresholds: Gate,
+    *,
+    slices: SliceAucs | None = None,
+    auc_diff_ci: Sequence[float] | None = None,
+) -> Decision:
+    """Decide whether ``candidate`` may become champion (see the module docstring for the checks).
+
+    Args:
+        candidate: the candidate's holdout metrics (needs ``roc_auc``).
+        champion: the champion's metrics on the same holdout, or None when there is no champion.
+        thresholds: the ``gate`` section of the config.
+        slices: per-slice AUCs of both models (``{column: {value: {n, candidate, champion}}}``).
+        auc_diff_ci: ``(low, high)`` bootstrap interval of AUC(candidate) - AUC(champion).
     """
     reasons: list[str] = []
     checks: dict[str, Any] = {}
@@ -57,28 +144,52 @@ def decide(candidate: Mapping[str, float], champion: Mapping[str, float] | None,
     relation = ">=" if ok_abs else "<"
     reasons.append(f"candidate ROC AUC {cand_auc:.4f} {relation} minimum {thresholds.min_auc:.4f}")
 
-    ok_rel = True
     champ_auc = _metric(champion, METRIC)
-    if champion is None:
-        reasons.append("no current champion: judged on absolute thresholds only")
+    if champion is None or champ_auc is None:
+        why = "no current champion" if champion is None else f"champion has no valid {METRIC} metric"
+        reasons.append(f"{why}: judged on absolute thresholds only")
         checks["max_auc_regression"] = {"value": None, "threshold": thresholds.max_auc_regression, "passed": True}
-    elif champ_auc is None:
-        reasons.append(f"champion has no valid {METRIC} metric: judged on absolute thresholds only")
-        checks["max_auc_regression"] = {"value": None, "threshold": thresholds.max_auc_regression, "passed": True}
-    else:
-        floor = champ_auc - thresholds.max_auc_regression
-        ok_rel = cand_auc >= floor
-        delta = cand_auc - champ_auc
-        checks["max_auc_regression"] = {
-            "value": delta,
-            "champion": champ_auc,
-            "floor": floor,
-            "threshold": thresholds.max_auc_regression,
-            "passed": ok_rel,
-        }
-        relation = ">=" if ok_rel else "<"
-        reasons.append(
-            f"candidate ROC AUC {cand_auc:.4f} vs champion {champ_auc:.4f} (change {delta:+.4f}): "
-            f"{relation} floor {floor:.4f} (champion minus allowed regression {thresholds.max_auc_regression:.4f})"
-        )
-    return Decision(passed=ok_abs and ok_rel, reasons=reasons, checks=checks)
+        return Decision(passed=ok_abs, reasons=reasons, checks=checks)
+
+    floor = champ_auc - thresholds.max_auc_regression
+    ok_rel = cand_auc >= floor
+    delta = cand_auc - champ_auc
+    checks["max_auc_regression"] = {
+        "value": delta,
+        "champion": champ_auc,
+        "floor": floor,
+        "threshold": thresholds.max_auc_regression,
+        "passed": ok_rel,
+    }
+    relation = ">=" if ok_rel else "<"
+    reasons.append(
+        f"candidate ROC AUC {cand_auc:.4f} vs champion {champ_auc:.4f} (change {delta:+.4f}): "
+        f"{relation} floor {floor:.4f} (champion minus allowed regression {thresholds.max_auc_regression:.4f})"
+    )
+
+    ok_slices = True
+    if slices:
+        ok_slices, checks["slices"], slice_reasons = _check_slices(slices, thresholds)
+        reasons.extend(slice_reasons)
+
+    ok_ci = True
+    if auc_diff_ci is not None:
+        low, high = (_valid(v) for v in auc_diff_ci)
+        if low is None or high is None:
+            reasons.append("bootstrap interval of the AUC difference is undefined: not judged")
+            checks["auc_diff_ci"] = {"low": None, "high": None, "passed": True}
+        else:
+            ok_ci = high >= -thresholds.max_auc_regression
+            checks["auc_diff_ci"] = {
+                "low": low,
+                "high": high,
+                "confidence": thresholds.bootstrap_confidence,
+                "threshold": -thresholds.max_auc_regression,
+                "passed": ok_ci,
+            }
+            relation = "reaches" if ok_ci else "lies wholly below"
+            reasons.append(
+                f"{thresholds.bootstrap_confidence:.0%} bootstrap interval of the AUC difference "
+                f"[{low:+.4f}, {high:+.4f}] {relation} {-thresholds.max_auc_regression:+.4f}"
+            )
+    return Decision(passed=ok_abs and ok_rel and ok_slices and ok_ci, reasons=reasons, checks=checks)
