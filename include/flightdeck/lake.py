@@ -20,6 +20,7 @@ A partition directory is visible only once committed (it holds ``_SUCCESS``); se
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -140,10 +141,21 @@ def _s3_split(path: str) -> tuple[str, str]:
     return bucket, key
 
 
+S3_ENDPOINT_ENV = "AWS_ENDPOINT_URL"
+_S3_URI = re.compile(r"^s3a?://")
+
+
+def is_s3(path: str) -> bool:
+    """True for ``s3://`` and ``s3a://`` paths (boto3 speaks both; Spark needs ``s3a://``)."""
+    return bool(_S3_URI.match(path))
+
+
 def _s3_client() -> Any:
+    """A boto3 S3 client; the endpoint comes from ``AWS_ENDPOINT_URL`` (an S3-compatible store)
+    and the credentials from the usual AWS chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``)."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None)
+    return boto3.client("s3", endpoint_url=os.environ.get(S3_ENDPOINT_ENV) or None)
 
 
 def _exists(path: str) -> bool:
@@ -235,3 +247,75 @@ def list_docs(folder: str) -> list[str]:
     if not local.is_dir():
         return []
     return sorted(str(p) for p in local.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+
+
+# --- whole files: listing, copying, deleting (landing inbox and archive) ------------------
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file directly inside a lake folder; ``fingerprint`` changes whenever its bytes change."""
+
+    path: str
+    name: str
+    size: int
+    fingerprint: str
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)  # the same digest S3 reports as ETag for one-part uploads
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def list_files(folder: str) -> list[FileInfo]:
+    """The files directly inside a folder (not in subfolders), sorted by name; none when it is missing.
+
+    Names starting with ``.`` or ``_`` (temp files, markers, archives) are left out. On S3 the
+    fingerprint is the object's ETag, locally the MD5 of the bytes.
+    """
+    if is_s3(folder):
+        bucket, key = _s3_split(folder)
+        scheme = folder.split("://", 1)[0]
+        prefix = key.rstrip("/") + "/"
+        paginator = _s3_client().get_paginator("list_objects_v2")
+        found = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix) :]
+                if name and not name.startswith((".", "_")):
+                    found.append(
+                        FileInfo(f"{scheme}://{bucket}/{obj['Key']}", name, int(obj["Size"]), obj["ETag"].strip('"'))
+                    )
+        return sorted(found, key=lambda f: f.name)
+    local = _local(folder)
+    if not local.is_dir():
+        return []
+    return [
+        FileInfo(str(p), p.name, p.stat().st_size, _md5(p))
+        for p in sorted(local.iterdir())
+        if p.is_file() and not p.name.startswith((".", "_"))
+    ]
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy one file within the lake (server-side ``CopyObject`` on S3; atomic rename locally)."""
+    if is_s3(src) != is_s3(dst):
+        raise LakeError(f"cannot copy {src} to {dst}: both must be in the same kind of store")
+    if is_s3(src):
+        src_bucket, src_key = _s3_split(src)
+        dst_bucket, dst_key = _s3_split(dst)
+        _s3_client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key})
+        return
+    write_bytes(dst, read_bytes(src))
+
+
+def delete_file(path: str) -> None:
+    """Delete one file; deleting a missing file is not an error (reruns)."""
+    if is_s3(path):
+        bucket, key = _s3_split(path)
+        _s3_client().delete_object(Bucket=bucket, Key=key)
+        return
+    _local(path).unlink(missing_ok=True)

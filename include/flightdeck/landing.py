@@ -7,6 +7,13 @@ local date (the configured ``date_columns``) is that date. Reference tables land
 
 Pure Python (csv/zipfile streaming); the decompressed sources are cached per process,
 so landing a day after the first costs milliseconds and a backfill reads each source once.
+
+The landing zone is also an inbox (local folder or S3, spoken to with boto3): files an
+upstream delivers there are found by :func:`new_files`, ingested once by
+:func:`ingest_new_files`, then archived (an immutable copy of exactly the bytes ingested
+under ``landing/_archive/``) and marked (``landing/_ingested/<source>/<file>.json``). The
+inbox copy stays where the ingest job reads it, so rerunning a day's ingest still works; a
+file is new again only when its bytes change (a re-delivery).
 """
 
 from __future__ import annotations
@@ -16,12 +23,26 @@ import datetime as dt
 import functools
 import importlib.util
 import logging
+import re
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flightdeck.config import PipelineConfig, TimeSeriesSource
-from flightdeck.lake import Lake, date_range, parse_date, write_bytes
+from flightdeck.lake import (
+    FileInfo,
+    Lake,
+    copy_file,
+    date_range,
+    json_exists,
+    list_files,
+    parse_date,
+    read_json,
+    write_bytes,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +170,97 @@ def land_reference(cfg: PipelineConfig, lake: Lake) -> dict[str, int]:
         write_bytes(lake.reference_file(ref.name), body)
     log.info("landed reference tables: %s", counts)
     return counts
+
+
+# --- the landing inbox: find new files, ingest them once, archive and mark them -----------------
+
+ARCHIVE_DIR = "_archive"
+MARKER_DIR = "_ingested"
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A landing file of a configured source for one date."""
+
+    source: str
+    date: dt.date
+    file: FileInfo
+
+
+def _marker(lake: Lake, landed: LandedFile) -> str:
+    return lake.path("landing", MARKER_DIR, landed.source, f"{landed.file.name}.json")
+
+
+def _archive(lake: Lake, landed: LandedFile) -> str:
+    return lake.path("landing", ARCHIVE_DIR, landed.source, landed.file.fingerprint, landed.file.name)
+
+
+def landed_files(cfg: PipelineConfig, lake: Lake) -> list[LandedFile]:
+    """Every ``<source>_<YYYY-MM-DD>.csv`` in the landing folders of the entity and time series.
+
+    Other files in those folders are ignored (reported in the log), as are reference tables.
+    """
+    found: list[LandedFile] = []
+    for source in [cfg.dataset.entity, *cfg.dataset.timeseries]:
+        pattern = re.compile(rf"^{re.escape(source.name)}_(\d{{4}}-\d{{2}}-\d{{2}})\.csv$")
+        for info in list_files(lake.path("landing", source.name)):
+            match = pattern.match(info.name)
+            if match is None:
+                log.warning(
+                    "ignoring %s in the %s inbox: not named %s_<YYYY-MM-DD>.csv", info.path, source.name, source.name
+                )
+                continue
+            found.append(LandedFile(source.name, parse_date(match.group(1)), info))
+    return sorted(found, key=lambda f: (f.date, f.source))
+
+
+def is_ingested(lake: Lake, landed: LandedFile) -> bool:
+    """True when exactly these bytes (same fingerprint) were ingested before."""
+    marker = _marker(lake, landed)
+    return json_exists(marker) and read_json(marker).get("fingerprint") == landed.file.fingerprint
+
+
+def new_files(cfg: PipelineConfig, lake: Lake) -> list[LandedFile]:
+    """Landing files never ingested, or re-delivered with other bytes since, oldest date first."""
+    return [f for f in landed_files(cfg, lake) if not is_ingested(lake, f)]
+
+
+def archive_and_mark(lake: Lake, landed: LandedFile, run_key: str | None = None) -> dict[str, Any]:
+    """Archive a copy of an ingested file and write its marker (the marker last: a crash in
+    between leaves the file new, so it is ingested again, which replaces the same partition)."""
+    archive = _archive(lake, landed)
+    copy_file(landed.file.path, archive)
+    record = {
+        "source": landed.source,
+        "date": landed.date.isoformat(),
+        "path": landed.file.path,
+        "size": landed.file.size,
+        "fingerprint": landed.file.fingerprint,
+        "archive": archive,
+        "run_key": run_key,
+    }
+    write_json(_marker(lake, landed), record)
+    return record
+
+
+def ingest_new_files(
+    cfg: PipelineConfig,
+    lake: Lake,
+    ingest: Callable[[Sequence[dt.date]], Any],
+    run_key: str | None = None,
+) -> dict[str, Any]:
+    """Ingest every date that has new landing files, once, then archive and mark those files.
+
+    ``ingest`` gets the sorted dates (e.g. it spark-submits ``jobs/ingest.py --partition``) and
+    must raise on failure: then nothing is marked and the files stay new for the next attempt.
+    With no new file it is not called at all, so a rerun does nothing.
+    """
+    pending = new_files(cfg, lake)
+    dates = sorted({f.date for f in pending})
+    if not dates:
+        log.info("landing inbox of %s: no new files", lake.root)
+        return {"dates": [], "files": [], "result": None}
+    log.info("landing inbox: %d new file(s) for %d date(s) %s..%s", len(pending), len(dates), dates[0], dates[-1])
+    result = ingest(dates)
+    records = [archive_and_mark(lake, f, run_key) for f in pending]
+    return {"dates": [d.isoformat() for d in dates], "files": records, "result": result}
