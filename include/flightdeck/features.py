@@ -6,24 +6,37 @@ correct: an entity row gets the latest time-series row whose time is at or befor
 joined, however close. It is computed without a range join: entity and time-series rows
 are unioned, ordered by time per join key, and each entity row takes the last time-series
 row seen so far (a whole row, as a struct, so columns never mix observations).
+
+Rolling aggregates are point in time by day: the value of an event on local date E is
+known from day E + ``known_after_days``, so a row on day D with a window of w days sees
+the days [D - known_after_days - w + 1, D - known_after_days] and never its own day. They
+are computed without a row-level self-join: entity rows are summed per (group, day), a
+range window over the day number adds up the days of each window, and each row joins its
+(group, day). A window that reaches a day with no entity data (before the first bronze
+partition, or a gap) is null, as is a mean or sum over fewer than ``min_count`` values.
+Schedule counts (e.g. departures per origin and hour) cover the row's whole local day:
+they count only what the schedule fixes in advance.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from flightdeck.config import AsofJoin, Lookup, PipelineConfig
+from flightdeck.config import AsofJoin, DateColumns, Lookup, PipelineConfig, Rolling, ScheduleCount
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 log = logging.getLogger(__name__)
 
 EVENT_TS = "event_ts"
 _KIND = "__kind"  # 0 = time-series row, 1 = entity row: at equal times the observation comes first
 _TS = "__ts"
+_DAY = "__day"  # local date of an entity row as days since 1970-01-01
+_EPOCH = dt.date(1970, 1, 1)
 
 
 class FeatureError(ValueError):
@@ -103,21 +116,143 @@ def lookup(entity: DataFrame, reference: DataFrame, look: Lookup) -> DataFrame:
     return entity.join(F.broadcast(right), cond, "left").drop(*keys.values())
 
 
+def local_day(dates: DateColumns) -> Column:
+    """An entity row's local calendar date as a day number (days since 1970-01-01)."""
+    from pyspark.sql import functions as F
+
+    return F.expr(f"unix_date(make_date({dates.year}, {dates.month}, {dates.day}))")
+
+
+def _day_number(day: dt.date) -> int:
+    return (day - _EPOCH).days
+
+
+def _runs(days: Iterable[int]) -> list[tuple[int, int]]:
+    """Consecutive runs [first, last] of a set of day numbers."""
+    runs: list[tuple[int, int]] = []
+    for d in sorted(set(days)):
+        if runs and d == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], d)
+        else:
+            runs.append((d, d))
+    return runs
+
+
+def _window_complete(day: Column, first: int, last: int, runs: Sequence[tuple[int, int]]) -> Column:
+    """True where the days [day + first, day + last] all lie in one run of covered days."""
+    from pyspark.sql import functions as F
+
+    cond = F.lit(False)
+    for a, b in runs:
+        cond = cond | day.between(a - first, b - last)
+    return cond
+
+
+def rolling_features(
+    rows: DataFrame,
+    events: DataFrame,
+    rolls: Sequence[Rolling],
+    dates: DateColumns,
+    covered: Iterable[dt.date] | None = None,
+) -> DataFrame:
+    """Add every rolling aggregate's columns to ``rows``, point in time by local day.
+
+    Args:
+        rows: the rows to featurize (group keys and date columns).
+        events: every entity row the windows may read: the days of ``rows`` and the
+            history before them, with the columns the values use (bronze columns and the
+            label), each row once.
+        rolls: the rolling aggregates from the config.
+        dates: the columns giving a row's local date.
+        covered: the local dates whose entity data is complete (committed partitions);
+            a window touching any other day is null. None: the dates present in ``events``.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    if not rolls:
+        return rows
+    source = events.withColumn(_DAY, local_day(dates))
+    if covered is None:
+        days = [int(r[0]) for r in source.select(_DAY).distinct().collect() if r[0] is not None]
+    else:
+        days = [_day_number(d) for d in covered]
+    runs = _runs(days)
+    out = rows.withColumn(_DAY, local_day(dates))
+    for roll in rolls:
+        missing = [c for c in roll.group_by if c not in rows.columns or c not in events.columns]
+        if missing:
+            raise FeatureError(f"rolling {roll.name!r}: group_by columns {missing} not found; check features.rolling")
+        clash = [c for c in roll.outputs if c in out.columns]
+        if clash:
+            raise FeatureError(f"rolling {roll.name!r} would overwrite columns {clash}; rename it")
+        keys = {k: f"__r_{k}" for k in roll.group_by}
+        value = F.expr(roll.value).cast("double")
+        daily = (
+            source.select(*[F.col(k).alias(a) for k, a in keys.items()], F.col(_DAY), value.alias("__v"))
+            .groupBy(*keys.values(), _DAY)
+            .agg(F.sum("__v").alias("__s"), F.count("__v").alias("__n"))
+        )
+        cols = []
+        for w in roll.windows_days:
+            first, last = -(roll.known_after_days + w - 1), -roll.known_after_days
+            span = Window.partitionBy(*keys.values()).orderBy(_DAY).rangeBetween(first, last)
+            n = F.coalesce(F.sum("__n").over(span), F.lit(0))
+            s = F.sum("__s").over(span)
+            result = {"mean": s / n, "sum": s, "count": n.cast("double")}[roll.agg]
+            if roll.agg != "count":
+                result = F.when(n >= roll.min_count, result)
+            complete = _window_complete(F.col(_DAY), first, last, runs)
+            cols.append(F.when(complete, result).cast("double").alias(f"{roll.name}_{w}d"))
+            if roll.count_column:
+                cols.append(F.when(complete, n).cast("double").alias(f"{roll.name}_{w}d_n"))
+        windowed = daily.select(*keys.values(), F.col(_DAY).alias("__w_day"), *cols)
+        cond = out[_DAY] == windowed["__w_day"]
+        for k, a in keys.items():
+            cond = cond & (out[k] == windowed[a])
+        out = out.join(windowed, cond, "left").drop(*keys.values(), "__w_day")
+    return out.drop(_DAY)
+
+
+def schedule_counts(entity: DataFrame, counts: Sequence[ScheduleCount], dates: DateColumns) -> DataFrame:
+    """Add, per declared count, the number of entity rows on the row's local date sharing its keys."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    out = entity.withColumn(_DAY, local_day(dates))
+    for count in counts:
+        missing = [c for c in count.group_by if c not in entity.columns]
+        if missing:
+            raise FeatureError(f"count {count.name!r}: group_by columns {missing} not found; check features.counts")
+        if count.name in out.columns:
+            raise FeatureError(f"count {count.name!r} would overwrite a column; rename it")
+        same = Window.partitionBy(_DAY, *count.group_by)
+        out = out.withColumn(count.name, F.count(F.lit(1)).over(same).cast("double"))
+    return out.drop(_DAY)
+
+
 def build_features(
     entity_df: DataFrame,
     timeseries: Mapping[str, DataFrame],
     references: Mapping[str, DataFrame],
     cfg: PipelineConfig,
     carry: Sequence[str] = (),
+    history: DataFrame | None = None,
+    covered: Iterable[dt.date] | None = None,
 ) -> DataFrame:
     """Model-ready rows: passthrough + numeric (double) + categorical (string) + label + ``event_ts``.
 
+    Order: as-of joins, lookups, derived columns, label, rolling aggregates, schedule counts.
+
     Args:
-        entity_df: typed bronze entity rows.
+        entity_df: typed bronze entity rows (whole local days).
         timeseries: typed bronze rows per time-series name (cover the lag before the first event).
         references: bronze reference tables per name.
         cfg: the pipeline configuration.
         carry: extra input columns to keep (e.g. ``date`` for a partitioned write).
+        history: typed bronze entity rows of the ``features.lookback_days`` before (and
+            between) the dates of ``entity_df``, only as inputs of the rolling windows.
+        covered: local dates whose entity data is complete (see :func:`rolling_features`).
     """
     from pyspark.sql import functions as F
 
@@ -135,6 +270,11 @@ def build_features(
     for name, expression in feats.derived.items():
         df = df.withColumn(name, F.expr(expression))
     df = df.withColumn(cfg.label.name, F.expr(cfg.label.expression))
+    if feats.rolling:
+        events = entity_df if history is None else entity_df.unionByName(history.select(*entity_df.columns))
+        events = events.withColumn(cfg.label.name, F.expr(cfg.label.expression))
+        df = rolling_features(df, events, feats.rolling, cfg.dataset.entity.date_columns, covered)
+    df = schedule_counts(df, feats.counts, cfg.dataset.entity.date_columns)
     columns = _dedupe([*feats.passthrough, *feats.numeric, *feats.categorical, cfg.label.name, EVENT_TS, *carry])
     missing = [c for c in columns if c not in df.columns]
     if missing:
