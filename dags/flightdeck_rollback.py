@@ -1,9 +1,12 @@
 """
-### flightdeck_rollback — restore the previous champion (manual)
+### flightdeck_rollback — restore the previous champion, or a named version (manual)
 
 Moves the MLflow alias `champion` back to the version it pointed to before the
-last promotion, and records the move beside the promotions in the lake and as
-tags on the model version. Scoring runs after it use the restored version.
+last promotion (or to the version named in the Params), as a compare-and-set
+move: it fails, moving nothing, if another run moves the champion meanwhile.
+The move is recorded in the alias ledger in the lake (`monitoring/promotions`:
+who, when, from, to, why) and as tags on the model versions and the registered
+model. Scoring runs after it use the restored version.
 """
 
 from __future__ import annotations
@@ -31,15 +34,29 @@ with DAG(
             title="Confirm rollback",
             description="Tick to move the champion alias back to the previous champion.",
         ),
+        "version": Param(
+            "",
+            type="string",
+            title="Version to restore",
+            description="A registered model version (e.g. 3) to make champion; empty restores the previous one.",
+        ),
+        "reason": Param(
+            "manual rollback",
+            type="string",
+            title="Reason",
+            description="Why the champion is rolled back; recorded in the alias ledger.",
+        ),
     },
 ):
 
     @task(outlets=[CHAMPION])
-    def rollback(*, params=None, outlet_events=None) -> dict:
-        """Restore the previous champion."""
+    def rollback(*, params=None, dag_run=None, outlet_events=None) -> dict:
+        """Restore the previous champion (or the named version)."""
         if not params["confirm"]:
             raise ValueError("rollback not confirmed: trigger again with 'Confirm rollback' ticked")
-        record = tasks.rollback_champion()
+        record = tasks.rollback_champion(
+            params.get("version") or None, params.get("reason") or "", who=tasks.airflow_actor(dag_run)
+        )
         outlet_events[CHAMPION].extra = record
         return record
 

@@ -10,10 +10,16 @@ drifted; the event's extra carries the reason) or by hand with the Params below.
    `holdout_days` are the frozen holdout), logged to MLflow and registered as the
    `challenger`, with the reason of the request.
 3. **evaluate** — candidate and current champion scored on the same holdout.
-4. **gate** — the pure gate decision (absolute AUC floor, maximum regression
-   against the champion), recorded as tags on the candidate's model version.
-5. **promote** — moves the `champion` alias, only when the gate passed and the
-   champion is still the one the candidate was compared with. Skipped otherwise.
+4. **gate** — the pure gate decision (absolute AUC floor; against the champion:
+   maximum regression overall and per slice, and the bootstrap interval of the
+   AUC difference), recorded as tags on the candidate's model version and
+   returned (XCom) with its reasons.
+5. **approve** (only with `gate.require_approval: true`) — a human approves or
+   rejects the promotion in the Airflow UI (human-in-the-loop); reject skips promote.
+6. **promote** — moves the `champion` alias, only when the gate passed and the
+   champion is still the one the candidate was compared with (compare-and-set
+   through the alias ledger in the lake: otherwise it fails and says why).
+   Skipped when the gate failed.
 """
 
 from __future__ import annotations
@@ -91,14 +97,29 @@ with DAG(
         return tasks.gate_candidate(run_id)
 
     @task(outlets=[CHAMPION])
-    def promote(decision: dict, *, run_id=None, outlet_events=None) -> dict:
-        """Move the champion alias if the gate passed."""
+    def promote(decision: dict, *, run_id=None, dag_run=None, outlet_events=None) -> dict:
+        """Move the champion alias if the gate passed (compare-and-set against the compared champion)."""
         if not decision["passed"]:
             raise AirflowSkipException("gate failed: " + "; ".join(decision["reasons"]))
-        record = tasks.promote_candidate(run_id, decision)
+        record = tasks.promote_candidate(run_id, decision, who=tasks.airflow_actor(dag_run))
         outlet_events[CHAMPION].extra = record
         return record
 
     decision = gate()
     window >> train >> evaluate >> decision
-    promote(decision)
+    promoted = promote(decision)
+    if CFG.gate.require_approval:
+        from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+        approve = ApprovalOperator(
+            task_id="approve",
+            subject="Promote {{ ti.xcom_pull(task_ids='gate')['candidate_version'] }} to champion?",
+            body=(
+                "Gate {{ 'passed' if ti.xcom_pull(task_ids='gate')['passed'] else 'FAILED' }} for version "
+                "{{ ti.xcom_pull(task_ids='gate')['candidate_version'] }} (champion "
+                "{{ ti.xcom_pull(task_ids='gate')['champion_version'] or 'none' }}):\n\n"
+                "{% for r in ti.xcom_pull(task_ids='gate')['reasons'] %}- {{ r }}\n{% endfor %}"
+            ),
+            response_timeout=dt.timedelta(days=3),
+        )
+        decision >> approve >> promoted

@@ -105,48 +105,86 @@ def resolve_champion() -> str | None:
 
 
 def gate_candidate(run_key: str) -> dict[str, Any]:
-    """Apply the evaluation gate to this run's candidate and record the decision on its version."""
+    """Apply the evaluation gate to this run's candidate and record the decision on its version.
+
+    The evaluation document holds both models' metrics on the same frozen holdout, the
+    per-slice AUCs and the bootstrap interval of the AUC difference; the decision is pure.
+    """
     from flightdeck import gate, registry
 
     cfg, lake = _env()
     evaluation = read_json(lake.run_doc(run_key, "evaluate"))
     candidate = evaluation["candidate"]
     champion = evaluation.get("champion")
-    decision = gate.decide(candidate["metrics"], champion["metrics"] if champion else None, cfg.gate)
+    comparison = evaluation.get("comparison") or {}
+    ci = comparison.get("auc_diff_ci")
+    decision = gate.decide(
+        candidate["metrics"],
+        champion["metrics"] if champion else None,
+        cfg.gate,
+        slices=comparison.get("slices") if champion else None,
+        auc_diff_ci=(ci["low"], ci["high"]) if champion and ci else None,
+    )
     registry.tag_decision(cfg.model.name, str(candidate["version"]), decision)
     result = {
         "candidate_version": str(candidate["version"]),
         "champion_version": str(champion["version"]) if champion else None,
+        "candidate_roc_auc": candidate["metrics"].get("roc_auc"),
+        "champion_roc_auc": champion["metrics"].get("roc_auc") if champion else None,
         **_plain(decision),
     }
     write_json(lake.run_doc(run_key, "gate"), result)
-    log.info("gate for version %s: %s", candidate["version"], "PASS" if decision.passed else "FAIL")
+    log.info(
+        "gate for version %s (champion %s): %s",
+        candidate["version"],
+        result["champion_version"] or "none",
+        "PASS" if decision.passed else "FAIL",
+    )
     for reason in decision.reasons:
         log.info("  %s", reason)
     return result
 
 
-def promote_candidate(run_key: str, decision: Mapping[str, Any]) -> dict[str, Any]:
-    """Move the ``champion`` alias to the candidate, if the champion is still the one it beat."""
+def promote_candidate(run_key: str, decision: Mapping[str, Any], who: str | None = None) -> dict[str, Any]:
+    """Move the ``champion`` alias to the candidate, if the champion is still the one it was compared with.
+
+    Raises:
+        registry.PromotionConflict: another run moved the champion since evaluation (nothing moved).
+    """
     from flightdeck import registry
 
     cfg, lake = _env()
+    if not decision.get("passed"):
+        raise ValueError(f"gate did not pass for version {decision.get('candidate_version')}; refusing to promote")
     record = registry.promote(
         cfg.model.name,
         str(decision["candidate_version"]),
         expected_current=decision.get("champion_version"),
         decision_ref=run_key,
+        why="gate passed: " + "; ".join(decision.get("reasons", [])),
+        who=who,
+        lake=lake,
     )
     write_json(lake.run_doc(run_key, "promote"), record)
     return dict(record)
 
 
-def rollback_champion() -> dict[str, Any]:
-    """Restore the previous champion."""
+def rollback_champion(to_version: str | None = None, reason: str = "", who: str | None = None) -> dict[str, Any]:
+    """Restore the previous champion, or the named version."""
     from flightdeck import registry
 
-    cfg, _ = _env()
-    return dict(registry.rollback(cfg.model.name))
+    cfg, lake = _env()
+    return dict(
+        registry.rollback(cfg.model.name, to_version=to_version or None, why=reason or None, who=who, lake=lake)
+    )
+
+
+def airflow_actor(dag_run: Any) -> str:
+    """Who started an Airflow run: the triggering user, else the run type (scheduler, asset, ...)."""
+    user = getattr(dag_run, "triggering_user_name", None)
+    if user:
+        return f"airflow:{user}"
+    return f"airflow:{getattr(dag_run, 'run_type', 'unknown')}:{getattr(dag_run, 'run_id', '')}"
 
 
 # --- monitoring --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Model behaviour on synthetic features with a real signal: train, evaluate, score, profile, drift, registry.
+"""Model behaviour on synthetic features with a real signal: train, evaluate, score, profile, drift.
 
 The features mimic the features zone (passthrough columns, numeric and categorical
 features, the label, ``event_ts``, and the ``date`` column that ``read_partitions``
@@ -295,66 +295,3 @@ def test_drift_on_shifted_data(
     assert report["prediction_psi"] > 0.1  # the score distribution moves with wx_precip
     decision = should_retrain(report, [], cfg.drift, day)
     assert decision.retrain and "wx_temp PSI" in decision.reason
-
-
-# --- registry ------------------------------------------------------------------------------------
-
-
-@pytest.fixture()
-def registry(tmp_path: Path) -> Iterator[Any]:
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    yield client
-
-
-def test_promote_and_rollback(registry: Any, tmp_path: Path) -> None:
-    from flightdeck.lake import Lake, read_json
-    from flightdeck.registry import (
-        PromotionConflict,
-        RegistryError,
-        champion_version,
-        promote,
-        rollback,
-        set_challenger,
-        tag_decision,
-    )
-
-    name = "flightdeck-test-model"
-    lake = Lake(str(tmp_path / "lake"))
-    assert champion_version(name, client=registry) is None  # no model yet
-    registry.create_registered_model(name)
-    assert champion_version(name, client=registry) is None  # no alias yet
-    source = tmp_path / "model"
-    source.mkdir()
-    versions = [str(registry.create_model_version(name, source=str(source)).version) for _ in range(3)]
-    assert versions == ["1", "2", "3"]
-
-    set_challenger(name, "1", client=registry)
-    tag_decision(name, "1", {"passed": True, "reasons": ["first"], "checks": {}}, client=registry)
-    first = promote(name, "1", expected_current=None, decision_ref="runs/a/gate.json", lake=lake, client=registry)
-    assert champion_version(name, client=registry) == "1"
-    assert first["previous"] is None and first["action"] == "promote"
-    assert "challenger" not in registry.get_registered_model(name).aliases
-
-    promote(name, "2", expected_current="1", decision_ref="runs/b/gate.json", lake=lake, client=registry)
-    assert champion_version(name, client=registry) == "2"
-    tags = registry.get_model_version(name, "2").tags
-    assert tags["promoted_from"] == "1" and tags["gate_decision"] == "runs/b/gate.json" and "promoted_at" in tags
-    assert registry.get_model_version(name, "1").tags["gate_passed"] == "true"
-
-    with pytest.raises(PromotionConflict, match="champion is v2 but the caller expected v1"):
-        promote(name, "3", expected_current="1", decision_ref="runs/c/gate.json", lake=lake, client=registry)
-    assert champion_version(name, client=registry) == "2"
-
-    back = rollback(name, lake=lake, client=registry)
-    assert back["version"] == "1" and back["previous"] == "2" and back["action"] == "rollback"
-    assert champion_version(name, client=registry) == "1"
-    assert registry.get_model_version(name, "1").tags["rolled_back_from"] == "2"
-    with pytest.raises(RegistryError, match="no previous champion"):
-        rollback(name, lake=lake, client=registry)
-
-    ledger = sorted((tmp_path / "lake" / "monitoring" / "promotions").glob("*.json"))
-    assert [read_json(str(p))["action"] for p in ledger] == ["promote", "promote", "rollback"]
-    assert [p.name.rsplit("-", 1)[-1] for p in ledger] == ["v1.json", "v2.json", "v1.json"]
