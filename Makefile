@@ -1,6 +1,7 @@
 # flightdeck — every command a user needs. `make help` lists them.
 # Installs everything from nothing: Java 17 (apt) when `java` is missing, uv,
-# a Python 3.11 virtual environment with the locked requirements, and flightdeck.
+# a Python 3.11 virtual environment with the locked requirements, and flightdeck;
+# `make test` also installs Debian's chromium for the browser tests when missing.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,7 +15,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help install java demo test test-fast lint typecheck up down status clean lock
+.PHONY: help install java browser demo test test-fast lint typecheck up down status clean lock
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +29,15 @@ java:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openjdk-17-jre-headless procps >/dev/null; \
 	fi
 	@java -version 2>&1 | head -1
+
+# The browser tests drive Debian's chromium through Playwright (which never downloads a browser here).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing chromium (Debian) for the browser tests ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation >/dev/null; \
+	fi
+	@/usr/bin/chromium --version
 
 $(UV):
 	@if ! command -v $(PYTHON) >/dev/null 2>&1; then \
@@ -70,7 +80,7 @@ lint: install ## ruff (with the Airflow AIR rules)
 typecheck: install ## mypy on the library
 	$(VENV)/bin/mypy
 
-test: install lint typecheck ## install, lint, type-check and run the whole test suite
+test: install browser lint typecheck ## install, lint, type-check and run the whole test suite (browser tests included)
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: install ## the suite without the end-to-end runs
