@@ -38,8 +38,12 @@ NULL_BIN = "__null__"
 OTHER = "__other__"
 PREDICTION = "probability"
 _PREDICTION_KEY = "__prediction__"
+_ROWS_KEY = "__rows__"
 STATUS_OK = "ok"
 STATUS_INSUFFICIENT = "insufficient_rows"
+STATUS_NO_LABELS = "no_labels"
+STATUS_ONE_CLASS = "one_class"
+STATUS_NO_REFERENCE = "no_reference"
 
 
 # --- pure ---------------------------------------------------------------------------------
@@ -115,65 +119,302 @@ def drift_report(
         "missing": sorted(n for n, f in features.items() if f.get("missing")),
         "excluded": sorted(n for n, f in features.items() if f.get("excluded")),
         "prediction_psi": prediction_psi,
-        "prediction_drifted": bool(enough and prediction_psi is not None and prediction_psi >= policy.psi_threshold),
+        "prediction_threshold": prediction_threshold(policy),
+        "prediction_drifted": bool(
+            enough and prediction_psi is not None and prediction_psi >= prediction_threshold(policy)
+        ),
         "drifted": drifted,
         "n_features": len(measured),
         "drifted_share": share,
     }
 
 
+# --- performance once labels arrive ---------------------------------------------------------
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); None with one class."""
+    pairs = sorted(zip(scores, labels, strict=True), key=lambda t: t[0])
+    n_pos = sum(1 for y in labels if y)
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    rank_sum = 0.0
+    i = 0
+    while i < len(pairs):
+        j = i
+        while j + 1 < len(pairs) and pairs[j + 1][0] == pairs[i][0]:
+            j += 1
+        avg_rank = (i + j) / 2 + 1  # ranks are 1-based
+        rank_sum += avg_rank * sum(1 for k in range(i, j + 1) if pairs[k][1])
+        i = j + 1
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def log_loss(labels: Sequence[int], scores: Sequence[float], eps: float = 1e-15) -> float:
+    """Mean binary cross-entropy, probabilities clipped to [eps, 1 - eps]."""
+    if not labels:
+        raise ValueError("log_loss needs at least one labelled row")
+    total = 0.0
+    for y, p_raw in zip(labels, scores, strict=True):
+        p = min(max(float(p_raw), eps), 1 - eps)
+        total -= math.log(p) if y else math.log(1 - p)
+    return total / len(labels)
+
+
+def performance_report(
+    labels: Sequence[int],
+    scores: Sequence[float],
+    reference: Mapping[str, float] | None,
+    policy: Drift,
+    *,
+    data_date: dt.date | str | None = None,
+    model_version: str | None = None,
+) -> dict[str, Any]:
+    """AUC and log loss of one labelled day vs the holdout metrics of the model that scored it.
+
+    ``reference`` holds the holdout ``roc_auc`` and ``log_loss`` of that model version. Below
+    ``policy.min_labeled_rows`` rows, with a single class, or without a reference, the metrics are
+    reported (when computable) but never count as a breach.
+    """
+    n = len(labels)
+    out: dict[str, Any] = {
+        "date": None if data_date is None else parse_date(data_date).isoformat(),
+        "model_version": model_version,
+        "n_rows": n,
+        "min_rows": policy.min_labeled_rows,
+        "roc_auc": None,
+        "log_loss": None,
+        "reference": dict(reference or {}),
+        "auc_drop": None,
+        "log_loss_rise": None,
+        "max_auc_drop": policy.max_auc_drop,
+        "max_log_loss_rise": policy.max_log_loss_rise,
+        "auc_breach": False,
+        "log_loss_breach": False,
+    }
+    if n == 0:
+        return {**out, "status": STATUS_NO_LABELS}
+    auc = roc_auc(labels, scores)
+    out["roc_auc"] = auc
+    out["log_loss"] = log_loss(labels, scores)
+    ref_auc = (reference or {}).get("roc_auc")
+    ref_ll = (reference or {}).get("log_loss")
+    if auc is not None and ref_auc is not None:
+        out["auc_drop"] = float(ref_auc) - auc
+    if ref_ll is not None:
+        out["log_loss_rise"] = out["log_loss"] - float(ref_ll)
+    if n < policy.min_labeled_rows:
+        return {**out, "status": STATUS_INSUFFICIENT}
+    if auc is None:
+        return {**out, "status": STATUS_ONE_CLASS}
+    if not reference:
+        return {**out, "status": STATUS_NO_REFERENCE}
+    out["auc_breach"] = out["auc_drop"] is not None and out["auc_drop"] >= policy.max_auc_drop
+    out["log_loss_breach"] = out["log_loss_rise"] is not None and out["log_loss_rise"] >= policy.max_log_loss_rise
+    return {**out, "status": STATUS_OK}
+
+
+# --- the retrain policy (pure) ---------------------------------------------------------------
+
+
+def prediction_threshold(policy: Drift) -> float:
+    return policy.prediction_psi_threshold if policy.prediction_psi_threshold is not None else policy.psi_threshold
+
+
+def _drifted_features(report: Mapping[str, Any]) -> dict[str, float]:
+    psis: Mapping[str, float | None] = report.get("psi", {})
+    names = sorted(report.get("drifted", []), key=lambda n: -float(psis.get(n) or 0.0))
+    return {n: float(psis.get(n) or 0.0) for n in names}
+
+
+def feature_summary(report: Mapping[str, Any], policy: Drift) -> str:
+    """``"5 of 20 features drifted (share 0.25 >= 0.20): a PSI 1.93, ..."``."""
+    drifted = _drifted_features(report)
+    share = float(report.get("drifted_share", 0.0))
+    n_features = int(report.get("n_features", len(report.get("psi", {}))))
+    op = ">=" if share >= policy.drifted_share else "<"
+    listing = ", ".join(f"{n} PSI {v:.2f}" for n, v in drifted.items())
+    text = f"{len(drifted)} of {n_features} features drifted (share {share:.2f} {op} {policy.drifted_share:.2f})"
+    return text + (f": {listing}" if listing else "")
+
+
+def window_breaches(report: Mapping[str, Any], policy: Drift) -> dict[str, Any]:
+    """Which statistics of one monitored window breached their thresholds, each with a sentence.
+
+    Returns ``{"judged": bool, "breaches": [sentences], "notes": [sentences]}``: ``judged`` is
+    False when no statistic had enough data (such a window is not counted among the last n).
+    """
+    breaches: list[str] = []
+    notes: list[str] = []
+    judged = False
+    if report.get("status") == STATUS_INSUFFICIENT:
+        notes.append(
+            f"insufficient rows for drift on {report.get('date', 'this day')}: "
+            f"{report.get('n_rows')} < minimum {report.get('min_rows')}"
+        )
+    else:
+        judged = True
+        summary = feature_summary(report, policy)
+        (breaches if float(report.get("drifted_share", 0.0)) >= policy.drifted_share else notes).append(summary)
+        pred = report.get("prediction_psi")
+        if pred is not None:
+            limit = prediction_threshold(policy)
+            if pred >= limit:
+                breaches.append(f"prediction PSI {pred:.2f} >= {limit:.2f}")
+            else:
+                notes.append(f"prediction PSI {pred:.2f} < {limit:.2f}")
+    perf = report.get("performance") or {}
+    if perf.get("status") == STATUS_OK:
+        judged = True
+        ref = perf.get("reference", {})
+        on = f"labels of {perf.get('date')}"
+        auc_text = f"AUC {perf['roc_auc']:.3f} vs holdout {float(ref.get('roc_auc', float('nan'))):.3f}"
+        if perf.get("auc_breach"):
+            breaches.append(f"{auc_text} (drop {perf['auc_drop']:.3f} >= {policy.max_auc_drop:.3f}, {on})")
+        ll_text = f"log loss {perf['log_loss']:.3f} vs holdout {float(ref.get('log_loss', float('nan'))):.3f}"
+        if perf.get("log_loss_breach"):
+            breaches.append(f"{ll_text} (rise {perf['log_loss_rise']:.3f} >= {policy.max_log_loss_rise:.3f}, {on})")
+        if not perf.get("auc_breach") and not perf.get("log_loss_breach"):
+            notes.append(f"performance holds on {on}: {auc_text}, {ll_text}")
+    elif perf:
+        notes.append(f"performance not judged: {perf.get('status')} ({perf.get('n_rows', 0)} labelled rows)")
+    return {"judged": judged, "breaches": breaches, "notes": notes}
+
+
 @dataclass(frozen=True)
-class RetrainDecision:
-    """The drift policy's verdict for one partition."""
+class History:
+    """What the policy looks at: the monitored windows (drift reports) and the retrain requests.
+
+    ``windows`` are drift reports (each with a ``date``); ``requests`` are retrain request docs
+    (``partition``; ``consumed_by``/``consumed_at`` once a training run took them); ``day`` is the
+    window being decided.
+    """
+
+    day: dt.date
+    windows: Sequence[Mapping[str, Any]]
+    requests: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The drift policy's verdict for one window: retrain or not, why, and the evidence."""
 
     retrain: bool
     reason: str
+    details: dict[str, Any] = field(default_factory=dict)
     features: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def should_retrain(
-    report: Mapping[str, Any], history: Sequence[Mapping[str, Any]], policy: Drift, partition: dt.date | str
-) -> RetrainDecision:
-    """Ask for a retrain when enough features drifted and no request is in its cooldown.
+RetrainDecision = Decision  # the name before issue 6
 
-    ``history`` holds previous retrain requests, each with a ``partition`` (YYYY-MM-DD). A request
-    for a partition P blocks new ones for partitions P .. P + cooldown_days - 1 (so a rerun of the
-    same partition does not ask twice); requests for later partitions (backfills) are ignored.
+
+def is_open(request: Mapping[str, Any], day: dt.date, policy: Drift) -> bool:
+    """A request is open until a training run consumed it, or until it is ``request_ttl_days`` old."""
+    if request.get("consumed_by") or request.get("consumed_at"):
+        return False
+    return (day - parse_date(request["partition"])).days < policy.request_ttl_days
+
+
+def _request_block(
+    requests_in: Sequence[Mapping[str, Any]], day: dt.date, pol: Drift, details: dict[str, Any]
+) -> str | None:
+    """Why the request history forbids a new request for ``day`` (rules 3-5), or None."""
+    requests = [r for r in requests_in if "partition" in r]
+    same = [r for r in requests if parse_date(r["partition"]) == day]
+    if same:
+        details["existing_request"] = dict(same[0])
+        return f"a retrain request for {day} exists already"
+    open_ = [r for r in requests if is_open(r, day, pol)]
+    if open_:
+        details["open_request"] = dict(open_[-1])
+        return (
+            f"the retrain request for {open_[-1]['partition']} is still open "
+            f"(no training run consumed it yet; it expires after {pol.request_ttl_days} days)"
+        )
+    previous = sorted((parse_date(r["partition"]) for r in requests if parse_date(r["partition"]) <= day), reverse=True)
+    if previous and pol.cooldown_days > 0 and (day - previous[0]).days < pol.cooldown_days:
+        details["cooldown_from"] = previous[0].isoformat()
+        return (
+            f"in cooldown: last retrain request was for {previous[0]}, "
+            f"{(day - previous[0]).days} day(s) before {day} (cooldown {pol.cooldown_days} days)"
+        )
+    return None
+
+
+def should_retrain(history: History | Mapping[str, Any], policy: Any, *legacy: Any) -> Decision:
+    """Ask for a retrain when k of the last n windows breached, nothing is open, no cooldown.
+
+    Rules, in order (the first that says no wins, and its sentence is the reason):
+
+    1. the current window (``history.day``) must itself breach a threshold: share of drifted
+       features, prediction PSI, or (once labels arrived) AUC drop / log-loss rise;
+    2. at least ``policy.breaches`` of the last ``policy.windows`` judged windows up to the
+       current one breached (windows without enough data are skipped, not counted);
+    3. no request for this partition exists already (a rerun never asks twice);
+    4. no other request is open (at most one open request; see :func:`is_open`);
+    5. no request for a partition P with P <= day < P + ``cooldown_days`` (cooldown after a
+       retrain; requests for later partitions, e.g. a backfill, do not count).
+
+    The legacy form ``should_retrain(report, requests, policy, partition)`` is still accepted.
     """
-    day = parse_date(partition)
-    psis: Mapping[str, float | None] = report.get("psi", {})
-    drifted_names = list(report.get("drifted", []))
-    drifted = {n: float(psis[n] or 0.0) for n in sorted(drifted_names, key=lambda n: -float(psis.get(n) or 0.0))}
-    n_features = int(report.get("n_features", len(psis)))
-    share = float(report.get("drifted_share", 0.0))
+    if legacy:
+        if isinstance(history, History) or len(legacy) != 2:
+            raise TypeError("should_retrain(history, policy) or legacy should_retrain(report, requests, policy, day)")
+        day = parse_date(legacy[1])
+        report = dict(history)
+        history = History(day=day, windows=[{**report, "date": day.isoformat()}], requests=list(policy))
+        policy = legacy[0]
+    if not isinstance(history, History):
+        raise TypeError(f"should_retrain needs a History, got {type(history).__name__}")
+    pol: Drift = policy
+    day = history.day
+    by_date: dict[dt.date, Mapping[str, Any]] = {}
+    for w in history.windows:
+        d = parse_date(w["date"])
+        if d <= day:
+            by_date[d] = w
+    current = by_date.get(day)
+    if current is None:
+        return Decision(False, f"no drift report for {day}", {"day": day.isoformat()})
+    verdict = window_breaches(current, pol)
+    features = _drifted_features(current)
+    details: dict[str, Any] = {
+        "day": day.isoformat(),
+        "breaches": verdict["breaches"],
+        "notes": verdict["notes"],
+        "prediction_psi": current.get("prediction_psi"),
+        "performance": current.get("performance"),
+        "k": pol.breaches,
+        "n": pol.windows,
+    }
+    if not verdict["breaches"]:
+        reason = "; ".join(verdict["notes"]) or f"nothing measured on {day}"
+        return Decision(False, f"no threshold breached on {day}: {reason}" if verdict["judged"] else reason,
+                        details, features)  # fmt: skip
+    judged = []
+    for d in sorted(by_date, reverse=True):
+        v = window_breaches(by_date[d], pol) if d != day else verdict
+        if v["judged"]:
+            judged.append((d, bool(v["breaches"])))
+        if len(judged) == pol.windows:
+            break
+    hits = sum(1 for _, b in judged if b)
+    details["windows"] = [{"date": d.isoformat(), "breached": b} for d, b in reversed(judged)]
+    details["breached_windows"] = hits
+    evidence = "; ".join(verdict["breaches"])
+    k_of_n = f"{hits} of the last {len(judged)} windows breached, need {pol.breaches} of {pol.windows}"
+    if hits < pol.breaches:
+        return Decision(False, f"{evidence} but only {k_of_n}", details, features)
 
-    if report.get("status") == STATUS_INSUFFICIENT:
-        return RetrainDecision(
-            False,
-            f"insufficient rows for drift on {day}: {report.get('n_rows')} < minimum {report.get('min_rows')}",
-            {},
-        )
-    listing = ", ".join(f"{n} PSI {v:.2f}" for n, v in drifted.items())
-    summary = f"{len(drifted)} of {n_features} features drifted (share {share:.2f}"
-    if share < policy.drifted_share:
-        reason = f"{summary} < {policy.drifted_share:.2f})" + (f": {listing}" if listing else "")
-        return RetrainDecision(False, reason, drifted)
-    previous = sorted(
-        (parse_date(h["partition"]) for h in history if "partition" in h and parse_date(h["partition"]) <= day),
-        reverse=True,
-    )
-    if previous and policy.cooldown_days > 0 and (day - previous[0]).days < policy.cooldown_days:
-        return RetrainDecision(
-            False,
-            f"{summary} >= {policy.drifted_share:.2f}) but in cooldown: last retrain request was for "
-            f"{previous[0]}, {(day - previous[0]).days} day(s) before {day} (cooldown {policy.cooldown_days} days): "
-            f"{listing}",
-            drifted,
-        )
-    return RetrainDecision(True, f"{summary} >= {policy.drifted_share:.2f}): {listing}", drifted)
+    blocked = _request_block(history.requests, day, pol, details)
+    if blocked:
+        return Decision(False, f"{evidence} but {blocked}", details, features)
+    suffix = f" ({k_of_n})" if pol.windows > 1 else ""
+    return Decision(True, evidence + suffix, details, features)
 
 
 # --- Spark: binned counts in one pass -------------------------------------------------------
@@ -237,18 +478,26 @@ def _numeric_summary(bins: Mapping[str, int], edges: Sequence[float], total: int
     return {"proportions": _proportions(per_bin, total), "null": _proportions([bins.get(NULL_BIN, 0)], total)[0]}
 
 
-def profile_counts(df: DataFrame, profile: Mapping[str, Any]) -> dict[str, Any]:
+def profile_counts(df: DataFrame, profile: Mapping[str, Any], predictions: DataFrame | None = None) -> dict[str, Any]:
     """Current proportions of ``df`` in the reference profile's bins, in one Spark pass.
 
     Covers every profile feature present in ``df`` (absent ones are listed in ``missing``) and
-    the score distribution when ``df`` has a ``probability`` column.
+    the score distribution when ``df`` has a ``probability`` column, or from ``predictions``
+    (another frame with a ``probability`` column, e.g. the day's predictions), whose bins are
+    counted in the same Spark job (a union before the one aggregation). ``n_predictions`` is
+    the number of prediction rows counted.
     """
     columns = set(df.columns)
     numeric = {n: spec["edges"] for n, spec in profile.get("numeric", {}).items() if n in columns}
     categorical = {n: spec["categories"] for n, spec in profile.get("categorical", {}).items() if n in columns}
     pred = profile.get("prediction")
-    pred_edges = pred["edges"] if pred and PREDICTION in columns else None
-    total, counts = count_bins(df, numeric, categorical, pred_edges)
+    pred_edges = None
+    if pred and (PREDICTION in columns or predictions is not None):
+        pred_edges = pred["edges"]
+    if predictions is not None and pred_edges is not None:
+        total, counts = _count_bins_with_predictions(df, numeric, categorical, predictions, pred_edges)
+    else:
+        total, counts = count_bins(df, numeric, categorical, pred_edges)
     result: dict[str, Any] = {
         "n_rows": total,
         "numeric": {n: _numeric_summary(counts.get(n, {}), e, total) for n, e in numeric.items()},
@@ -263,9 +512,38 @@ def profile_counts(df: DataFrame, profile: Mapping[str, Any]) -> dict[str, Any]:
         "missing": sorted(n for kind in ("numeric", "categorical") for n in profile.get(kind, {}) if n not in columns),
     }
     if pred_edges is not None:
-        summary = _numeric_summary(counts.get(_PREDICTION_KEY, {}), pred_edges, total)
-        result["prediction"] = {"column": PREDICTION, "edges": list(pred_edges), "proportions": summary["proportions"]}
+        n_pred = sum(counts.get(_PREDICTION_KEY, {}).values())
+        summary = _numeric_summary(counts.get(_PREDICTION_KEY, {}), pred_edges, n_pred)
+        result["n_predictions"] = n_pred
+        result["prediction"] = (
+            {"column": PREDICTION, "edges": list(pred_edges), "proportions": summary["proportions"]} if n_pred else None
+        )
     return result
+
+
+def _count_bins_with_predictions(
+    df: DataFrame,
+    numeric: Mapping[str, Sequence[float]],
+    categorical: Mapping[str, Sequence[str] | None],
+    predictions: DataFrame,
+    prediction_edges: Sequence[float],
+) -> tuple[int, dict[str, dict[str, int]]]:
+    """:func:`count_bins` over ``df``'s features plus ``predictions``' scores, in one aggregation."""
+    from pyspark.sql import functions as F
+
+    pairs = [F.struct(F.lit(n).alias("f"), _numeric_bin(n, e).alias("b")) for n, e in numeric.items()]
+    pairs += [F.struct(F.lit(n).alias("f"), _categorical_bin(n, lv).alias("b")) for n, lv in categorical.items()]
+    pairs.append(F.struct(F.lit(_ROWS_KEY).alias("f"), F.lit("n").alias("b")))  # counts rows without features
+    pred_pair = F.struct(F.lit(_PREDICTION_KEY).alias("f"), _numeric_bin(PREDICTION, prediction_edges).alias("b"))
+    exploded = df.select(F.explode(F.array(*pairs)).alias("p")).unionByName(
+        predictions.select(F.explode(F.array(pred_pair)).alias("p"))
+    )
+    rows = exploded.groupBy(F.col("p.f").alias("f"), F.col("p.b").alias("b")).count().collect()
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row["f"], {})[row["b"]] = int(row["count"])
+    total = sum(counts.pop(_ROWS_KEY, {}).values())
+    return total, counts
 
 
 def plot_psi(report: Mapping[str, Any], path: str | Path, title: str = "PSI per feature") -> str:

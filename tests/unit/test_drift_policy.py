@@ -8,7 +8,20 @@ import math
 import pytest
 
 from flightdeck.config import Drift
-from flightdeck.drift import STATUS_INSUFFICIENT, bin_index, drift_report, psi, should_retrain
+from flightdeck.drift import (
+    STATUS_INSUFFICIENT,
+    Decision,
+    History,
+    bin_index,
+    drift_report,
+    is_open,
+    log_loss,
+    performance_report,
+    psi,
+    roc_auc,
+    should_retrain,
+)
+from flightdeck.lake import parse_date
 
 POLICY = Drift(bins=10, psi_threshold=0.2, drifted_share=0.2, min_rows=200, cooldown_days=7)
 
@@ -121,11 +134,14 @@ def test_no_retrain_below_share() -> None:
     psis = {f"f{i}": 0.01 for i in range(18)} | {"wx_temp": 0.5, "dep_hour": 0.3}
     d = should_retrain(_report(psis), [], POLICY, "2013-05-01")
     assert not d.retrain
-    assert d.reason.startswith("2 of 20 features drifted (share 0.10 < 0.20)")
+    assert d.reason.startswith("no threshold breached on 2013-05-01: 2 of 20 features drifted (share 0.10 < 0.20)")
+
+
+CONSUMED = {"consumed_by": "flightdeck_train/run-1"}
 
 
 def test_cooldown_blocks_then_expires() -> None:
-    history = [{"partition": "2013-04-28", "reason": "earlier"}]
+    history = [{"partition": "2013-04-28", "reason": "earlier", **CONSUMED}]
     blocked = should_retrain(_report(PSIS), history, POLICY, "2013-05-01")
     assert not blocked.retrain
     assert "cooldown" in blocked.reason and "2013-04-28" in blocked.reason and "3 day(s)" in blocked.reason
@@ -134,14 +150,129 @@ def test_cooldown_blocks_then_expires() -> None:
 
 
 def test_rerun_of_same_partition_does_not_ask_twice() -> None:
-    history = [{"partition": "2013-05-01"}]
-    assert not should_retrain(_report(PSIS), history, POLICY, "2013-05-01").retrain
+    for request in ({"partition": "2013-05-01"}, {"partition": "2013-05-01", **CONSUMED}):
+        d = should_retrain(_report(PSIS), [request], POLICY, "2013-05-01")
+        assert not d.retrain and "exists already" in d.reason
+    no_cooldown = POLICY.model_copy(update={"cooldown_days": 0})
+    assert not should_retrain(
+        _report(PSIS), [{"partition": "2013-05-01", **CONSUMED}], no_cooldown, "2013-05-01"
+    ).retrain
 
 
 def test_later_requests_are_ignored_and_zero_cooldown_never_blocks() -> None:
-    assert should_retrain(_report(PSIS), [{"partition": "2013-06-01"}], POLICY, "2013-05-01").retrain
-    no_cooldown = Drift(bins=10, psi_threshold=0.2, drifted_share=0.2, min_rows=200, cooldown_days=0)
-    assert should_retrain(_report(PSIS), [{"partition": "2013-05-01"}], no_cooldown, "2013-05-01").retrain
+    later = [{"partition": "2013-06-01", **CONSUMED}]
+    assert should_retrain(_report(PSIS), later, POLICY, "2013-05-01").retrain
+    no_cooldown = POLICY.model_copy(update={"cooldown_days": 0})
+    assert should_retrain(_report(PSIS), [{"partition": "2013-04-30", **CONSUMED}], no_cooldown, "2013-05-01").retrain
+
+
+def test_at_most_one_open_request_until_consumed_or_expired() -> None:
+    open_request = [{"partition": "2013-04-20"}]  # past the 7-day cooldown, never consumed
+    d = should_retrain(_report(PSIS), open_request, POLICY, "2013-05-01")
+    assert not d.retrain
+    assert "request for 2013-04-20 is still open" in d.reason
+    assert d.details["open_request"]["partition"] == "2013-04-20"
+    # once the training DAG consumed it, a new request may go out
+    assert should_retrain(_report(PSIS), [{**open_request[0], **CONSUMED}], POLICY, "2013-05-01").retrain
+    # an abandoned request (older than request_ttl_days=14) no longer blocks
+    assert is_open(open_request[0], dt.date(2013, 5, 3), POLICY)
+    assert not is_open(open_request[0], dt.date(2013, 5, 4), POLICY)
+    assert should_retrain(_report(PSIS), open_request, POLICY, "2013-05-04").retrain
+
+
+QUIET = {f"f{i}": 0.01 for i in range(20)}
+
+
+def _windows(pattern: str, first: dt.date = dt.date(2013, 7, 1)) -> list[dict]:
+    """One window per character: B breached (PSIS), . quiet, _ too few rows."""
+    out = []
+    for i, c in enumerate(pattern):
+        report = _report(PSIS if c == "B" else QUIET, status="insufficient_rows" if c == "_" else "ok")
+        if c == "_":
+            report |= {"drifted": [], "drifted_share": 0.0, "n_rows": 50}
+        out.append({**report, "date": (first + dt.timedelta(days=i)).isoformat()})
+    return out
+
+
+K2_OF_3 = POLICY.model_copy(update={"breaches": 2, "windows": 3})
+
+
+def _decide(pattern: str, requests: list | None = None, policy: Drift = K2_OF_3) -> Decision:
+    windows = _windows(pattern)
+    return should_retrain(History(parse_date(windows[-1]["date"]), windows, requests or []), policy)
+
+
+def test_k_of_n_windows() -> None:
+    assert not _decide("B").retrain  # 1 of 1: not enough evidence yet
+    assert "only 1 of the last 1 windows breached, need 2 of 3" in _decide("B").reason
+    assert _decide("BB").retrain
+    assert _decide("B.B").retrain
+    assert "(2 of the last 3 windows breached, need 2 of 3)" in _decide("B.B").reason
+    assert not _decide("B..B").retrain  # the first breach slid out of the last 3
+    assert not _decide("BB.").retrain  # the current window must breach
+    # windows without enough rows are no evidence either way: skipped, not counted
+    d = _decide("B__B")
+    assert d.retrain and [w["date"] for w in d.details["windows"]] == ["2013-07-01", "2013-07-04"]
+
+
+def test_k_of_n_with_cooldown_and_dedupe_on_a_long_history() -> None:
+    windows = _windows("BBBBBBBBBBBB")  # 12 drifted days from 07-01
+    requests: list[dict] = []
+    asked = []
+    for w in windows:
+        day = parse_date(w["date"])
+        d = should_retrain(History(day, windows, requests), K2_OF_3)
+        if d.retrain:
+            asked.append(day.isoformat())
+            requests.append({"partition": day.isoformat()})
+        if len(requests) == 1 and day.isoformat() == "2013-07-04":
+            requests[0] |= CONSUMED  # training took the first request on 07-04
+    # 07-02 (2 of 3), then open until 07-04, then cooldown 7 days -> next on 07-09
+    assert asked == ["2013-07-02", "2013-07-09"]
+
+
+def test_prediction_and_performance_breaches() -> None:
+    quiet = {**_report(QUIET), "date": "2013-07-02"}
+    assert not should_retrain(History(dt.date(2013, 7, 2), [quiet]), POLICY).retrain
+    shifted = {**quiet, "prediction_psi": 0.35}
+    d = should_retrain(History(dt.date(2013, 7, 2), [shifted]), POLICY)
+    assert d.retrain and "prediction PSI 0.35 >= 0.20" in d.reason
+    # AUC 0.70 on 07-01's labels vs a 0.76 holdout: a 0.06 drop >= 0.05
+    perf = {"status": "ok", "date": "2013-07-01", "roc_auc": 0.70, "log_loss": 0.55, "auc_drop": 0.06,
+            "log_loss_rise": 0.02, "auc_breach": True, "log_loss_breach": False,
+            "reference": {"roc_auc": 0.76, "log_loss": 0.53}}  # fmt: skip
+    d = should_retrain(History(dt.date(2013, 7, 2), [{**quiet, "performance": perf}]), POLICY)
+    assert d.retrain
+    assert d.reason == "AUC 0.700 vs holdout 0.760 (drop 0.060 >= 0.050, labels of 2013-07-01)"
+
+
+def test_roc_auc_and_log_loss_hand_computed() -> None:
+    y = [0, 0, 1, 1]
+    p = [0.1, 0.4, 0.35, 0.8]
+    # positive/negative pairs ranked right: (0.35>0.1), (0.8>0.1), (0.8>0.4); wrong: (0.35<0.4) -> 3/4
+    assert roc_auc(y, p) == pytest.approx(0.75)
+    # ties count one half: pos 0.5 vs neg 0.5 -> 0.5
+    assert roc_auc([0, 1], [0.5, 0.5]) == pytest.approx(0.5)
+    assert roc_auc([1, 1], [0.2, 0.3]) is None
+    hand = -(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4
+    assert log_loss(y, p) == pytest.approx(hand)
+
+
+def test_performance_report_thresholds_and_minimum_rows() -> None:
+    policy = POLICY.model_copy(update={"min_labeled_rows": 4})
+    y = [0, 0, 1, 1]
+    p = [0.1, 0.4, 0.35, 0.8]
+    ref = {"roc_auc": 0.85, "log_loss": 0.40}
+    r = performance_report(y, p, ref, policy, data_date="2013-07-01", model_version="3")
+    assert r["status"] == "ok" and r["date"] == "2013-07-01"
+    assert r["auc_drop"] == pytest.approx(0.10) and r["auc_breach"]
+    hand_ll = -(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4  # 0.4389
+    assert r["log_loss_rise"] == pytest.approx(hand_ll - 0.40)
+    assert not r["log_loss_breach"]  # 0.039 < 0.1
+    few = performance_report(y[:3], p[:3], ref, policy)
+    assert few["status"] == "insufficient_rows" and not few["auc_breach"]
+    assert performance_report([], [], ref, policy)["status"] == "no_labels"
+    assert performance_report([1, 1, 1, 1], p, ref, policy)["status"] == "one_class"
 
 
 def test_excluded_features_are_reported_but_never_drift() -> None:
@@ -150,3 +281,8 @@ def test_excluded_features_are_reported_but_never_drift() -> None:
     assert report["psi"]["a"] > 0.2
     assert report["drifted"] == [] and report["excluded"] == ["a"]
     assert report["n_features"] == 2 and report["drifted_share"] == 0.0
+
+
+def test_k_cannot_exceed_n() -> None:
+    with pytest.raises(ValueError, match="cannot exceed"):
+        POLICY.model_validate({**POLICY.model_dump(), "breaches": 3, "windows": 2})
