@@ -1,0 +1,100 @@
+"""The end-to-end stack, shared by every e2e module: started once per test session.
+
+Airflow's metadata and MLflow's backend store live in the machine's PostgreSQL
+(127.0.0.1:5432), as in a production deployment; the tests fail loudly when it is
+not there. ``demo_result`` runs the short loop once: two weeks of January train the
+first champion, the second half of June is history, and one July day flows through
+ingest, features, scoring and monitoring, where seasonal drift triggers retraining.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+DAY = "2013-07-01"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _fresh_database(name: str) -> str:
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
+    except psycopg2.OperationalError as err:
+        pytest.fail(f"PostgreSQL is required at {PG['host']}:{PG['port']} for the end-to-end test: {err}")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    return name
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from flightdeck.runtime import Runtime
+
+    state = tmp_path_factory.mktemp("state")
+    airflow_db = _fresh_database("flightdeck_e2e_airflow")
+    mlflow_db = _fresh_database("flightdeck_e2e_mlflow")
+    rt = Runtime(
+        state=Path(state),
+        airflow_port=_free_port(),
+        mlflow_port=_free_port(),
+        airflow_db=f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{airflow_db}",
+        mlflow_db=f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{mlflow_db}",
+    )
+    overrides = {
+        # A short window needs a small model and a forgiving floor; the logic is the same.
+        "FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS": "60",
+        "FLIGHTDECK__MODEL__HOLDOUT_DAYS": "4",
+        "FLIGHTDECK__GATE__MIN_AUC": "0.55",
+        "FLIGHTDECK__GATE__MAX_AUC_REGRESSION": "0.2",
+    }
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        rt.start()
+        os.environ.update(rt.environ())
+        yield rt
+    finally:
+        rt.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def demo_result(stack) -> dict:
+    from flightdeck.airflow_api import AirflowApi
+    from flightdeck.demo import DemoPlan, run_demo
+
+    api = AirflowApi(stack.airflow_url, "admin", stack.admin_password())
+    plan = DemoPlan(
+        history=(("2013-01-01", "2013-01-14"), ("2013-06-17", "2013-06-30")),
+        train_start="2013-01-01",
+        train_end="2013-01-14",
+        days=DAY,
+        timeout=1200,
+    )
+    try:
+        result = run_demo(api, plan, lambda m: print(m, file=sys.stderr, flush=True))
+    except Exception:
+        for log in sorted(stack.log_dir.glob("*.log")):
+            print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
+        raise
+    return {"result": result, "api": api, "day": DAY}
