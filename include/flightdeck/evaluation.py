@@ -52,7 +52,7 @@ def collect_keyed_scores(
 
     scored = model.transform(model_input_frame(holdout_df, cfg))
     cols = [scored[key], *(scored[c].cast("string").alias(c) for c in extra if c != key)]
-    pdf = scored.select(
+    pdf: Any = scored.select(
         *cols, scored[cfg.label.name].cast("int").alias("y"), positive_probability(scored).alias("p")
     ).toPandas()
     return pdf.sort_values(key, kind="stable").reset_index(drop=True)

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 INDEX_SUFFIX = "__idx"
 FEATURES_COL = "features"
+VALIDATION_COL = "_is_validation"
 TOP_CATEGORIES = 50
 MIN_TRAIN_ROWS = 100
 MIN_HOLDOUT_ROWS = 20
@@ -92,26 +94,82 @@ def library_versions() -> dict[str, str]:
 # --- Spark ----------------------------------------------------------------------------------------
 
 
-def check_task_slots(spark: SparkSession, num_workers: int) -> None:
+def free_task_slots(spark: SparkSession) -> tuple[int, int]:
+    """(tasks Spark can run at once, CPUs per task): what a barrier stage of XGBoost workers needs."""
+    sc = spark.sparkContext
+    cpus = int(sc.getConf().get("spark.task.cpus", "1"))
+    try:  # the same probe xgboost.spark uses (cores of live executors / spark.task.cpus)
+        jsc = sc._jsc.sc()  # type: ignore[union-attr]
+        slots = int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().resourceProfileFromId(0)))
+    except Exception:
+        slots = int(sc.defaultParallelism) // max(cpus, 1)
+    return slots, cpus
+
+
+def check_task_slots(spark: SparkSession, num_workers: int, threads_per_worker: int | None = None) -> None:
     """Fail fast when the cluster cannot run ``num_workers`` XGBoost tasks at once.
 
-    XGBoost on Spark runs a barrier stage; with too few slots Spark waits (about ten
-    minutes) before failing with an obscure error.
+    XGBoost on Spark runs a barrier stage; with too few free slots Spark waits (about ten
+    minutes) before failing with an obscure error. xgboost.spark also ignores any thread
+    setting and uses ``spark.task.cpus`` threads per worker, so a mismatch with
+    ``model.threads_per_worker`` is reported here too.
     """
-    slots = int(spark.sparkContext.defaultParallelism)
+    slots, cpus = free_task_slots(spark)
+    if threads_per_worker is not None and cpus != threads_per_worker:
+        raise TrainingError(
+            f"model.threads_per_worker={threads_per_worker} but spark.task.cpus={cpus}: xgboost.spark runs "
+            "spark.task.cpus threads per worker. Start the training session with "
+            f"spark.task.cpus={threads_per_worker} (jobs/train.py does) or change model.threads_per_worker"
+        )
     if slots < num_workers:
         raise TrainingError(
             f"model.num_workers={num_workers} but Spark offers only {slots} task slot(s) "
-            f"(spark.default.parallelism / cores of master {spark.sparkContext.master!r}); "
-            "lower model.num_workers (FLIGHTDECK__MODEL__NUM_WORKERS) or give Spark more cores"
+            f"(executor cores / spark.task.cpus={cpus} on master {spark.sparkContext.master!r}); "
+            "lower model.num_workers (FLIGHTDECK__MODEL__NUM_WORKERS) or model.threads_per_worker, "
+            "or give Spark more cores"
         )
 
 
-def build_pipeline(cfg: PipelineConfig) -> Pipeline:
-    """StringIndexers for categoricals -> VectorAssembler -> SparkXGBClassifier, from the config."""
+def split_validation(train_dates: Sequence[dt.date], validation_days: int) -> tuple[list[dt.date], list[dt.date]]:
+    """The last ``validation_days`` training partitions validate (early stopping, trial choice).
+
+    Without validation days, or with too few partitions to spare them, nothing validates.
+    """
+    ordered = sorted(set(train_dates))
+    if validation_days <= 0 or len(ordered) <= validation_days:
+        return ordered, []
+    return ordered[:-validation_days], ordered[-validation_days:]
+
+
+def search_trials(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """The parameter sets of the bounded search: the base params first, then seeded grid draws.
+
+    Pure and deterministic (``model.seed``): at most ``model.search.max_trials`` distinct sets.
+    """
+    import itertools
+    import random
+
+    base: dict[str, Any] = dict(cfg.model.params)
+    trials = [base]
+    space = cfg.model.search.space
+    if cfg.model.search.max_trials <= 1 or not space:
+        return trials
+    keys = sorted(space)
+    grid = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(space[k] for k in keys))]
+    random.Random(cfg.model.seed).shuffle(grid)
+    for point in grid:
+        candidate = {**base, **point}
+        if candidate not in trials:
+            trials.append(candidate)
+        if len(trials) >= cfg.model.search.max_trials:
+            break
+    return trials
+
+
+def build_featurizer(cfg: PipelineConfig) -> Pipeline:
+    """StringIndexers for categoricals -> VectorAssembler (NaN for nulls), from the config."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import StringIndexer, VectorAssembler
-    from xgboost.spark import SparkXGBClassifier
 
     categorical = list(cfg.features.categorical)
     indexed = [f"{c}{INDEX_SUFFIX}" for c in categorical]
@@ -121,18 +179,41 @@ def build_pipeline(cfg: PipelineConfig) -> Pipeline:
     stages.append(
         VectorAssembler(inputCols=[*cfg.features.numeric, *indexed], outputCol=FEATURES_COL, handleInvalid="keep")
     )
-    params: dict[str, Any] = dict(cfg.model.params)
-    params.setdefault("random_state", cfg.model.seed)
-    stages.append(
-        SparkXGBClassifier(
-            features_col=FEATURES_COL,
-            label_col=cfg.label.name,
-            num_workers=cfg.model.num_workers,
-            missing=float("nan"),
-            **params,
-        )
-    )
     return Pipeline(stages=stages)
+
+
+def xgb_params(cfg: PipelineConfig, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The booster parameters of a fit: ``params`` (default ``model.params``) plus the fixed seed."""
+    out: dict[str, Any] = dict(cfg.model.params if params is None else params)
+    out.setdefault("random_state", cfg.model.seed)
+    return out
+
+
+def build_classifier(cfg: PipelineConfig, params: Mapping[str, Any] | None = None, *, validate: bool = False) -> Any:
+    """The SparkXGBClassifier; with ``validate``, early stopping on the rows flagged in VALIDATION_COL."""
+    from xgboost.spark import SparkXGBClassifier
+
+    extra: dict[str, Any] = {}
+    if validate:
+        extra["validation_indicator_col"] = VALIDATION_COL
+        if cfg.model.early_stopping_rounds:
+            extra["early_stopping_rounds"] = cfg.model.early_stopping_rounds
+            extra["eval_metric"] = "auc"
+    return SparkXGBClassifier(
+        features_col=FEATURES_COL,
+        label_col=cfg.label.name,
+        num_workers=cfg.model.num_workers,
+        missing=float("nan"),
+        **xgb_params(cfg, params),
+        **extra,
+    )
+
+
+def build_pipeline(cfg: PipelineConfig) -> Pipeline:
+    """StringIndexers for categoricals -> VectorAssembler -> SparkXGBClassifier (no validation)."""
+    from pyspark.ml import Pipeline
+
+    return Pipeline(stages=[*build_featurizer(cfg).getStages(), build_classifier(cfg)])
 
 
 def model_input_frame(df: DataFrame, cfg: PipelineConfig, *, require_label: bool = True) -> DataFrame:
@@ -153,12 +234,88 @@ def model_input_frame(df: DataFrame, cfg: PipelineConfig, *, require_label: bool
     )
 
 
-def fit(train_df: DataFrame, cfg: PipelineConfig) -> PipelineModel:
-    """Fit the pipeline on the training rows (checks task slots first)."""
+def fit(
+    train_df: DataFrame,
+    cfg: PipelineConfig,
+    *,
+    params: Mapping[str, Any] | None = None,
+    validation_dates: Sequence[dt.date | str] = (),
+) -> PipelineModel:
+    """Fit the pipeline on the training rows (checks task slots first).
+
+    With ``validation_dates`` (values of the ``date`` column) those rows only validate:
+    XGBoost stops early on their AUC (``model.early_stopping_rounds``).
+    """
+    return fit_search(train_df, cfg, trials=[xgb_params(cfg, params)], validation_dates=validation_dates)[0]
+
+
+def fit_search(
+    train_df: DataFrame,
+    cfg: PipelineConfig,
+    *,
+    trials: Sequence[Mapping[str, Any]] | None = None,
+    validation_dates: Sequence[dt.date | str] = (),
+    on_trial: Any = None,
+) -> tuple[PipelineModel, list[dict[str, Any]]]:
+    """Fit one model per parameter set (default :func:`search_trials`); keep the best on validation AUC.
+
+    The featurizer (indexers, assembler) is fitted once on all training rows. Each trial's
+    validation AUC (rows of ``validation_dates``) picks the winner; without validation rows
+    only the first trial is fitted. ``on_trial(index, params, result)`` is called after each
+    fit (e.g. to log a nested MLflow run). Returns the best pipeline and every trial's result.
+    """
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import functions as F
+
+    from flightdeck.evaluation import metrics, positive_probability
+
     check_task_slots(train_df.sparkSession, cfg.model.num_workers)
-    model = build_pipeline(cfg).fit(model_input_frame(train_df, cfg))
-    log.info("fitted pipeline with %d stage(s)", len(model.stages))
-    return model
+    sets = list(trials if trials is not None else search_trials(cfg))
+    validation = sorted({str(d) for d in validation_dates})
+    if not validation:
+        sets = sets[:1]
+    frame = model_input_frame(train_df, cfg)
+    featurizer = build_featurizer(cfg).fit(frame)
+    label = cfg.label.name
+    prepared = featurizer.transform(frame).withColumn(
+        VALIDATION_COL, F.col("date").cast("string").isin(validation) if validation else F.lit(False)
+    )
+    prepared = prepared.select(FEATURES_COL, label, VALIDATION_COL, "date").persist()
+    validation_rows = prepared.filter(F.col(VALIDATION_COL)) if validation else None
+    results: list[dict[str, Any]] = []
+    best: tuple[float, int, Any] | None = None
+    try:
+        for i, trial in enumerate(sets):
+            t0 = time.monotonic()
+            classifier = build_classifier(cfg, trial, validate=bool(validation))
+            booster_model = classifier.fit(prepared)
+            model = PipelineModel(stages=[*featurizer.stages, booster_model])
+            result: dict[str, Any] = {"trial": i, "params": dict(trial), "fit_seconds": time.monotonic() - t0}
+            booster = booster_model.get_booster()
+            best_iteration = getattr(booster, "best_iteration", None)
+            result["best_iteration"] = int(best_iteration) if best_iteration is not None else None
+            result["num_trees"] = int(booster.num_boosted_rounds())
+            if validation_rows is not None:
+                scored = booster_model.transform(validation_rows)
+                pdf: Any = scored.select(F.col(label).cast("int").alias("y"), positive_probability(scored).alias("p"))
+                pdf = pdf.toPandas()
+                result["validation"] = metrics(pdf["y"].to_numpy(), pdf["p"].to_numpy())
+                score = result["validation"]["roc_auc"]
+            else:
+                score = 0.0
+            results.append(result)
+            log.info("trial %d %s: %s", i, dict(trial), result.get("validation", {}).get("roc_auc"))
+            if on_trial is not None:
+                on_trial(i, dict(trial), result)
+            if best is None or score > best[0]:
+                best = (score, i, model)
+    finally:
+        prepared.unpersist()
+    assert best is not None
+    for result in results:
+        result["chosen"] = result["trial"] == best[1]
+    log.info("chose trial %d of %d", best[1], len(results))
+    return best[2], results
 
 
 def feature_names(model: PipelineModel) -> list[str]:
