@@ -87,6 +87,8 @@ with DAG(
             "{{ ti.xcom_pull(task_ids='plan_window')['reason'] }}",
             "--run-key",
             "{{ run_id }}",
+            "--actor",
+            "{{ dag_run.triggering_user_name or ('airflow:' ~ dag_run.run_type) }}",
         ],
     )
     evaluate = spark_job("evaluate", "evaluate", ["--run-key", "{{ run_id }}"])

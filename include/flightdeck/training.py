@@ -55,13 +55,21 @@ def split_partitions(dates: Sequence[dt.date], holdout_days: int) -> tuple[list[
     return ordered[:-holdout_days], ordered[-holdout_days:]
 
 
-def data_fingerprint(partition_counts: Mapping[str, int]) -> dict[str, Any]:
-    """Row count plus a hash of the per-partition counts: cheap evidence of what was trained on."""
-    payload = json.dumps({str(k): int(v) for k, v in sorted(partition_counts.items())}, sort_keys=True)
+def data_fingerprint(partitions: Mapping[str, Any]) -> dict[str, Any]:
+    """Rows plus a hash of the per-partition statistics: evidence of exactly what was trained on.
+
+    ``partitions`` maps a partition to its row count, or to :func:`partition_stats`' entry
+    (rows and an order-independent content hash), so a changed value changes the fingerprint.
+    """
+
+    def rows(v: Any) -> int:
+        return int(v["rows"]) if isinstance(v, Mapping) else int(v)
+
+    payload = json.dumps({str(k): partitions[k] for k in sorted(partitions)}, sort_keys=True, default=str)
     return {
-        "rows": int(sum(partition_counts.values())),
-        "partitions": len(partition_counts),
-        "counts_sha256": hashlib.sha256(payload.encode()).hexdigest()[:16],
+        "rows": int(sum(rows(v) for v in partitions.values())),
+        "partitions": len(partitions),
+        "sha256": hashlib.sha256(payload.encode()).hexdigest()[:16],
     }
 
 
@@ -331,6 +339,15 @@ def feature_names(model: PipelineModel) -> list[str]:
 def partition_counts(df: DataFrame) -> dict[str, int]:
     """Rows per ``date`` partition (one small aggregation)."""
     return {str(r["date"]): int(r["count"]) for r in df.groupBy("date").count().collect()}
+
+
+def partition_stats(df: DataFrame, columns: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per ``date`` partition: rows and an order-independent content hash of ``columns`` (one aggregation)."""
+    from pyspark.sql import functions as F
+
+    content = F.sum(F.xxhash64(*[F.col(c) for c in columns]).cast("decimal(38,0)"))
+    rows = df.groupBy("date").agg(F.count("*").alias("rows"), content.alias("content")).collect()
+    return {str(r["date"]): {"rows": int(r["rows"]), "content": str(r["content"])} for r in rows}
 
 
 def check_rows(train_rows: int, holdout_rows: int) -> None:

@@ -17,6 +17,7 @@ EXPECTED = {
     "flightdeck_monitor",
     "flightdeck_train",
     "flightdeck_rollback",
+    "flightdeck_reproduce",
 }
 HEAVY = {"pyspark", "mlflow", "xgboost", "pandas", "great_expectations", "sklearn", "numpy"}
 
@@ -69,7 +70,7 @@ def test_no_heavy_imports_at_top_level(path: Path) -> None:
 
 
 def test_manual_dags_explain_their_params(dagbag) -> None:
-    for dag_id in ("flightdeck_train", "flightdeck_bootstrap", "flightdeck_rollback"):
+    for dag_id in ("flightdeck_train", "flightdeck_bootstrap", "flightdeck_rollback", "flightdeck_reproduce"):
         params = dagbag.dags[dag_id].params
         assert params, dag_id
         for name in params:
