@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
-from airflow.sdk.exceptions import AirflowSkipException
 
 from flightdeck import tasks
 from flightdeck.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, spark_job
@@ -33,6 +32,8 @@ with DAG(
     @task
     def resolve_champion() -> str:
         """Pin the champion version for this whole run."""
+        from airflow.sdk.exceptions import AirflowSkipException  # not at parse time: slow to import
+
         version = tasks.resolve_champion()
         if version is None:
             raise AirflowSkipException("no champion model yet: run flightdeck_train first")

@@ -1,32 +1,44 @@
-"""Measure drift of one features partition (and its predictions) against a model's training profile.
+"""Measure drift of one scored partition against a model's training profile and holdout.
 
     spark-submit jobs/detect_drift.py --partition 2013-07-01 --config include/config/flights.yaml \
         --model-version 3 [--run-key K]
 
-Loads ``reference_profile.json`` from the model version's training run, bins the
-partition's features (and the probabilities that version produced for it, when the
-predictions partition exists) in one pass each, writes ``monitoring/drift/date=D``
-(one row per feature statistic) and logs a PSI chart to the ``<model>-monitoring``
-MLflow experiment. The retrain decision is not taken here: the monitoring DAG calls
-``flightdeck.drift.should_retrain`` on this job's result.
+Two Spark passes, no more:
+
+1. the day's features and the probabilities that version produced for them (the
+   predictions partition) are binned in one aggregation against ``reference_profile.json``
+   of the version's training run: PSI per feature (numeric bins from the training data,
+   categoricals by level) and PSI of the score distribution;
+2. performance once labels arrive: day D-1's predictions joined with day D-1's labels (its
+   features partition), collected (one day is small) for AUC and log loss, compared with the
+   holdout metrics of the version that made those predictions.
+
+Writes ``monitoring/drift_daily/date=D`` (one row per statistic, the shared writer),
+``monitoring/drift_reports/D.json`` (the report, which the retrain policy reads as history)
+and ``D.html`` (charts), and logs them to the ``<model>-monitoring`` MLflow experiment. The
+retrain decision is not taken here: the monitoring DAG calls ``flightdeck.drift.should_retrain``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flightdeck.jobargs import emit_result, parser, partitions, run, setup
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
 log = logging.getLogger("flightdeck.jobs.detect_drift")
 
-DRIFT_TABLE = "drift"
-PREDICTION_FEATURE = "probability"
+REPORTS = ("monitoring", "drift_reports")
 
 
 def load_reference_profile(name: str, version: str) -> tuple[dict[str, Any], str]:
@@ -42,20 +54,42 @@ def load_reference_profile(name: str, version: str) -> tuple[dict[str, Any], str
         return json.loads(Path(local).read_text()), run_id
 
 
-def drift_rows(report: dict[str, Any], day: str, version: str) -> list[tuple[Any, ...]]:
-    """One row per statistic: (date, model_version, feature, statistic, value, threshold, drifted)."""
-    threshold = float(report["psi_threshold"])
-    drifted = set(report["drifted"])
-    rows = [
-        (day, version, feature, "psi", None if value is None else float(value), threshold, feature in drifted)
-        for feature, value in sorted(report["psi"].items())
-    ]
-    if report.get("prediction_psi") is not None:
-        rows.append(
-            (day, version, PREDICTION_FEATURE, "psi", float(report["prediction_psi"]), threshold,
-             bool(report["prediction_drifted"]))
-        )  # fmt: skip
-    return rows
+def holdout_metrics(name: str, version: str) -> dict[str, float]:
+    """``roc_auc`` and ``log_loss`` on the frozen holdout, as logged by the version's training run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run_id = client.get_model_version(name, version).run_id
+    metrics = client.get_run(run_id).data.metrics if run_id else {}
+    return {k: float(metrics[k]) for k in ("roc_auc", "log_loss") if k in metrics}
+
+
+def labelled_predictions(predictions: DataFrame, features: DataFrame, keys: Sequence[str], label: str) -> DataFrame:
+    """``(label, probability, model_version)`` of each prediction whose outcome is known.
+
+    Joined on the key columns the predictions carry, null-safe (keys such as ``dep_time`` are
+    null for cancelled flights); rows without a label are dropped.
+    """
+    from pyspark.sql import functions as F
+
+    f = features.select(*[F.col(k).alias(f"__k{i}") for i, k in enumerate(keys)], F.col(label).alias("label"))
+    cond = [predictions[k].eqNullSafe(f[f"__k{i}"]) for i, k in enumerate(keys)]
+    return (
+        predictions.join(f, cond, "inner")
+        .where(F.col("label").isNotNull())
+        .select(F.col("label").cast("int").alias("label"), "probability", F.col("model_version").cast("string"))
+    )
+
+
+def monitoring_frame(spark: Any, rows: list[dict[str, Any]]) -> DataFrame:
+    from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
+
+    from flightdeck.drift import MONITORING_COLUMNS
+
+    types = {"value": DoubleType(), "observed": DoubleType(), "reference": DoubleType(), "threshold": DoubleType()}
+    types |= {"breached": BooleanType(), "n_rows": LongType()}
+    schema = StructType([StructField(c, types.get(c, StringType()), c != "date") for c in MONITORING_COLUMNS])
+    return spark.createDataFrame([tuple(r[c] for c in MONITORING_COLUMNS) for r in rows], schema)
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
@@ -67,19 +101,16 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     if len(dates) != 1:
         raise ValueError(f"detect_drift takes one partition; got {len(dates)} ({args.partition})")
     day = dates[0]
+    previous_day = day - dt.timedelta(days=1)
 
     import mlflow
     from pyspark.sql import functions as F
-    from pyspark.sql.types import (
-        BooleanType,
-        DoubleType,
-        StringType,
-        StructField,
-        StructType,
-    )
 
-    from flightdeck.drift import drift_report, plot_psi, profile_counts
-    from flightdeck.sparkio import build_session, read_partitions, write_partition
+    from flightdeck.drift import MONITORING_TABLE, drift_report, monitoring_rows, performance_report, profile_counts
+    from flightdeck.drift_html import render_report
+    from flightdeck.lake import write_bytes, write_json
+    from flightdeck.scoring import key_columns
+    from flightdeck.sparkio import build_session, read_partitions, write_partitions
 
     name = cfg.model.name
     version = args.model_version
@@ -94,39 +125,51 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
 
     spark = build_session("flightdeck-detect-drift")
     entity = cfg.dataset.entity.name
+
+    # pass 1: the day's features and the day's scores by this version, one aggregation
     features = read_partitions(spark, lake, "features", entity, [day])
-    current = profile_counts(features, profile)
+    preds = None
+    if lake.is_committed("predictions", entity, day):
+        preds = read_partitions(spark, lake, "predictions", entity, [day])
+        preds = preds.filter(F.col("model_version") == version).select("probability")
+    current = profile_counts(features, profile, predictions=preds)
     if current["missing"]:
         raise ValueError(
             f"features {day} lack columns {current['missing']} that model v{version} was trained on; "
             "rebuild the features or score with a matching model"
         )
-    prediction_note = "no predictions partition"
-    if lake.is_committed("predictions", entity, day):
-        preds = read_partitions(spark, lake, "predictions", entity, [day])
-        preds = preds.filter(F.col("model_version") == version).select("probability")
-        pred_counts = profile_counts(preds, {"prediction": profile.get("prediction")})
-        if pred_counts["n_rows"] > 0 and pred_counts["prediction"] is not None:
-            current["prediction"] = pred_counts["prediction"]
-            prediction_note = f"{pred_counts['n_rows']} predictions by v{version}"
-        else:
-            prediction_note = f"predictions partition has no rows scored by v{version}"
-    log.info("drift %s vs v%s: %d feature rows; %s", day, version, current["n_rows"], prediction_note)
-
     report = drift_report(profile, current, cfg.drift, current["n_rows"])
-    schema = StructType(
-        [
-            StructField("date", StringType(), False),
-            StructField("model_version", StringType(), False),
-            StructField("feature", StringType(), False),
-            StructField("statistic", StringType(), False),
-            StructField("value", DoubleType(), True),
-            StructField("threshold", DoubleType(), False),
-            StructField("drifted", BooleanType(), False),
-        ]
+    report |= {"date": day.isoformat(), "model_version": version, "n_predictions": current.get("n_predictions", 0)}
+    log.info(
+        "drift %s vs v%s: %d feature rows, %s predictions", day, version, current["n_rows"], report["n_predictions"]
     )
-    rows = drift_rows(report, day.isoformat(), version)
-    write_partition(spark.createDataFrame(rows, schema).coalesce(1), lake, "monitoring", DRIFT_TABLE, day)
+
+    # pass 2: performance on the previous day, whose outcomes are known now
+    performance: dict[str, Any] | None = None
+    if lake.is_committed("predictions", entity, previous_day) and lake.is_committed("features", entity, previous_day):
+        prev_preds = read_partitions(spark, lake, "predictions", entity, [previous_day])
+        prev_features = read_partitions(spark, lake, "features", entity, [previous_day])
+        keys = [k for k in key_columns(cfg) if k in prev_preds.columns and k in prev_features.columns]
+        labelled = labelled_predictions(prev_preds, prev_features, keys, cfg.label.name).collect()
+        scored_by = Counter(str(r["model_version"]) for r in labelled).most_common(1)
+        perf_version = scored_by[0][0] if scored_by else version
+        performance = performance_report(
+            [int(r["label"]) for r in labelled],
+            [float(r["probability"]) for r in labelled],
+            holdout_metrics(name, perf_version) if labelled else None,
+            cfg.drift,
+            data_date=previous_day,
+            model_version=perf_version,
+        )
+        log.info("performance on %s (v%s): %s", previous_day, perf_version, performance)
+    report["performance"] = performance
+
+    rows = monitoring_rows(report, cfg.drift)
+    write_partitions(monitoring_frame(spark, rows).coalesce(1), lake, "monitoring", MONITORING_TABLE, [day])
+    page = render_report(report, profile, current)
+    html_path = lake.path(*REPORTS, f"{day.isoformat()}.html")
+    write_bytes(html_path, page.encode("utf-8"))
+    write_json(lake.path(*REPORTS, f"{day.isoformat()}.json"), report)
 
     mlflow.set_experiment(f"{name}-monitoring")
     with mlflow.start_run(run_name=f"drift {day} v{version}") as active:
@@ -140,33 +183,29 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
                 "flightdeck.run_key": args.run_key or "",
             }
         )
-        mlflow.log_metrics(
-            {
-                "n_rows": float(report["n_rows"]),
-                "drifted_share": report["drifted_share"],
-                **({"prediction_psi": report["prediction_psi"]} if report["prediction_psi"] is not None else {}),
-                **{f"psi_{f}": v for f, v in report["psi"].items() if v is not None},
+        metrics = {
+            "n_rows": float(report["n_rows"]),
+            "drifted_share": report["drifted_share"],
+            **({"prediction_psi": report["prediction_psi"]} if report["prediction_psi"] is not None else {}),
+            **{f"psi_{f}": v for f, v in report["psi"].items() if v is not None},
+        }
+        if performance:
+            metrics |= {
+                f"labelled_{k}": performance[k] for k in ("roc_auc", "log_loss") if performance.get(k) is not None
             }
-        )
+        mlflow.log_metrics(metrics)
         mlflow.log_dict(report, "drift_report.json")
-        with tempfile.TemporaryDirectory(prefix="flightdeck-drift-") as tmp:
-            chart = plot_psi(report, Path(tmp) / f"psi_{day}.png", title=f"PSI {day} vs v{version} training")
-            mlflow.log_artifact(chart)
+        mlflow.log_text(page, f"drift_report_{day}.html")
         monitoring_run_id = active.info.run_id
 
     result = {
+        **{k: report[k] for k in ("date", "model_version", "n_rows", "n_predictions", "psi", "prediction_psi")},
+        **{k: report[k] for k in ("prediction_drifted", "prediction_threshold", "drifted", "n_features", "excluded")},
+        **{k: report[k] for k in ("drifted_share", "psi_threshold", "status", "min_rows", "missing")},
         "partition": day.isoformat(),
         "model_name": name,
-        "model_version": version,
-        "n_rows": report["n_rows"],
-        "psi": report["psi"],
-        "prediction_psi": report["prediction_psi"],
-        "drifted": report["drifted"],
-        "n_features": report["n_features"],
-        "excluded": report["excluded"],
-        "drifted_share": report["drifted_share"],
-        "psi_threshold": report["psi_threshold"],
-        "status": report["status"],
+        "performance": performance,
+        "report_html": html_path,
         "mlflow_run_id": monitoring_run_id,
     }
     emit_result(result, lake, args.run_key, "detect_drift")

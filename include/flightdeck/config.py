@@ -354,10 +354,50 @@ class Drift(_Strict):
     # features whose PSI is reported but never counts as drift (e.g. calendar features,
     # which always differ between a single day and a multi-week training window)
     exclude: list[str] = Field(default_factory=list)
+    # Prediction drift: PSI of the score distribution (None: psi_threshold).
+    prediction_psi_threshold: float | None = Field(default=None, gt=0)
+    # Performance drift once labels arrive (day D-1's outcomes, checked on day D), against
+    # the holdout metrics of the model version that made the predictions.
+    max_auc_drop: float = Field(default=0.05, ge=0, le=1)
+    max_log_loss_rise: float = Field(default=0.1, ge=0)
+    min_labeled_rows: int = Field(default=200, ge=1)
+    # Ask for a retrain when at least `breaches` of the last `windows` monitored windows
+    # breached a threshold (the current window included).
+    breaches: int = Field(default=1, ge=1)
+    windows: int = Field(default=1, ge=1)
+    # At most one open retrain request; one that no training run consumed within this
+    # many days (e.g. the training failed) counts as abandoned.
+    request_ttl_days: int = Field(default=14, ge=1)
+
+    @model_validator(mode="after")
+    def _k_of_n(self) -> Drift:
+        if self.breaches > self.windows:
+            raise ValueError(f"drift.breaches ({self.breaches}) cannot exceed drift.windows ({self.windows})")
+        return self
+
+
+class Smtp(_Strict):
+    host: str
+    port: int = 25
+    sender: str
+    to: list[str] = Field(min_length=1)
+    starttls: bool = False
+
+
+class Alerts(_Strict):
+    """Where alerts go besides the log: a JSON-lines file, a webhook (POST JSON), SMTP."""
+
+    # JSON-lines file; relative paths are under the lake's monitoring/alerts/ folder.
+    file: str | None = "alerts.jsonl"
+    webhook_url: str | None = None
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    smtp: Smtp | None = None
 
 
 class Scoring(_Strict):
     batch_label: str = "daily"
+    # Also score with the `challenger` alias into predictions_shadow (never served).
+    shadow: bool = False
 
 
 class Spark(_Strict):
@@ -379,6 +419,7 @@ class PipelineConfig(_Strict):
     gate: Gate
     drift: Drift
     scoring: Scoring = Field(default_factory=Scoring)
+    alerts: Alerts = Field(default_factory=Alerts)
     spark: Spark = Field(default_factory=Spark)
 
     @field_validator("features")

@@ -13,6 +13,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Asset
 
 from flightdeck.config import PROJECT_ROOT, PipelineConfig, load_config
+from flightdeck.notifiers import on_failure
 
 JOBS_DIR = PROJECT_ROOT / "jobs"
 SPARK_CONN_ID = "spark_default"
@@ -24,6 +25,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retries": 1,
     "retry_delay": dt.timedelta(seconds=30),
     "retry_exponential_backoff": False,
+    # every task failure (after its retries) is an alert: log, JSON lines, webhook/SMTP by config
+    "on_failure_callback": on_failure(),
 }
 
 CFG: PipelineConfig = load_config()

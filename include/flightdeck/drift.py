@@ -574,3 +574,69 @@ def plot_psi(report: Mapping[str, Any], path: str | Path, title: str = "PSI per 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return str(path)
+
+
+# --- the monitoring table: one row per (date, statistic) --------------------------------------
+
+MONITORING_TABLE = "drift_daily"
+MONITORING_COLUMNS = (
+    "date",  # the monitored window (partition D)
+    "model_version",  # the reference model (whose training profile / holdout is compared with)
+    "kind",  # feature | prediction | features | performance
+    "name",  # feature name, "probability", "drifted_share", "roc_auc", "log_loss"
+    "statistic",  # psi | share | auc_drop | log_loss_rise
+    "value",  # the statistic (None when not computable)
+    "observed",  # the raw metric behind it (AUC, log loss), else None
+    "reference",  # the champion's holdout value it is compared with, else None
+    "threshold",
+    "breached",  # counts toward the policy
+    "n_rows",
+    "data_date",  # the day whose data was measured (D, or D-1 for performance)
+    "note",  # excluded | missing | insufficient_rows | no_labels | one_class | ...
+)
+
+
+def monitoring_rows(report: Mapping[str, Any], policy: Drift) -> list[dict[str, Any]]:
+    """The rows of ``monitoring/drift_daily/date=D`` for one drift report (see ``MONITORING_COLUMNS``)."""
+    day = str(report["date"])
+    version = str(report.get("model_version") or "")
+    n_rows = int(report.get("n_rows", 0))
+    enough = report.get("status") != STATUS_INSUFFICIENT
+    base_note = "" if enough else STATUS_INSUFFICIENT
+    excluded = set(report.get("excluded", []))
+    missing = set(report.get("missing", []))
+    drifted = set(report.get("drifted", []))
+
+    def row(kind: str, name: str, statistic: str, value: Any, threshold: float, breached: bool, **kw: Any) -> dict:
+        out = dict.fromkeys(MONITORING_COLUMNS)
+        out.update(date=day, model_version=version, kind=kind, name=name, statistic=statistic, threshold=threshold)
+        out.update(value=None if value is None else float(value), breached=bool(breached), n_rows=n_rows)
+        out.update(data_date=day, note=base_note)
+        out.update(kw)
+        return out
+
+    rows = []
+    for name, value in sorted(report.get("psi", {}).items()):
+        note = "excluded" if name in excluded else "missing" if name in missing else base_note
+        rows.append(row("feature", name, "psi", value, policy.psi_threshold, name in drifted, note=note))
+    if report.get("prediction_psi") is not None:
+        rows.append(
+            row("prediction", PREDICTION, "psi", report["prediction_psi"], prediction_threshold(policy),
+                bool(report.get("prediction_drifted")), n_rows=int(report.get("n_predictions", n_rows)))
+        )  # fmt: skip
+    share = float(report.get("drifted_share", 0.0))
+    rows.append(row("features", "drifted_share", "share", share, policy.drifted_share,
+                    enough and share >= policy.drifted_share))  # fmt: skip
+    perf = report.get("performance")
+    if perf:
+        ref = perf.get("reference") or {}
+        common = {"n_rows": int(perf.get("n_rows", 0)), "data_date": perf.get("date"), "note": perf.get("status")}
+        if common["note"] == STATUS_OK:
+            common["note"] = ""
+        rows.append(row("performance", "roc_auc", "auc_drop", perf.get("auc_drop"), policy.max_auc_drop,
+                        bool(perf.get("auc_breach")), observed=perf.get("roc_auc"), reference=ref.get("roc_auc"),
+                        **common))  # fmt: skip
+        rows.append(row("performance", "log_loss", "log_loss_rise", perf.get("log_loss_rise"),
+                        policy.max_log_loss_rise, bool(perf.get("log_loss_breach")), observed=perf.get("log_loss"),
+                        reference=ref.get("log_loss"), **common))  # fmt: skip
+    return rows

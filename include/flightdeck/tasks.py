@@ -19,6 +19,7 @@ from flightdeck.lake import Lake, list_docs, parse_date, read_json, write_json
 log = logging.getLogger(__name__)
 
 RETRAIN_FOLDER = ("monitoring", "retrain_requests")
+DRIFT_REPORTS = ("monitoring", "drift_reports")
 
 
 def _env() -> tuple[PipelineConfig, Lake]:
@@ -166,17 +167,25 @@ def promote_candidate(run_key: str, decision: Mapping[str, Any], who: str | None
         lake=lake,
     )
     write_json(lake.run_doc(run_key, "promote"), record)
+    if not record.get("noop"):
+        from flightdeck import alerts
+
+        summary = f"{cfg.model.name} champion v{record.get('previous')} -> v{record['version']}"
+        alerts.notify(alerts.PROMOTION, summary, record, cfg=cfg)
     return dict(record)
 
 
 def rollback_champion(to_version: str | None = None, reason: str = "", who: str | None = None) -> dict[str, Any]:
     """Restore the previous champion, or the named version."""
-    from flightdeck import registry
+    from flightdeck import alerts, registry
 
     cfg, lake = _env()
-    return dict(
+    record = dict(
         registry.rollback(cfg.model.name, to_version=to_version or None, why=reason or None, who=who, lake=lake)
     )
+    summary = f"{cfg.model.name} champion rolled back v{record.get('previous')} -> v{record.get('version')}"
+    alerts.notify(alerts.ROLLBACK, summary, record, cfg=cfg)
+    return record
 
 
 def airflow_actor(dag_run: Any) -> str:
@@ -195,27 +204,65 @@ def retrain_history(lake: Lake) -> list[dict[str, Any]]:
     return [dict(read_json(path)) for path in list_docs(lake.path(*RETRAIN_FOLDER))]
 
 
+def drift_windows(lake: Lake) -> list[dict[str, Any]]:
+    """Every monitored window so far (the drift reports ``monitoring/drift_reports/D.json``)."""
+    return [dict(read_json(path)) for path in list_docs(lake.path(*DRIFT_REPORTS))]
+
+
 def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
-    """Apply the drift policy to this partition's drift report (a pure decision, with a reason)."""
+    """Apply the drift policy to this window and the history (a pure decision, with a reason)."""
     from flightdeck import drift
 
     cfg, lake = _env()
-    report = read_json(lake.run_doc(run_key, "detect_drift"))
-    history = retrain_history(lake)
-    decision = drift.should_retrain(report, history, cfg.drift, parse_date(partition))
+    report = dict(read_json(lake.run_doc(run_key, "detect_drift")))
+    day = parse_date(partition)
+    report.setdefault("date", day.isoformat())
+    windows = [w for w in drift_windows(lake) if w.get("date") != day.isoformat()] + [report]
+    history = drift.History(day=day, windows=windows, requests=retrain_history(lake))
+    decision = drift.should_retrain(history, cfg.drift)
     result = {"partition": partition, **_plain(decision)}
-    log.info("drift policy for %s: %s", partition, result)
+    log.info("drift policy for %s: retrain=%s: %s", partition, decision.retrain, decision.reason)
     return result
 
 
 def record_retrain_request(partition: str, decision: Mapping[str, Any], run_id: str) -> dict[str, Any]:
-    """Write the retrain request to the lake; its content becomes the asset event's extra."""
-    _, lake = _env()
+    """Write the retrain request to the lake (open until a training run consumes it) and alert.
+
+    Its content becomes the asset event's extra.
+    """
+    from flightdeck import alerts
+
+    cfg, lake = _env()
+    details = decision.get("details") or {}
     request = {
         "partition": partition,
         "reason": decision["reason"],
         "features": decision.get("features", {}),
+        "breaches": details.get("breaches", []),
         "monitoring_run": run_id,
     }
     write_json(lake.path(*RETRAIN_FOLDER, f"{parse_date(partition).isoformat()}.json"), request)
+    alerts.notify(
+        alerts.RETRAIN_REQUESTED, f"retrain requested for {partition}: {decision['reason']}", request, cfg=cfg
+    )
+    return request
+
+
+def consume_retrain_request(partition: str | None, consumer: str) -> dict[str, Any] | None:
+    """Mark the retrain request for ``partition`` consumed by a training run (``consumer``: its run id).
+
+    The training DAG calls this once it has taken the request, so the drift policy may ask
+    again (at most one request is open at a time). Returns the updated request, or None when
+    there is none for that partition (a manual run).
+    """
+    from flightdeck.lake import json_exists
+
+    if not partition:
+        return None
+    _, lake = _env()
+    path = lake.path(*RETRAIN_FOLDER, f"{parse_date(partition).isoformat()}.json")
+    if not json_exists(path):
+        return None
+    request = {**dict(read_json(path)), "consumed_by": consumer}
+    write_json(path, request)
     return request

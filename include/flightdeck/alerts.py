@@ -1,0 +1,146 @@
+"""Alerts: DAG failures, drift-triggered retrains, promotions and rollbacks.
+
+Every alert goes to the log and, by configuration only (``alerts`` in the YAML or
+``FLIGHTDECK__ALERTS__...`` in the environment), to:
+
+- a JSON-lines file (``alerts.file``; relative paths live under the lake's
+  ``monitoring/alerts/``, on a remote lake each alert is one JSON document there);
+- a webhook (``alerts.webhook_url``): the alert as a JSON ``POST`` body (Slack-style
+  incoming webhooks accept the ``text`` field);
+- SMTP (``alerts.smtp``): a plain-text mail.
+
+Delivery never raises: an alert that cannot be delivered is logged, and the task that
+raised it carries on (an unreachable webhook must not fail a promotion).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flightdeck.config import Alerts, PipelineConfig
+from flightdeck.lake import Lake, write_json
+
+log = logging.getLogger(__name__)
+
+DAG_FAILURE = "dag_failure"
+RETRAIN_REQUESTED = "retrain_requested"
+PROMOTION = "promotion"
+ROLLBACK = "rollback"
+EVENTS = (DAG_FAILURE, RETRAIN_REQUESTED, PROMOTION, ROLLBACK)
+ALERTS_FOLDER = ("monitoring", "alerts")
+_SEVERITY = {DAG_FAILURE: "error", RETRAIN_REQUESTED: "warning", PROMOTION: "info", ROLLBACK: "warning"}
+
+
+def build_alert(
+    event: str, summary: str, details: Mapping[str, Any] | None = None, *, at: dt.datetime | None = None
+) -> dict[str, Any]:
+    """An alert document: event, severity, one-line summary (also as ``text``), details, time."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown alert event {event!r}; expected one of {', '.join(EVENTS)}")
+    when = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return {
+        "event": event,
+        "severity": _SEVERITY[event],
+        "summary": summary,
+        "text": f"[flightdeck] {event}: {summary}",
+        "details": dict(details or {}),
+        "at": when.isoformat(),
+    }
+
+
+def alerts_file(cfg: Alerts, lake: Lake | None) -> str | None:
+    """Where the JSON-lines file goes (None: disabled); absolute paths are used as they are."""
+    if not cfg.file:
+        return None
+    if Path(cfg.file).is_absolute() or lake is None:
+        return cfg.file
+    return lake.path(*ALERTS_FOLDER, cfg.file)
+
+
+def _write_file(alert: Mapping[str, Any], cfg: Alerts, lake: Lake | None) -> str | None:
+    target = alerts_file(cfg, lake)
+    if target is None:
+        return None
+    if re.match(r"^s3a?://", target):  # objects cannot be appended to: one document per alert
+        stamp = str(alert["at"]).replace(":", "").replace("+0000", "Z")
+        doc = f"{target.rsplit('/', 1)[0]}/{stamp}-{alert['event']}.json"
+        write_json(doc, alert)
+        return doc
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:  # one short line per write: appends do not interleave
+        fh.write(json.dumps(alert, sort_keys=True, default=str) + "\n")
+    return str(path)
+
+
+def _post_webhook(alert: Mapping[str, Any], url: str, timeout: float) -> int:
+    import urllib.request
+
+    body = json.dumps(alert, sort_keys=True, default=str).encode("utf-8")
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return int(response.status)
+
+
+def _send_mail(alert: Mapping[str, Any], cfg: Alerts) -> str:
+    import smtplib
+    from email.message import EmailMessage
+
+    smtp = cfg.smtp
+    assert smtp is not None
+    msg = EmailMessage()
+    msg["Subject"] = alert["text"][:200]
+    msg["From"] = smtp.sender
+    msg["To"] = ", ".join(smtp.to)
+    msg.set_content(json.dumps(alert, indent=2, sort_keys=True, default=str))
+    with smtplib.SMTP(smtp.host, smtp.port, timeout=cfg.webhook_timeout_s) as client:
+        if smtp.starttls:
+            client.starttls()
+        client.send_message(msg)
+    return f"sent to {len(smtp.to)} recipient(s)"
+
+
+def deliver(alert: Mapping[str, Any], cfg: Alerts, lake: Lake | None = None) -> dict[str, str]:
+    """Send one alert to every configured channel; returns what happened per channel."""
+    level = logging.ERROR if alert.get("severity") == "error" else logging.WARNING
+    log.log(level, "ALERT %s", alert["text"])
+    outcome = {"log": "ok"}
+    channels: list[tuple[str, Any]] = [("file", lambda: _write_file(alert, cfg, lake) or "disabled")]
+    if cfg.webhook_url:
+        url = cfg.webhook_url
+        channels.append(("webhook", lambda: f"HTTP {_post_webhook(alert, url, cfg.webhook_timeout_s)}"))
+    if cfg.smtp:
+        channels.append(("smtp", lambda: _send_mail(alert, cfg)))
+    for name, send in channels:
+        try:
+            outcome[name] = str(send())
+        except Exception as err:  # delivery must never fail the caller
+            log.warning("alert %s not delivered to %s: %s", alert["event"], name, err)
+            outcome[name] = f"failed: {err}"
+    return outcome
+
+
+def notify(
+    event: str,
+    summary: str,
+    details: Mapping[str, Any] | None = None,
+    *,
+    cfg: PipelineConfig | None = None,
+) -> dict[str, Any]:
+    """Build and deliver an alert with the configuration in force; returns the alert and outcome."""
+    if cfg is None:
+        from flightdeck.config import load_config
+
+        cfg = load_config()
+    alert = build_alert(event, summary, details)
+    try:
+        lake: Lake | None = Lake(cfg.lake.root)
+    except Exception:  # an unusable lake root still leaves the log and the webhook
+        lake = None
+    return {**alert, "delivery": deliver(alert, cfg.alerts, lake)}

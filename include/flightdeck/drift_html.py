@@ -1,0 +1,175 @@
+"""The drift report of one scored partition as a standalone HTML page (charts as base64 PNG).
+
+Written to ``monitoring/drift_reports/D.html`` in the lake and logged to MLflow by
+``jobs/detect_drift.py``. Pure apart from matplotlib: takes the drift report, the reference
+profile and the current bin proportions, returns a string.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MAX_DISTRIBUTION_CHARTS = 4
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:1100px}
+table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #ccc;padding:.25rem .6rem;text-align:left}
+th{background:#f3f3f3}.bad{color:#b00020;font-weight:600}.muted{color:#777}img{max-width:100%}
+"""
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def psi_chart(report: Mapping[str, Any]) -> str:
+    """Horizontal PSI bars per feature and for the prediction, with the thresholds."""
+    plt = _pyplot()
+    values = {n: v for n, v in report.get("psi", {}).items() if v is not None}
+    if report.get("prediction_psi") is not None:
+        values["(prediction)"] = report["prediction_psi"]
+    names = sorted(values, key=lambda n: values[n])
+    drifted = {*report.get("drifted", []), *(["(prediction)"] if report.get("prediction_drifted") else [])}
+    excluded = set(report.get("excluded", []))
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.3 * len(names) + 1)))
+    colors = ["tab:red" if n in drifted else "tab:gray" if n in excluded else "tab:blue" for n in names]
+    ax.barh(names, [values[n] for n in names], color=colors)
+    ax.axvline(float(report.get("psi_threshold", 0.0)), color="black", linestyle="--", label="feature threshold")
+    if report.get("prediction_threshold") is not None:
+        ax.axvline(
+            float(report["prediction_threshold"]), color="tab:orange", linestyle=":", label="prediction threshold"
+        )
+    ax.set_xlabel("PSI vs the champion's training data")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def distribution_chart(name: str, labels: Sequence[str], expected: Sequence[float], actual: Sequence[float]) -> str:
+    """Reference vs current share per bin of one feature (or of the score)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    x = range(len(labels))
+    ax.bar([i - 0.2 for i in x], expected, width=0.4, label="reference (training)")
+    ax.bar([i + 0.2 for i in x], actual, width=0.4, label="this partition")
+    ax.set_xticks(list(x), labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("share of rows")
+    ax.set_title(name)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _bins(name: str, profile: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[list[str], list, list] | None:
+    if name in profile.get("numeric", {}) and name in current.get("numeric", {}):
+        ref, cur = profile["numeric"][name], current["numeric"][name]
+        edges = ref["edges"]
+        labels = [f"[{edges[i]:.3g}, {edges[i + 1]:.3g})" for i in range(len(edges) - 1)] + ["null"]
+        return labels, [*ref["proportions"], ref.get("null", 0.0)], [*cur["proportions"], cur.get("null", 0.0)]
+    if name in profile.get("categorical", {}) and name in current.get("categorical", {}):
+        ref, cur = profile["categorical"][name], current["categorical"][name]
+        return [str(c) for c in ref["categories"]], list(ref["proportions"]), list(cur["proportions"])
+    return None
+
+
+def render_report(
+    report: Mapping[str, Any],
+    profile: Mapping[str, Any] | None = None,
+    current: Mapping[str, Any] | None = None,
+    *,
+    decision: Mapping[str, Any] | None = None,
+    links: Mapping[str, str] | None = None,
+) -> str:
+    """The HTML page: summary, PSI chart, distributions of the most drifted features and of the
+    score, performance on the labelled day, and the table of every statistic."""
+    day = html.escape(str(report.get("date", "")))
+    version = html.escape(str(report.get("model_version", "")))
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Drift {day}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Drift report {day}</h1>",
+        f"<p>Reference: model version <b>v{version}</b> (its training data and holdout). "
+        f"{_fmt(report.get('n_rows'))} feature rows, {_fmt(report.get('n_predictions'))} predictions; "
+        f"status <b>{_fmt(report.get('status'))}</b> (minimum {_fmt(report.get('min_rows'))} rows).</p>",
+        f"<p>{len(report.get('drifted', []))} of {report.get('n_features', 0)} features drifted "
+        f"(share {_fmt(report.get('drifted_share'), 2)}); prediction PSI {_fmt(report.get('prediction_psi'))}.</p>",
+    ]
+    if decision:
+        cls = "bad" if decision.get("retrain") else ""
+        verdict = "retrain requested" if decision.get("retrain") else "no retrain"
+        parts.append(f"<p class='{cls}'>Policy: {verdict} — {html.escape(str(decision.get('reason', '')))}</p>")
+    if links:
+        parts.append("<p>" + " · ".join(f"<a href='{html.escape(u)}'>{html.escape(k)}</a>" for k, u in links.items()))
+    if report.get("psi"):
+        parts.append(f"<h2>PSI per feature</h2><img alt='PSI per feature' src='{psi_chart(report)}'>")
+    if profile and current:
+        psis = report.get("psi", {})
+        top = sorted((n for n in report.get("drifted", [])), key=lambda n: -float(psis.get(n) or 0))
+        charts = []
+        for name in top[:MAX_DISTRIBUTION_CHARTS]:
+            bins = _bins(name, profile, current)
+            if bins:
+                charts.append(f"<img alt='{html.escape(name)}' src='{distribution_chart(name, *bins)}'>")
+        ref_pred, cur_pred = profile.get("prediction"), current.get("prediction")
+        if ref_pred and cur_pred:
+            edges = ref_pred["edges"]
+            labels = [f"[{edges[i]:.2f}, {edges[i + 1]:.2f})" for i in range(len(edges) - 1)]
+            chart = distribution_chart(
+                "predicted probability", labels, ref_pred["proportions"], cur_pred["proportions"]
+            )
+            charts.append(f"<img alt='score distribution' src='{chart}'>")
+        if charts:
+            parts.append("<h2>Distributions</h2>" + "".join(charts))
+    perf = report.get("performance")
+    parts.append("<h2>Performance once labels arrived</h2>")
+    if perf:
+        ref = perf.get("reference") or {}
+        parts.append(
+            "<table><tr><th>labelled day</th><th>rows</th><th>status</th><th>AUC</th><th>holdout AUC</th>"
+            "<th>drop</th><th>log loss</th><th>holdout log loss</th><th>rise</th></tr>"
+            f"<tr><td>{_fmt(perf.get('date'))}</td><td>{_fmt(perf.get('n_rows'))}</td><td>{_fmt(perf.get('status'))}</td>"
+            f"<td>{_fmt(perf.get('roc_auc'))}</td><td>{_fmt(ref.get('roc_auc'))}</td>"
+            f"<td class='{'bad' if perf.get('auc_breach') else ''}'>{_fmt(perf.get('auc_drop'))}</td>"
+            f"<td>{_fmt(perf.get('log_loss'))}</td><td>{_fmt(ref.get('log_loss'))}</td>"
+            f"<td class='{'bad' if perf.get('log_loss_breach') else ''}'>{_fmt(perf.get('log_loss_rise'))}</td>"
+            "</tr></table>"
+        )
+    else:
+        parts.append("<p class='muted'>No labelled predictions yet (the previous day was not scored).</p>")
+    parts.append("<h2>Every statistic</h2><table><tr><th>feature</th><th>PSI</th><th>counted</th></tr>")
+    drifted = set(report.get("drifted", []))
+    excluded = set(report.get("excluded", []))
+    for name, value in sorted(report.get("psi", {}).items(), key=lambda kv: -(kv[1] or 0)):
+        state = "drifted" if name in drifted else "excluded" if name in excluded else "ok"
+        parts.append(
+            f"<tr><td>{html.escape(name)}</td><td class='{'bad' if name in drifted else ''}'>{_fmt(value)}</td>"
+            f"<td>{state}</td></tr>"
+        )
+    parts.append("</table></body></html>")
+    return "\n".join(parts)
