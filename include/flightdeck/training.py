@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 INDEX_SUFFIX = "__idx"
 FEATURES_COL = "features"
 VALIDATION_COL = "_is_validation"
+ORDER_COL = "_row_hash"
 TOP_CATEGORIES = 50
 MIN_TRAIN_ROWS = 100
 MIN_HOLDOUT_ROWS = 20
@@ -285,10 +286,18 @@ def fit_search(
     frame = model_input_frame(train_df, cfg)
     featurizer = build_featurizer(cfg).fit(frame)
     label = cfg.label.name
-    prepared = featurizer.transform(frame).withColumn(
-        VALIDATION_COL, F.col("date").cast("string").isin(validation) if validation else F.lit(False)
+    # Reproducible input: each XGBoost worker gets the same rows in the same order on every run
+    # (hash-partitioned and sorted on a hash of the row), whatever order the files were read in;
+    # xgboost.spark then does not repartition (partitions == num_workers).
+    row_hash = F.xxhash64(*[F.col(c) for c in [*cfg.features.model_inputs, label, "date"]])
+    prepared = (
+        featurizer.transform(frame.withColumn(ORDER_COL, row_hash))
+        .withColumn(VALIDATION_COL, F.col("date").cast("string").isin(validation) if validation else F.lit(False))
+        .select(FEATURES_COL, label, VALIDATION_COL, "date", ORDER_COL)
+        .repartition(cfg.model.num_workers, ORDER_COL)
+        .sortWithinPartitions(ORDER_COL)
+        .persist()
     )
-    prepared = prepared.select(FEATURES_COL, label, VALIDATION_COL, "date").persist()
     validation_rows = prepared.filter(F.col(VALIDATION_COL)) if validation else None
     results: list[dict[str, Any]] = []
     best: tuple[float, int, Any] | None = None

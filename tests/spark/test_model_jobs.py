@@ -1,0 +1,132 @@
+"""The model plane through its jobs, in-process, against a real MLflow store (SQLite file):
+train (nested search runs, dataset inputs, manifest) -> evaluate -> gate -> promote; a
+reproduction of the champion; a candidate trained on shuffled labels that the gate rejects
+(champion unchanged); and reproduction refusing changed data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_model import START, synthetic_features_pandas
+
+from flightdeck.config import load_config
+from flightdeck.lake import Lake
+
+pytestmark = pytest.mark.spark
+JOBS = Path(__file__).resolve().parents[2] / "jobs"
+DAYS = 6
+ROWS_PER_DAY = 300
+
+
+def _job(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"job_{name}", JOBS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_days(spark: Any, cfg: Any, lake: Lake, days: list[dt.date], *, shuffle_labels: bool = False) -> None:
+    from flightdeck.sparkio import write_partition
+
+    for i, day in enumerate(days):
+        pdf = synthetic_features_pandas(cfg, day, ROWS_PER_DAY, seed=1000 + i)
+        if shuffle_labels:
+            pdf[cfg.label.name] = np.random.default_rng(7 + i).permutation(pdf[cfg.label.name].to_numpy())
+        write_partition(spark.createDataFrame(pdf), lake, "features", cfg.dataset.entity.name, day)
+
+
+def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from flightdeck import registry, tasks
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) goes under tmp
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        "FLIGHTDECK__LAKE__ROOT": str(tmp_path / "lake"),
+        "FLIGHTDECK__MODEL__NAME": "flightdeck-jobs-test",
+        "FLIGHTDECK__MODEL__HOLDOUT_DAYS": "2",
+        "FLIGHTDECK__MODEL__VALIDATION_DAYS": "1",
+        "FLIGHTDECK__MODEL__EARLY_STOPPING_ROUNDS": "5",
+        "FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS": "30",
+        "FLIGHTDECK__MODEL__PARAMS__MAX_DEPTH": "3",
+        "FLIGHTDECK__MODEL__SEARCH__MAX_TRIALS": "2",
+        "FLIGHTDECK__MODEL__SEARCH__SPACE": "{max_depth: [2, 4]}",
+        "FLIGHTDECK__GATE__MIN_SLICE_ROWS": "50",
+        "FLIGHTDECK__GATE__BOOTSTRAP_SAMPLES": "50",
+        "FLIGHTDECK_ACTOR": "pytest",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cfg = load_config()
+    lake = Lake(cfg.lake.root)
+    days = [START + dt.timedelta(days=i) for i in range(DAYS)]
+    _write_days(spark, cfg, lake, days)
+    window = ["--train-start", days[0].isoformat(), "--train-end", days[-1].isoformat()]
+    train, evaluate, reproduce = _job("train"), _job("evaluate"), _job("reproduce")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = cfg.model.name
+
+    # --- first model: no champion, passes on the absolute threshold, promoted ---------------------
+    first = train.main([*window, "--run-key", "r1", "--reason", "first"])
+    assert first["version"] == "1" and first["trials"] == 2
+    assert first["validation_partitions"] == [days[3].isoformat()]
+    assert first["metrics"]["roc_auc"] > 0.7
+    run = client.get_run(first["run_id"])
+    assert {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "val_roc_auc"} <= set(run.data.metrics)
+    contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs if i.tags)
+    assert contexts == ["evaluation", "training", "validation"]
+    nested = client.search_runs(
+        [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first['run_id']}'"
+    )
+    assert len(nested) == 2 and all("val_roc_auc" in r.data.metrics for r in nested)
+    artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
+    assert {"manifest.json", "reference_profile.json", "plots", "model"} <= artifacts
+    manifest = client.download_artifacts(first["run_id"], "manifest.json", str(tmp_path))
+    import json
+
+    doc = json.loads(Path(manifest).read_text())
+    assert {"git_commit", "config_hash", "config", "seeds", "library_versions", "spark", "chosen_params"} <= set(doc)
+    assert doc["data_fingerprint"]["train"]["rows"] == 4 * ROWS_PER_DAY
+    assert {k: str(v) for k, v in client.get_registered_model(name).aliases.items()} == {"challenger": "1"}
+
+    evaluate.main(["--run-key", "r1"])
+    decision = tasks.gate_candidate("r1")
+    assert decision["passed"] and decision["champion_version"] is None
+    assert client.get_model_version(name, "1").tags["gate_passed"] == "true"
+    tasks.promote_candidate("r1", decision, who="pytest")
+    assert registry.champion_version(name, client=client) == "1"
+
+    # --- the champion rebuilds identically from its manifest ----------------------------------------
+    same = reproduce.main(["--model-version", "1", "--run-key", "rep1"])
+    assert same["identical"] and same["max_abs_diff"] == 0.0 and same["n_rows"] == 2 * ROWS_PER_DAY
+
+    # --- a candidate trained on shuffled labels is rejected; the champion stays -----------------------
+    _write_days(spark, cfg, lake, days[:4], shuffle_labels=True)  # same holdout days, labels of training days shuffled
+    worse = train.main([*window, "--run-key", "r2", "--reason", "shuffled labels"])
+    evaluate_doc = evaluate.main(["--run-key", "r2"])
+    assert evaluate_doc["champion"]["version"] == "1"
+    assert evaluate_doc["comparison"]["auc_diff_ci"]["high"] < 0
+    decision = tasks.gate_candidate("r2")
+    assert not decision["passed"], decision["reasons"]
+    failed = {k for k, v in decision["checks"].items() if not v["passed"]}
+    assert {"max_auc_regression", "auc_diff_ci"} <= failed
+    assert client.get_model_version(name, worse["version"]).tags["gate_passed"] == "false"
+    with pytest.raises(ValueError, match="refusing to promote"):
+        tasks.promote_candidate("r2", decision)
+    assert registry.champion_version(name, client=client) == "1"
+    assert [m["to"] for m in registry.ledger(name, alias="champion", lake=lake)] == ["1"]
+
+    # --- the training data changed: reproduction refuses ---------------------------------------------
+    with pytest.raises(reproduce.ReproductionError, match="no longer hold the data"):
+        reproduce.main(["--model-version", "1", "--run-key", "rep2"])
