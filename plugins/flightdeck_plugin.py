@@ -1,27 +1,36 @@
-"""Airflow plugin: links the MLflow UI (models, runs, drift charts) into Airflow's navigation.
+"""Airflow plugin: the flightdeck page inside the Airflow UI, and a link to the MLflow UI.
 
-The URL is the MLflow UI as a browser reaches it: ``FLIGHTDECK_MLFLOW_UI_URL``,
-else ``MLFLOW_TRACKING_URI`` when that is an http(s) address.
+- ``fastapi_apps``: :func:`flightdeck.ui_page.create_app` mounted by the api-server at
+  ``/flightdeck`` (models with gate decisions, promotions and rollbacks, drift over time,
+  retrain requests, quarantine per day);
+- ``external_views``: "flightdeck" in the navigation, shown inside the Airflow UI, and
+  "MLflow (flightdeck)" in Browse when the MLflow UI URL is known
+  (``FLIGHTDECK_MLFLOW_UI_URL``, else an http(s) ``MLFLOW_TRACKING_URI``).
+
+The page's logic lives in ``flightdeck.ui_page``; this file only registers it.
 """
 
 from __future__ import annotations
 
-import os
-
 from airflow.plugins_manager import AirflowPlugin
 
+from flightdeck.ui_page import URL_PREFIX, create_app, mlflow_ui_url
 
-def _mlflow_ui_url() -> str | None:
-    url = os.environ.get("FLIGHTDECK_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI", "")
-    return url if url.startswith(("http://", "https://")) else None
+_views = [
+    {
+        "name": "flightdeck",
+        "href": URL_PREFIX.lstrip("/") + "/",  # relative: works behind a proxy prefix
+        "destination": "nav",
+        "url_route": "flightdeck",
+    }
+]
+if mlflow_ui_url():
+    _views.append({"name": "MLflow (flightdeck)", "href": mlflow_ui_url(), "destination": "nav", "category": "browse"})
 
 
 class FlightdeckPlugin(AirflowPlugin):
-    """Adds 'MLflow (flightdeck)' to the Browse menu."""
+    """The flightdeck page (FastAPI app) and the navigation entries."""
 
     name = "flightdeck"
-    external_views = (
-        [{"name": "MLflow (flightdeck)", "href": _mlflow_ui_url(), "destination": "nav", "category": "browse"}]
-        if _mlflow_ui_url()
-        else []
-    )
+    fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "flightdeck"}]
+    external_views = _views

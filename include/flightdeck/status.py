@@ -155,22 +155,42 @@ def lake_status(cfg: PipelineConfig) -> dict[str, Any]:
     else:
         out["quarantine"] = None
 
-    drift_rows = _read_table(lake, "monitoring", "drift")
-    if drift_rows:
-        last_date = max(r["date"] for r in drift_rows)
-        last_rows = [r for r in drift_rows if r["date"] == last_date]
-        drifted = sorted((r for r in last_rows if r.get("drifted")), key=lambda r: -float(r.get("value") or 0))
-        out["drift"] = {
-            "partitions": len({r["date"] for r in drift_rows}),
-            "last_partition": last_date,
-            "last_drifted": {r["feature"]: round(float(r["value"]), 3) for r in drifted},
-            "last_statistics": len(last_rows),
-        }
-    else:
-        out["drift"] = None
+    out["drift"] = drift_state(lake)
     out["retrain_requests"] = [read_json(p) for p in list_docs(lake.path("monitoring", "retrain_requests"))]
     out["promotions"] = [read_json(p) for p in list_docs(lake.path("monitoring", "promotions"))]
     return out
+
+
+def drift_state(lake: Lake) -> dict[str, Any] | None:
+    """The last monitored window from ``monitoring/drift_daily``: drifted features, score and performance."""
+    rows = _read_table(lake, "monitoring", "drift_daily")
+    if not rows:
+        return None
+    last_date = max(r["date"] for r in rows)
+    last_rows = [r for r in rows if r["date"] == last_date]
+    drifted = sorted(
+        (r for r in last_rows if r["kind"] == "feature" and r.get("breached")), key=lambda r: -float(r["value"] or 0)
+    )
+    prediction = next((r for r in last_rows if r["kind"] == "prediction"), None)
+    performance = {r["name"]: r for r in last_rows if r["kind"] == "performance"}
+    auc = performance.get("roc_auc")
+    return {
+        "partitions": len({r["date"] for r in rows}),
+        "last_partition": last_date,
+        "last_drifted": {r["name"]: round(float(r["value"]), 3) for r in drifted},
+        "last_statistics": len(last_rows),
+        "prediction_psi": None if prediction is None or prediction["value"] is None else round(prediction["value"], 3),
+        "performance": None
+        if auc is None
+        else {
+            "labelled_day": auc.get("data_date"),
+            "roc_auc": auc.get("observed"),
+            "holdout_roc_auc": auc.get("reference"),
+            "breached": any(bool(r.get("breached")) for r in performance.values()),
+            "note": auc.get("note") or "",
+        },
+        "breached_days": sorted({r["date"] for r in rows if r.get("breached")}),
+    }
 
 
 def collect(cfg: PipelineConfig, api: AirflowApi | None) -> dict[str, Any]:
@@ -231,9 +251,21 @@ def render(status: dict[str, Any]) -> str:
     if d:
         drifted = ", ".join(f"{k} {v}" for k, v in d["last_drifted"].items()) or "none"
         lines.append(f"  drift: last {d['last_partition']}: drifted {drifted}")
+        if d.get("prediction_psi") is not None:
+            lines.append(f"    prediction PSI {d['prediction_psi']}")
+        perf = d.get("performance")
+        if perf and perf.get("roc_auc") is not None:
+            flag = "  BREACHED" if perf.get("breached") else ""
+            lines.append(
+                f"    AUC on labels of {perf['labelled_day']}: {perf['roc_auc']:.3f} "
+                f"(holdout {perf.get('holdout_roc_auc') or float('nan'):.3f}){flag}"
+            )
+        elif perf:
+            lines.append(f"    performance on {perf['labelled_day']}: {perf['note']}")
     lines.append(f"  retrain requests: {len(lk.get('retrain_requests', []))}")
     for req in lk.get("retrain_requests", [])[-3:]:
-        lines.append(f"    {req['partition']}: {req['reason']}")
+        state = "consumed" if req.get("consumed_by") else "open"
+        lines.append(f"    {req['partition']} ({state}): {req['reason']}")
     lines.append(f"  promotions: {len(lk.get('promotions', []))}")
     return "\n".join(lines)
 

@@ -46,7 +46,7 @@ def test_render_tells_the_story() -> None:
     assert "champion   v2  holdout AUC 0.71" in text
     assert "1000 rows in = 990 valid + 10 quarantined" in text and "reconciled" in text
     assert "wx_temp 16.1" in text
-    assert "2013-07-01: 8 of 18 features drifted" in text
+    assert "2013-07-01 (open): 8 of 18 features drifted" in text
     assert "training runs triggered by drift: 1" in text
 
 
