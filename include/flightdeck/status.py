@@ -157,7 +157,9 @@ def lake_status(cfg: PipelineConfig) -> dict[str, Any]:
 
     out["drift"] = drift_state(lake)
     out["retrain_requests"] = [read_json(p) for p in list_docs(lake.path("monitoring", "retrain_requests"))]
-    out["promotions"] = [read_json(p) for p in list_docs(lake.path("monitoring", "promotions"))]
+    # the alias ledger also records challenger moves; promotions are the champion's moves
+    moves = [read_json(p) for p in list_docs(lake.path("monitoring", "promotions"))]
+    out["promotions"] = [m for m in moves if m.get("alias", "champion") == "champion"]
     return out
 
 
