@@ -1,0 +1,180 @@
+"""``python -m bench``: every stage against its reference, on the same data, at several sizes.
+
+Lands and ingests the base window once (kept in ``--work``), then for each scale factor
+writes a lake whose bronze flights are the base's times the factor (``bench.generator``)
+and measures, in one Spark session: features, validation, training, scoring and drift,
+each beside its reference. Writes ``latest.json`` and ``latest.md`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("features", "validation", "training", "scoring", "drift")
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--base", default="2013-01-01..2013-01-31", help="base window FIRST..LAST of 2013 flights")
+    p.add_argument("--scales", default="1,10,30", help="comma list of integer scale factors of the base window")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (after one warm-up)")
+    p.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=90.0,
+        help="a measurement whose warm-up took longer than this is timed once (keeps the run bounded)",
+    )
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma list among {', '.join(STAGES)}")
+    p.add_argument("--master", default="local[2]", help="Spark master of the benchmark session")
+    p.add_argument("--num-workers", type=int, default=2, help="xgboost.spark workers (model.num_workers)")
+    p.add_argument("--nthread", type=int, default=2, help="threads of native xgboost (train and predict)")
+    p.add_argument("--driver-memory", default="4g", help="spark.driver.memory")
+    p.add_argument("--work", type=Path, default=ROOT / "bench" / ".work", help="scratch folder for the lakes")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where latest.json/latest.md go")
+    p.add_argument("--note", action="append", default=[], help="a line added to the report (repeatable)")
+    args = p.parse_args(argv)
+    try:
+        args.scale_list = sorted({int(x) for x in args.scales.split(",") if x.strip()})
+    except ValueError:
+        p.error(f"--scales must be integers like 1,10,30; got {args.scales!r}")
+    if not args.scale_list or min(args.scale_list) < 1:
+        p.error("--scales needs at least one factor >= 1")
+    args.stage_list = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = set(args.stage_list) - set(STAGES)
+    if unknown:
+        p.error(f"unknown stages {sorted(unknown)}; choose among {', '.join(STAGES)}")
+    if "scoring" in args.stage_list and "training" not in args.stage_list:
+        p.error("scoring needs the model fitted by the training stage: add training to --stages")
+    return args
+
+
+def orchestration() -> dict[str, Any]:
+    """Demo wall time vs the sum of its jobs' own seconds, from an existing ``make demo`` run.
+
+    Starting Airflow is not cheap (about a minute before the first task), so the bench does
+    not run a DAG; it reads ``.flightdeck/demo-report.json`` and the jobs' hand-off documents
+    (``runs/<key>/<job>.json``, each with ``seconds``) of the demo's lake when they exist.
+    """
+    state = ROOT / ".flightdeck"
+    report, runs = state / "demo-report.json", state / "lake" / "runs"
+    if not report.exists() or not runs.is_dir():
+        return {"note": "not measured in this run (Airflow not started; no .flightdeck/demo-report.json found)"}
+    demo = json.loads(report.read_text())
+    steps = {s["step"]: float(s["seconds"]) for s in demo.get("steps", [])}
+    wall = float(demo.get("seconds", 0.0)) - sum(v for k, v in steps.items() if "start" in k)
+    docs = [json.loads(p.read_text()) for p in runs.glob("*/*.json")]
+    jobs = [float(d["seconds"]) for d in docs if isinstance(d, dict) and "seconds" in d]
+    if not jobs or wall <= 0:
+        return {"note": "not measured in this run (the demo report has no job timings)"}
+    compute = sum(jobs)
+    return {
+        "measured_from": f"existing demo report {report.relative_to(ROOT)} (not measured in this run)",
+        "wall_seconds": round(wall, 1),
+        "job_seconds": round(compute, 1),
+        "tasks": len(jobs),
+        "ratio": round(wall / compute, 2),
+        "overhead_per_task_s": round((wall - compute) / len(jobs), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    started = time.perf_counter()
+    # Quiet library logs: the bench prints its own progress lines (jobs' basicConfig is then a no-op).
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ["FLIGHTDECK__MODEL__NUM_WORKERS"] = str(args.num_workers)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+    from bench import probe, report, stages
+    from flightdeck.config import load_config
+    from flightdeck.lake import Lake, parse_partitions
+    from flightdeck.sparkio import build_session
+
+    dates = parse_partitions(args.base)
+    machine = probe.machine()
+    log(f"machine: {machine['cpu_model']}, {machine['cpus']} CPUs, {machine['memory_gib']} GiB")
+    sampler = probe.RssSampler().start()
+    spark = build_session(
+        "flightdeck-bench",
+        {"spark.master": args.master, "spark.driver.memory": args.driver_memory, "spark.ui.enabled": "false"},
+    )
+    sc = spark.sparkContext
+    log(f"spark {spark.version} on {sc.master}, default parallelism {sc.defaultParallelism}")
+
+    def use_lake(path: Path) -> tuple[Any, Lake]:
+        os.environ["FLIGHTDECK__LAKE__ROOT"] = str(path)
+        cfg = load_config()
+        return cfg, Lake(cfg.lake.root)
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    cfg, base = use_lake(args.work / f"base-{dates[0]}-{dates[-1]}")
+    stages.prepare_base(cfg, base, dates, log)
+
+    results: dict[str, Any] = {
+        "started": started_at,
+        "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "base": [dates[0].isoformat(), dates[-1].isoformat()],
+        "repeats": args.repeats,
+        "spark": {"master": spark.sparkContext.master, "version": spark.version, "driver_memory": args.driver_memory},
+        "machine": machine,
+        "scales": {},
+        "notes": list(args.note),
+    }
+    for factor in args.scale_list:
+        cfg, lake = use_lake(args.work / f"scale-{factor}")
+        log(f"scale {factor}x: generating bronze from the base window ...")
+        rows = stages.prepare_scaled(spark, cfg, base, lake, dates, factor)
+        log(f"scale {factor}x: {rows:,} bronze flight rows")
+        scale = stages.Scale(spark, cfg, lake, dates, args.repeats, sampler, log, slow_seconds=args.slow_seconds)
+        out: dict[str, Any] = {"bronze_rows": rows, "stages": {}}
+        results["scales"][str(factor)] = out
+        wanted = set(args.stage_list)
+        if wanted - {"features"} and "features" not in wanted:
+            stages.run_job("build_features", ["--partition", stages.span(dates)])  # the others read features
+        for name in STAGES:
+            if name not in wanted:
+                continue
+            if name == "training":
+                out["stages"][name] = stages.bench_training(scale, args.nthread)
+            elif name == "scoring":
+                out["stages"][name] = stages.bench_scoring(scale, args.nthread)
+            else:
+                out["stages"][name] = getattr(stages, f"bench_{name}")(scale)
+            # the partial results are on disk as soon as a stage is done
+            results["total_seconds"] = round(time.perf_counter() - started, 1)
+            (args.work / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+        spark.catalog.clearCache()
+
+    results["orchestration"] = orchestration()
+    results["total_seconds"] = round(time.perf_counter() - started, 1)
+    results["verdicts"] = report.verdicts(results)
+    sampler.stop()
+    js, md = report.write(results, args.out)
+    log(f"done in {results['total_seconds']:.0f}s: {js} and {md}")
+    print(md.read_text())
+    spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

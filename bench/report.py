@@ -1,0 +1,156 @@
+"""Targets of issue 8, the JSON document and the markdown table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# stage -> (target ratio pipeline/reference, what the reference is)
+TARGETS: dict[str, tuple[float, str]] = {
+    "training": (1.3, "native xgboost.train, same rows/params/threads"),
+    "scoring": (2.0, "native Booster.inplace_predict, same rows"),
+    "validation": (1.5, "one fused Spark aggregate of the same checks"),
+    "features": (5.0, "Parquet scan (count + sum of every column) of its inputs"),
+    "drift": (2.5, "one scan of reference and current data"),
+}
+ORCHESTRATION_RATIO = 1.15
+ORCHESTRATION_OVERHEAD_PER_TASK = 2.0
+
+
+def ratio(stage: dict[str, Any]) -> float | None:
+    p, r = stage["pipeline"]["seconds"], stage["reference"]["seconds"]
+    return round(p / r, 2) if r else None
+
+
+def growth(results: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """Time and memory growth of a stage from the smallest to the largest scale, against data growth."""
+    scales = sorted(results["scales"], key=int)
+    if len(scales) < 2:
+        return None
+    lo, hi = results["scales"][scales[0]], results["scales"][scales[-1]]
+    if stage not in lo["stages"] or stage not in hi["stages"]:
+        return None
+    t0, t1 = lo["stages"][stage]["pipeline"]["seconds"], hi["stages"][stage]["pipeline"]["seconds"]
+    m0, m1 = lo["stages"][stage]["pipeline"]["peak_rss_mb"], hi["stages"][stage]["pipeline"]["peak_rss_mb"]
+    data = hi["bronze_rows"] / lo["bronze_rows"] if lo["bronze_rows"] else None
+    time_growth = t1 / t0 if t0 else None
+    return {
+        "from": f"{scales[0]}x",
+        "to": f"{scales[-1]}x",
+        "data_growth": round(data, 2) if data else None,
+        "time_growth": round(time_growth, 2) if time_growth else None,
+        "memory_growth": round(m1 / m0, 2) if m0 else None,
+        "met": bool(data and time_growth is not None and time_growth <= data),
+    }
+
+
+def verdicts(results: dict[str, Any]) -> dict[str, Any]:
+    """Whether each target of the issue is met, judged at the largest scale."""
+    largest = results["scales"][max(results["scales"], key=int)]["stages"]
+    out: dict[str, Any] = {}
+    for stage, (target, _) in TARGETS.items():
+        if stage in largest:
+            r = ratio(largest[stage])
+            out[stage] = {"ratio": r, "target": target, "met": r is not None and r <= target}
+    orch = results.get("orchestration", {})
+    if orch.get("measured_from"):
+        out["orchestration"] = {
+            "ratio": orch["ratio"],
+            "overhead_per_task": orch["overhead_per_task_s"],
+            "met": orch["ratio"] <= ORCHESTRATION_RATIO
+            or orch["overhead_per_task_s"] <= ORCHESTRATION_OVERHEAD_PER_TASK,
+        }
+    else:
+        out["orchestration"] = {"met": None, "note": orch.get("note", "not measured in this run")}
+    out["growth"] = {stage: growth(results, stage) for stage in largest}
+    peaks = [st["pipeline"]["peak_rss_mb"] for sc in results["scales"].values() for st in sc["stages"].values()]
+    out["peak_rss_mb"] = max(peaks) if peaks else None
+    return out
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+def _met(flag: bool | None) -> str:
+    return "not measured" if flag is None else ("**met**" if flag else "**missed**")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The published table: machine, per scale and stage the times, ratio and peak memory, the verdicts."""
+    m = results["machine"]
+    lines = [
+        "# flightdeck benchmarks",
+        "",
+        f"Run {results['started']} ({results['total_seconds']:.0f} s in all), `{results['command']}`.",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpus']} CPUs ({m['usable_cpus']} usable), {m['memory_gib']} GiB; "
+        f"{m['platform']}; Python {m['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + f". Load average at start: {m['load_avg_at_start']}.",
+        "",
+        f"Spark `{results['spark']['master']}`; each time is the median of {results['repeats']} runs after one "
+        "warm-up; peak memory is the RSS of the Python process and its JVM, sampled every 0.2 s over the "
+        "warm-up and the runs.",
+        "",
+        "| scale | rows | stage | pipeline s | reference s | ratio | target | peak MB | extra |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for scale in sorted(results["scales"], key=int):
+        sc = results["scales"][scale]
+        for stage, st in sc["stages"].items():
+            target = TARGETS[stage][0]
+            extra = ""
+            if stage == "training":
+                ns = st["ns_per_cell"]
+                extra = (
+                    f"ns/(row·feature·tree·level): {ns['pipeline']} vs {ns['reference']} "
+                    f"({st['rows']:,} rows x {st['features']} x {st['trees']} x {st['max_depth']})"
+                )
+            elif stage == "scoring":
+                rps = st["rows_per_second"]
+                extra = f"rows/s: {rps['pipeline']:,} vs {rps['reference']:,}"
+            elif stage == "validation":
+                extra = f"GX success {st['gx_success']}"
+            elif stage == "drift":
+                extra = "profile {reference_profile}s + counts/PSI {profile_counts_and_psi}s".format(
+                    **st["last_run_breakdown"]
+                )
+            lines.append(
+                f"| {scale}x | {sc['bronze_rows']:,} | {stage} | {_fmt(st['pipeline']['seconds'])} | "
+                f"{_fmt(st['reference']['seconds'], 3)} | {_fmt(ratio(st))} | ≤ {target} | "
+                f"{_fmt(st['pipeline']['peak_rss_mb'], 0)} | {extra} |"
+            )
+    v = results["verdicts"]
+    lines += ["", "| target (issue 8) | today | met? |", "| --- | --- | --- |"]
+    for stage, (target, ref) in TARGETS.items():
+        if stage in v:
+            lines.append(f"| {stage} ≤ {target}x {ref} | {_fmt(v[stage]['ratio'])}x | {_met(v[stage]['met'])} |")
+    orch = v["orchestration"]
+    if orch["met"] is None:
+        lines.append(f"| orchestration ≤ 1.15x or ≤ 2 s/task | {orch['note']} | not measured |")
+    else:
+        lines.append(
+            f"| orchestration ≤ 1.15x or ≤ 2 s/task | {orch['ratio']}x, {orch['overhead_per_task']} s/task "
+            f"({results['orchestration']['measured_from']}) | {_met(orch['met'])} |"
+        )
+    for stage, g in v["growth"].items():
+        if g:
+            lines.append(
+                f"| {stage}: time grows no faster than data {g['from']}→{g['to']} | "
+                f"data x{g['data_growth']}, time x{g['time_growth']}, memory x{g['memory_growth']} | {_met(g['met'])} |"
+            )
+    lines.append(f"| bounded peak memory | highest peak {_fmt(v['peak_rss_mb'], 0)} MB (Python + JVM) | see growth |")
+    notes = results.get("notes") or []
+    if notes:
+        lines += ["", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js, md = out_dir / "latest.json", out_dir / "latest.md"
+    js.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    md.write_text(markdown(results))
+    return js, md
