@@ -7,6 +7,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     FLIGHTDECK_HOME=/opt/flightdeck \
     AIRFLOW_HOME=/opt/airflow \
+    SPARK_HOME=/usr/local/lib/python3.11/site-packages/pyspark \
     PYSPARK_PYTHON=/usr/local/bin/python \
     PYSPARK_DRIVER_PYTHON=/usr/local/bin/python
 
@@ -18,6 +19,15 @@ WORKDIR /opt/flightdeck
 COPY requirements.txt pyproject.toml README.md ./
 RUN pip install --no-cache-dir uv==0.13.9 \
  && uv pip sync --system --no-cache requirements.txt
+
+# The s3a connector for Spark (the lake on s3a://). pyspark 4.3.0 bundles Hadoop 3.5.0
+# (jars/hadoop-client-api-3.5.0.jar) but not hadoop-aws; the script installs
+# org.apache.hadoop:hadoop-aws:3.5.0 and its runtime dependencies, first of all the AWS SDK v2
+# bundle (software.amazon.awssdk:bundle) at the version Hadoop 3.5.0's hadoop-project POM
+# declares, each checked against Maven Central's sha1. Versions follow pyspark: never mix them.
+COPY deploy ./deploy
+RUN python deploy/fetch_s3a_jars.py
+
 COPY include ./include
 RUN uv pip install --system --no-cache --no-deps -e .
 # dags/, plugins/, jobs/ and include/ are mounted by docker-compose.yaml during development.

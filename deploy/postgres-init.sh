@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Separate databases for Airflow and MLflow: MLflow's migrations rewrite the
 # `alembic_version` table, which Airflow's also uses, so they must never share one.
+# MLflow's basic-auth app keeps its users and permissions in a third one.
 set -euo pipefail
-psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" <<SQL
-CREATE USER airflow WITH PASSWORD '${AIRFLOW_DB_PASSWORD}';
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" \
+  -v airflow_pw="$AIRFLOW_DB_PASSWORD" -v mlflow_pw="$MLFLOW_DB_PASSWORD" <<'SQL'
+CREATE USER airflow WITH PASSWORD :'airflow_pw';
 CREATE DATABASE airflow OWNER airflow;
-CREATE USER mlflow WITH PASSWORD '${MLFLOW_DB_PASSWORD}';
+CREATE USER mlflow WITH PASSWORD :'mlflow_pw';
 CREATE DATABASE mlflow OWNER mlflow;
+CREATE DATABASE mlflow_auth OWNER mlflow;
 SQL

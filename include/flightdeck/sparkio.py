@@ -24,7 +24,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from flightdeck.lake import COMMIT_MARKER, Lake, parse_date
@@ -58,7 +58,42 @@ def build_session(app_name: str, conf: dict[str, str] | None = None) -> SparkSes
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get(LOG_LEVEL_ENV) or "WARN")
+    _apply_s3a_settings(session)
     return session
+
+
+def s3a_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Hadoop ``fs.s3a.*`` settings for an S3-compatible store, from the variables boto3 reads.
+
+    ``AWS_ENDPOINT_URL_S3`` or ``AWS_ENDPOINT_URL`` gives the endpoint (path-style access, TLS
+    as the URL says), ``AWS_REGION`` or ``AWS_DEFAULT_REGION`` the region. Credentials are not
+    copied: s3a's default provider chain reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+    itself (driver and executors), which keeps secrets out of the Spark conf and UI.
+    """
+    env = os.environ if environ is None else environ
+    settings: dict[str, str] = {}
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        settings["fs.s3a.endpoint"] = endpoint
+        settings["fs.s3a.path.style.access"] = "true"
+        settings["fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if region:
+        settings["fs.s3a.endpoint.region"] = region
+    return settings
+
+
+def _apply_s3a_settings(session: SparkSession) -> None:
+    """Put :func:`s3a_settings` into the session's Hadoop configuration, except keys given
+    explicitly as ``spark.hadoop.<key>`` (``--conf`` or the config's ``spark.conf`` win)."""
+    settings = s3a_settings()
+    if not settings:
+        return
+    spark_conf = session.sparkContext.getConf()
+    hadoop_conf = session.sparkContext._jsc.hadoopConfiguration()
+    for key, value in settings.items():
+        if not spark_conf.contains(f"spark.hadoop.{key}"):
+            hadoop_conf.set(key, value)
 
 
 class _Fs:

@@ -4,56 +4,16 @@ and process-group helpers for the MLflow server and the Spark standalone cluster
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import os
-import signal
-import subprocess
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _e2e_helpers() -> ModuleType:
-    """The end-to-end test's helpers (free port, fresh PostgreSQL database), reused as they are."""
-    spec = importlib.util.spec_from_file_location("flightdeck_e2e_helpers", ROOT / "tests" / "e2e" / "test_loop.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from scaleout_support import E2E, S3_CREDENTIALS, drop_database, free_port, wait_http
 
 
-E2E = _e2e_helpers()
-PG: dict[str, Any] = E2E.PG
-
-
-def free_port() -> int:
-    return int(E2E._free_port())
-
-
-def pg_uri(db: str) -> str:
-    return f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
-
-
-def drop_database(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
-
-
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def fresh_db() -> Iterator[Callable[[str], str]]:
     """Create fresh PostgreSQL databases (fails loudly when PostgreSQL is down); dropped afterwards."""
     created: list[str] = []
@@ -82,67 +42,83 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-S3_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "flightdeck-test",
-    "AWS_SECRET_ACCESS_KEY": "flightdeck-test-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+def _new_bucket(endpoint: str, mp: pytest.MonkeyPatch) -> str:
+    import boto3
+
+    mp.setenv("AWS_ENDPOINT_URL", endpoint)
+    for key, value in S3_CREDENTIALS.items():
+        mp.setenv(key, value)
+    # Never let a developer's real AWS profile leak into the tests.
+    mp.setenv("AWS_CONFIG_FILE", os.devnull)
+    mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    bucket = f"flightdeck-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return bucket
 
 
 @pytest.fixture()
 def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh bucket on the moto server; boto3 in this process points at it via AWS_ENDPOINT_URL."""
-    import boto3
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    for key, value in S3_CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    # Never let a developer's real AWS profile leak into the tests.
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    bucket = f"flightdeck-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
-    return bucket
+    return _new_bucket(moto_endpoint, monkeypatch)
 
 
-def wait_http(url: str, timeout: float, ok: Callable[[int], bool] = lambda code: code < 500) -> None:
-    """Wait until ``url`` answers with a status ``ok`` accepts."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if ok(resp.status):
-                    return
-                last = resp.status
-        except urllib.error.HTTPError as err:
-            if ok(err.code):
-                return
-            last = err
-        except OSError as err:
-            last = err
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f}s: {last}")
+@pytest.fixture(scope="module")
+def module_s3_bucket(moto_endpoint: str) -> Iterator[str]:
+    """Like ``s3_bucket``, shared by the tests of one module (for servers started once per module)."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield _new_bucket(moto_endpoint, mp)
 
 
-def start_group(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a process in its own process group, output to ``log``."""
-    handle = log.open("wb")
-    return subprocess.Popen(cmd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+MASTER = "org.apache.spark.deploy.master.Master"
+WORKER = "org.apache.spark.deploy.worker.Worker"
+# Two cores on this machine, shared: one core and 1 GiB per worker.
+WORKER_SIZE = ("--cores", "1", "--memory", "1g")
 
 
-def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    """Stop a process group started by :func:`start_group`: TERM, then KILL."""
-    if proc.poll() is not None:
-        return
+@pytest.fixture(scope="module")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A Spark standalone cluster on loopback: one master and two workers (1 core, 1 GiB each),
+    started from the pyspark installation with this venv's Python; stopped (process groups) after."""
+    import json
+    import time
+    import urllib.request
+
+    from scaleout_support import spark_env, spark_home, start_group, stop_group
+
+    base = tmp_path_factory.mktemp("spark-cluster")
+    env = spark_env()
+    env["SPARK_LOG_DIR"] = str(base / "logs")
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    port, ui = free_port(), free_port()
+    master_url = f"spark://127.0.0.1:{port}"
+    procs = [
+        start_group(
+            [spark_class, MASTER, "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)],
+            env,
+            base / "master.log",
+        )
+    ]
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-    # Children that outlived the leader (server workers) share its group: end them too.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        wait_http(f"http://127.0.0.1:{ui}/json/", timeout=120, ok=lambda code: code == 200)
+        for n in (1, 2):
+            work = base / f"worker-{n}"
+            work.mkdir()
+            cmd = [spark_class, WORKER, master_url, "--host", "127.0.0.1", *WORKER_SIZE]
+            cmd += ["--webui-port", str(free_port()), "--work-dir", str(work)]
+            procs.append(start_group(cmd, env, base / f"worker-{n}.log"))
+        deadline = time.monotonic() + 120
+        alive: list[Any] = []
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=10) as resp:
+                state = json.load(resp)
+            alive = [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
+            if len(alive) == 2:
+                break
+            time.sleep(1)
+        else:
+            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in base.glob("*.log"))
+            raise AssertionError(f"the Spark workers did not register with {master_url}: {alive}\n{logs}")
+        yield {"master": master_url, "ui": f"http://127.0.0.1:{ui}", "dir": base, "workers": alive}
+    finally:
+        for proc in reversed(procs):
+            stop_group(proc)
