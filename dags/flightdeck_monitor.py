@@ -1,13 +1,16 @@
 """
 ### flightdeck_monitor — drift checks and the retrain policy (on each predictions partition)
 
-Triggered once per `predictions` partition. **detect_drift** compares the day's
-features and scores with the champion's training reference (PSI per feature and
-on the predicted probability) and logs a drift chart to MLflow. **decide_retrain**
-applies the drift policy (share of drifted features, minimum rows, cooldown) —
-a pure decision with a reason. When it says so, **request_retrain** emits a
-`retrain_request` asset event whose extra names the drifted features and their
-PSI; that event starts `flightdeck_train`.
+Triggered once per `predictions` partition D. **detect_drift** (one Spark job, two passes)
+compares day D's features and scores with the champion's training reference (PSI per
+feature and on the predicted probability) and, once labels have arrived, day D-1's
+predictions with their outcomes (AUC drop and log-loss rise vs the holdout). It writes
+`monitoring/drift_daily/date=D` (one row per statistic), an HTML drift report
+(`monitoring/drift_reports/D.html`, also in MLflow) and the report the policy reads.
+**decide_retrain** applies the drift policy — k breaches in the last n windows, cooldown,
+at most one open request — a pure decision with a reason. When it says so,
+**request_retrain** records the request, sends an alert, and emits a `retrain_request`
+asset event whose extra names what breached; that event starts `flightdeck_train`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ Triggered once per `features` partition. **resolve_champion** reads the MLflow
 alias `champion` once; every row of the partition is scored by that one version
 and stamped with the model name, version and scoring run. Before the first
 promotion there is no champion and the run is skipped (nothing to score with).
+With `scoring.shadow: true`, **resolve_shadow** picks the `challenger` and the same
+job also writes its predictions to `predictions/<entity>_shadow` (never announced).
 """
 
 from __future__ import annotations
@@ -39,7 +41,16 @@ with DAG(
             raise AirflowSkipException("no champion model yet: run flightdeck_train first")
         return version
 
+    @task
+    def resolve_shadow(champion: str) -> str:
+        """The challenger to shadow-score with when `scoring.shadow` is on, else "" (no shadow)."""
+        from flightdeck import scoring
+        from flightdeck.config import load_config
+
+        return scoring.shadow_version(load_config(), champion)
+
     version = resolve_champion()
+    shadow = resolve_shadow(version)
     score = spark_job(
         "score",
         "score",
@@ -48,6 +59,8 @@ with DAG(
             PARTITION,
             "--model-version",
             "{{ ti.xcom_pull(task_ids='resolve_champion') }}",
+            "--shadow-version",
+            "{{ ti.xcom_pull(task_ids='resolve_shadow') or '' }}",
             "--run-key",
             "{{ run_id }}",
         ],
@@ -61,4 +74,4 @@ with DAG(
         outlet_events[PREDICTIONS].extra = {"partition": dag_run.partition_key, "model_version": model_version}
         return result
 
-    version >> score >> publish_predictions(version)
+    shadow >> score >> publish_predictions(version)

@@ -13,6 +13,22 @@ if TYPE_CHECKING:
 EVENT_TS = "event_ts"
 
 
+def shadow_table(entity: str) -> str:
+    """The predictions table of shadow scoring: ``predictions/<entity>_shadow``."""
+    return f"{entity}_shadow"
+
+
+def shadow_version(cfg: PipelineConfig, champion: str | None) -> str:
+    """The version to shadow-score with (``challenger``), or "" when shadow scoring is off, there is
+    no challenger, or it is the champion itself. Shadow predictions are written, never served."""
+    if not cfg.scoring.shadow:
+        return ""
+    from flightdeck.registry import alias_version
+
+    version = alias_version(cfg.model.name, "challenger")
+    return "" if version is None or version == champion else str(version)
+
+
 def key_columns(cfg: PipelineConfig) -> list[str]:
     """Columns carried from features to predictions: the passthrough columns and ``event_ts``."""
     return list(dict.fromkeys([*cfg.features.passthrough, EVENT_TS]))
