@@ -15,7 +15,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help install java browser demo test test-fast lint typecheck up down status clean lock
+.PHONY: help install java browser demo test test-fast lint typecheck up down status clean lock bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -74,8 +74,8 @@ status: install ## where the pipeline stands (flightdeck status)
 	$(VENV)/bin/flightdeck status
 
 lint: install ## ruff (with the Airflow AIR rules)
-	$(VENV)/bin/ruff check dags plugins jobs include tests
-	$(VENV)/bin/ruff format --check dags plugins jobs include tests
+	$(VENV)/bin/ruff check dags plugins jobs include tests bench
+	$(VENV)/bin/ruff format --check dags plugins jobs include tests bench
 
 typecheck: install ## mypy on the library
 	$(VENV)/bin/mypy
@@ -85,6 +85,9 @@ test: install browser lint typecheck ## install, lint, type-check and run the wh
 
 test-fast: install ## the suite without the end-to-end runs
 	$(VENV)/bin/python -m pytest -q -m "not e2e"
+
+bench: install ## benchmarks: each stage vs its reference at 1x/10x/30x (bench/results/latest.md; ~25 min)
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean: down ## stop services and delete all local state (.flightdeck/: lake, databases, logs)
 	rm -rf .flightdeck

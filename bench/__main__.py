@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--slow-seconds",
         type=float,
-        default=90.0,
+        default=30.0,
         help="a measurement whose warm-up took longer than this is timed once (keeps the run bounded)",
     )
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma list among {', '.join(STAGES)}")
