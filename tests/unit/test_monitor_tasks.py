@@ -1,0 +1,59 @@
+"""The monitoring tasks over a lake and a SQLite MLflow store: history from the lake, a request stays
+open until a training run for its partition exists, and a recorded request raises an alert."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flightdeck import tasks
+from flightdeck.lake import Lake, read_json, write_json
+
+PSIS = {"wx_temp": 1.9, "wx_dewp": 0.8, "distance": 0.01, "dep_hour": 0.02}
+
+
+def _report(day: str) -> dict[str, Any]:
+    return {"date": day, "status": "ok", "n_rows": 900, "min_rows": 200, "psi": PSIS, "n_features": 4,
+            "drifted": ["wx_temp", "wx_dewp"], "drifted_share": 0.5, "prediction_psi": 0.05}  # fmt: skip
+
+
+@pytest.fixture()
+def env(lake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("FLIGHTDECK__DRIFT__COOLDOWN_DAYS", "0")
+    lake = Lake(str(lake_root))
+    write_json(lake.path("monitoring", "drift_reports", "2013-07-01.json"), _report("2013-07-01"))
+    write_json(lake.run_doc("mon-2", "detect_drift"), _report("2013-07-02"))
+    return {"lake": lake, "uri": uri, "root": lake_root}
+
+
+def test_request_is_open_until_a_training_run_for_its_partition_exists(env: dict[str, Any]) -> None:
+    from mlflow import MlflowClient
+
+    from flightdeck.config import load_config
+
+    request = tasks.record_retrain_request("2013-07-01", {"reason": "2 of 4 features drifted", "features": {}}, "mon-1")
+    assert request["partition"] == "2013-07-01"
+    alert = json.loads((env["root"] / "monitoring/alerts/alerts.jsonl").read_text().splitlines()[-1])
+    assert alert["event"] == "retrain_requested" and "2013-07-01" in alert["summary"]
+
+    blocked = tasks.decide_retrain("2013-07-02", "mon-2")
+    assert not blocked["retrain"] and "request for 2013-07-01 is still open" in blocked["reason"]
+
+    client = MlflowClient(env["uri"])
+    experiment = client.create_experiment(load_config().model.name, artifact_location=str(env["root"] / "art"))
+    run = client.create_run(experiment)
+    client.log_param(run.info.run_id, "train_end", "2013-07-01")
+
+    allowed = tasks.decide_retrain("2013-07-02", "mon-2")
+    assert allowed["retrain"], allowed["reason"]
+    assert allowed["reason"].startswith("2 of 4 features drifted (share 0.50 >= 0.20): wx_temp PSI 1.90")
+    stored = read_json(env["lake"].path("monitoring", "retrain_requests", "2013-07-01.json"))
+    assert stored["consumed_by"] == f"mlflow-run:{run.info.run_id}"
+
+    assert tasks.consume_retrain_request(None, "manual") is None
+    assert tasks.consume_retrain_request("2013-07-01", "train-run-9")["consumed_by"] == "train-run-9"
