@@ -160,7 +160,22 @@ def lake_status(cfg: PipelineConfig) -> dict[str, Any]:
     # the alias ledger also records challenger moves; promotions are the champion's moves
     moves = [read_json(p) for p in list_docs(lake.path("monitoring", "promotions"))]
     out["promotions"] = [m for m in moves if m.get("alias", "champion") == "champion"]
+    out["alerts"] = recent_alerts(cfg, lake)
     return out
+
+
+def recent_alerts(cfg: PipelineConfig, lake: Lake, last: int = 5) -> dict[str, Any] | None:
+    """How many alerts the JSON-lines file holds, per event, and the last few."""
+    from flightdeck.alerts import alerts_file
+
+    target = alerts_file(cfg.alerts, lake)
+    if target is None or not Path(target).is_file():
+        return None
+    alerts = [json.loads(line) for line in Path(target).read_text().splitlines() if line.strip()]
+    events: dict[str, int] = {}
+    for a in alerts:
+        events[a["event"]] = events.get(a["event"], 0) + 1
+    return {"file": target, "count": len(alerts), "events": events, "last": alerts[-last:]}
 
 
 def drift_state(lake: Lake) -> dict[str, Any] | None:
@@ -269,6 +284,12 @@ def render(status: dict[str, Any]) -> str:
         state = "consumed" if req.get("consumed_by") else "open"
         lines.append(f"    {req['partition']} ({state}): {req['reason']}")
     lines.append(f"  promotions: {len(lk.get('promotions', []))}")
+    al = lk.get("alerts")
+    if al:
+        per_event = ", ".join(f"{k} {v}" for k, v in sorted(al["events"].items()))
+        lines.append(f"  alerts: {al['count']} ({per_event}) in {al['file']}")
+        for a in al["last"][-3:]:
+            lines.append(f"    {a['at'][:19]} {a['event']}: {a['summary'][:150]}")
     return "\n".join(lines)
 
 

@@ -40,9 +40,17 @@ def test_render_tells_the_story() -> None:
             "drift": {"last_partition": "2013-07-01", "last_drifted": {"wx_temp": 16.1}},
             "retrain_requests": [{"partition": "2013-07-01", "reason": "8 of 18 features drifted"}],
             "promotions": [{}, {}],
+            "alerts": {
+                "file": "/l/monitoring/alerts/alerts.jsonl",
+                "count": 2,
+                "events": {"promotion": 1, "retrain_requested": 1},
+                "last": [{"at": "2026-11-23T15:00:00+00:00", "event": "promotion", "summary": "m champion v1 -> v2"}],
+            },
         },
     }
     text = render(status)
+    assert "alerts: 2 (promotion 1, retrain_requested 1)" in text
+    assert "2026-11-23T15:00:00 promotion: m champion v1 -> v2" in text
     assert "champion   v2  holdout AUC 0.71" in text
     assert "1000 rows in = 990 valid + 10 quarantined" in text and "reconciled" in text
     assert "wx_temp 16.1" in text
