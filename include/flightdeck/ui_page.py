@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/flightdeck"
+REPORTS = ("monitoring", "drift_reports")
 MAX_VERSIONS = 50
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1rem 1.5rem;color:#222}h1{margin:.2rem 0}
@@ -340,7 +341,9 @@ def _drift_section(data: Mapping[str, Any]) -> str:
         f"<p class='muted'>Policy: retrain when {k} of the last {n} windows breach; cooldown "
         f"{policy.get('cooldown_days')} days; at most one open request.</p>"
     )
-    return chart + rule + f"<h3>Highest PSI on {html.escape(str(last))}</h3>" + "".join(table)
+    days = sorted({str(r["date"]) for r in rows}, reverse=True)[:10]
+    reports = "<p>Drift reports: " + " · ".join(_a(f"reports/{d}", d) for d in days) + "</p>"
+    return chart + rule + reports + f"<h3>Highest PSI on {html.escape(str(last))}</h3>" + "".join(table)
 
 
 def _quarantine_section(data: Mapping[str, Any]) -> str:
@@ -455,6 +458,21 @@ def create_app(cfg: PipelineConfig | None = None, *, client: MlflowClient | None
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
         return HTMLResponse(render_page(_data()))
+
+    @app.get("/reports/{day}", response_class=HTMLResponse)
+    def report(day: str) -> HTMLResponse:
+        """The HTML drift report of one monitored partition, from the lake."""
+        from flightdeck.config import load_config
+        from flightdeck.lake import json_exists, parse_date, read_bytes
+
+        try:
+            date = parse_date(day)
+        except ValueError:
+            return HTMLResponse(f"not a date: {html.escape(day)}", status_code=400)
+        path = Lake((cfg or load_config()).lake.root).path(*REPORTS, f"{date.isoformat()}.html")
+        if not json_exists(path):  # plain existence check, local or S3
+            return HTMLResponse(f"no drift report for {date}", status_code=404)
+        return HTMLResponse(read_bytes(path).decode("utf-8"))
 
     @app.get("/api/state")
     def state() -> JSONResponse:

@@ -70,7 +70,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
                                                         "rows_quarantined": 30}])  # fmt: skip
     request = {"partition": "2013-07-01", "reason": "1 of 2 features drifted", "monitoring_run": "asset__1"}
     write_json(lake.path("monitoring", "retrain_requests", "2013-07-01.json"), request)
-    return {"cfg": cfg, "client": client, "lake": lake}
+    return {"cfg": cfg, "client": client, "lake": lake, "lake_root": root}
 
 
 def test_plugin_page_answers_and_shows_the_champion(stack: dict[str, Any]) -> None:
@@ -98,6 +98,14 @@ def test_plugin_page_answers_and_shows_the_champion(stack: dict[str, Any]) -> No
     assert "http://mlflow.example:5000/#/models/" in body
     assert "flightdeck_monitor/runs/asset__1" in body
     assert "3.00%" in body  # quarantine share per day
+
+    assert "<a href='reports/2013-07-02'>2013-07-02</a>" in body
+    (stack["lake_root"] / "monitoring/drift_reports").mkdir(parents=True)
+    (stack["lake_root"] / "monitoring/drift_reports/2013-07-02.html").write_text("<h1>Drift report 2013-07-02</h1>")
+    client = TestClient(app_spec["app"])
+    assert client.get("/reports/2013-07-02").text == "<h1>Drift report 2013-07-02</h1>"
+    assert client.get("/reports/2013-07-03").status_code == 404
+    assert client.get("/reports/..%2Fsecrets").status_code in {400, 404}
 
     state = TestClient(app_spec["app"]).get("/api/state").json()
     assert [v["version"] for v in state["versions"]] == ["2", "1"]
