@@ -75,6 +75,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     os.environ["FLIGHTDECK__LAKE__ROOT"] = args.lake
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers need this venv (pandas, xgboost)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
     import numpy as np
     import xgboost as xgb
