@@ -143,3 +143,19 @@ def test_mlflow_ui_shows_the_champion_alias(page: Any, stack: Any, demo_result: 
     page.get_by_text("champion").first.wait_for()
     page.screenshot(path=_shots() / "05-mlflow-model.png", full_page=True)
     assert page.get_by_text(f"Version {registry.champion_version(name)}").count() >= 1
+
+
+def test_flightdeck_page_shows_champion_history_and_drift_chart(page: Any, stack: Any, demo_result: Any) -> None:
+    from flightdeck import registry
+    from flightdeck.config import load_config
+
+    champion = registry.champion_version(load_config().model.name)
+    page.goto(f"{stack.airflow_url}/dags", wait_until="load")
+    page.get_by_text("flightdeck", exact=True).first.wait_for()  # the plugin's entry in the navigation
+    page.goto(f"{stack.airflow_url}/flightdeck/", wait_until="load")
+    page.get_by_text("champion").first.wait_for()
+    page.screenshot(path=_shots() / "06-flightdeck-page.png", full_page=True)
+    body = page.content()
+    assert f"champion <b>v{champion}</b>" in body
+    assert page.locator("svg").count() >= 1  # drift over time, with its thresholds
+    assert "2013-07-01" in body  # the drifted day and its retrain request
