@@ -168,15 +168,15 @@ def test_bootstrap_interval_brackets_the_true_difference() -> None:
     from flightdeck.evaluation import bootstrap_auc_diff
 
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 2000)
+    y = rng.integers(0, 2, 500)
     good = y + rng.normal(0, 0.8, y.size)
     same = good.copy()
-    ci = bootstrap_auc_diff(y, good, same, samples=50, confidence=0.95, seed=1)
+    ci = bootstrap_auc_diff(y, good, same, samples=20, confidence=0.95, seed=1)
     assert ci["low"] == ci["high"] == 0.0
     noise = rng.normal(0, 1, y.size)
-    ci = bootstrap_auc_diff(y, noise, good, samples=100, confidence=0.95, seed=1)
+    ci = bootstrap_auc_diff(y, noise, good, samples=40, confidence=0.95, seed=1)
     assert ci["high"] < -0.2  # a random scorer is far worse than a good one
-    again = bootstrap_auc_diff(y, noise, good, samples=100, confidence=0.95, seed=1)
+    again = bootstrap_auc_diff(y, noise, good, samples=40, confidence=0.95, seed=1)
     assert again == ci  # seeded
 
 
