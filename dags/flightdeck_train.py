@@ -5,7 +5,8 @@ Runs on every `retrain_request` asset event (its partition key is the day that
 drifted; the event's extra carries the reason) or by hand with the Params below.
 
 1. **plan_window** — the training window: the `retrain_window_days` days ending
-   at the request's partition, or the Params of a manual run.
+   at the request's partition (the request is marked consumed by this run), or
+   the Params of a manual run.
 2. **train** — XGBoost on Spark over the window's features partitions (the last
    `holdout_days` are the frozen holdout), logged to MLflow and registered as the
    `challenger`, with the reason of the request.
@@ -72,7 +73,10 @@ with DAG(
         """Decide the training window from the retrain request or the Params."""
         events = [e for evs in (triggering_asset_events or {}).values() for e in evs]
         request = events[-1].extra if events else None
-        return tasks.training_window(dag_run.partition_key, params or {}, request, CFG)
+        window = tasks.training_window(dag_run.partition_key, params or {}, request, CFG)
+        if request is not None:  # this run takes the request: the drift policy may ask again
+            tasks.consume_retrain_request(dag_run.partition_key, f"airflow:{dag_run.dag_id}/{dag_run.run_id}")
+        return window
 
     window = plan_window()
     train = spark_job(
