@@ -13,6 +13,18 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _default_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test that names no lake writes to a throwaway one, never to the repository's ``.flightdeck``."""
+    key = "FLIGHTDECK__LAKE__ROOT"
+    if os.environ.get(key):
+        yield
+        return
+    os.environ[key] = str(tmp_path_factory.mktemp("default-lake"))
+    yield
+    os.environ.pop(key, None)
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local SparkSession, configured like the jobs' (ANSI on, UTC)."""

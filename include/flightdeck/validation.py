@@ -569,9 +569,15 @@ def write_reports(lake: Lake, reports: Mapping[str, ValidationReport], table: st
 def log_data_docs(lake: Lake, reports: Mapping[str, ValidationReport], scope: str) -> str | None:
     """Log the Data Docs pages and outcomes to MLflow (experiment ``flightdeck-data-quality``).
 
-    Only when ``MLFLOW_TRACKING_URI`` is set (Airflow tasks have it); returns the run id.
+    Only when ``MLFLOW_TRACKING_URI`` names a tracking server or a file store (Airflow tasks
+    have the server's URL); a database URI would put the artifacts in ``./mlruns`` of
+    whatever folder the job runs in, so it is skipped. Returns the run id.
     """
-    if not os.environ.get("MLFLOW_TRACKING_URI") or not reports:
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri or not reports:
+        return None
+    if uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}:
+        log.info("Data Docs not logged to MLflow: %s is a database, not a tracking server", uri.split(":", 1)[0])
         return None
     import tempfile
     from pathlib import Path
