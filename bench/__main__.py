@@ -49,6 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=ROOT / "bench" / ".work", help="scratch folder for the lakes")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where latest.json/latest.md go")
     p.add_argument("--note", action="append", default=[], help="a line added to the report (repeatable)")
+    p.add_argument(
+        "--render",
+        type=Path,
+        default=None,
+        help="only re-render a results JSON (e.g. bench/results/latest.json) into --out, adding any --note",
+    )
     args = p.parse_args(argv)
     try:
         args.scale_list = sorted({int(x) for x in args.scales.split(",") if x.strip()})
@@ -94,8 +100,22 @@ def orchestration() -> dict[str, Any]:
     }
 
 
+def render(args: argparse.Namespace) -> int:
+    """Recompute the verdicts and rewrite latest.json/latest.md from an existing results JSON."""
+    from bench import report
+
+    results = json.loads(args.render.read_text())
+    results["notes"] = [*results.get("notes", []), *(n for n in args.note if n not in results.get("notes", []))]
+    results["verdicts"] = report.verdicts(results)
+    js, md = report.write(results, args.out)
+    log(f"rendered {js} and {md}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render is not None:
+        return render(args)
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     # Quiet library logs: the bench prints its own progress lines (jobs' basicConfig is then a no-op).

@@ -109,6 +109,7 @@ def measure(
     """
     if sampler is not None:
         sampler.mark()
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     fn()
     warmup = time.perf_counter() - started
@@ -123,6 +124,8 @@ def measure(
         "seconds": round(statistics.median(runs), 4),
         "runs": [round(r, 4) for r in runs],
         "warmup": round(warmup, 4),
+        # 1-minute load average before and after: other work on the machine shows here
+        "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     if sampler is not None:
         out["peak_rss_mb"] = round(sampler.peak() / 2**20, 1)

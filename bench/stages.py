@@ -154,7 +154,10 @@ class Scale:
     def timed(self, label: str, fn: Any) -> dict[str, Any]:
         self.log(f"  {label} ...")
         result = measure(fn, self.repeats, self.sampler, self.slow_seconds)
-        self.log(f"  {label}: {result['seconds']:.2f}s (runs {result['runs']}, peak {result['peak_rss_mb']:.0f} MB)")
+        self.log(
+            f"  {label}: {result['seconds']:.2f}s (runs {result['runs']}, peak {result['peak_rss_mb']:.0f} MB, "
+            f"load {result['load_avg'][0]}->{result['load_avg'][1]})"
+        )
         return result
 
 
