@@ -124,7 +124,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for scale in sorted(results["scales"], key=int):
         sc = results["scales"][scale]
-        for stage, st in sc["stages"].items():
+        for stage in [name for name in TARGETS if name in sc["stages"]]:
+            st = sc["stages"][stage]
             target = TARGETS[stage][0]
             extra = ""
             if stage == "training":
@@ -163,7 +164,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"| orchestration ≤ 1.15x or ≤ 2 s/task | {orch['ratio']}x, {orch['overhead_per_task']} s/task "
             f"({results['orchestration']['measured_from']}) | {_met(orch['met'])} |"
         )
-    for stage, g in v["growth"].items():
+    for stage in [name for name in TARGETS if name in v["growth"]]:
+        g = v["growth"][stage]
         if g:
             lines.append(
                 f"| {stage}: time grows no faster than data {g['from']}→{g['to']} | "
