@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+# bench/ sits at the repository root, beside tests/: importable also when pytest is not run as `python -m pytest`
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.generator import FLIGHT_OFFSET, MAX_JITTER, scale_flights, scale_planes
 
