@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import logging
 import os
@@ -28,18 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flightdeck.jobargs import load_job
+
 ROOT = Path(__file__).resolve().parents[1]
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
 HOLDOUT_START = dt.date(2013, 10, 1)
 log = logging.getLogger("flightdeck.bench.quality")
-
-
-def _job(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build(cfg: Any, lake: Any) -> None:
@@ -54,9 +47,9 @@ def build(cfg: Any, lake: Any) -> None:
     landing.land_reference(cfg, lake)
     landing.land_range(cfg, lake, FIRST, LAST)
     log.info("landed in %.0fs", time.monotonic() - t0)
-    _job("ingest").main(["--partition", spec])
+    load_job("ingest").main(["--partition", spec])
     log.info("ingested in %.0fs", time.monotonic() - t0)
-    _job("build_features").main(["--partition", spec])
+    load_job("build_features").main(["--partition", spec])
     log.info("features built in %.0fs", time.monotonic() - t0)
 
 

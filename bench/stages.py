@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib.util
 import io
 import json
 import shutil
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.generator import scale_flights, scale_planes
 from bench.probe import RssSampler, measure
+from flightdeck.jobargs import load_job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -27,18 +27,7 @@ if TYPE_CHECKING:
     from flightdeck.lake import Lake
 
 ROOT = Path(__file__).resolve().parents[1]
-JOBS = ROOT / "jobs"
 RESULT_PREFIX = "FLIGHTDECK_RESULT "
-
-
-def load_job(name: str) -> Any:
-    """A job module from ``jobs/`` (they are scripts, not a package), loaded in-process."""
-    spec = importlib.util.spec_from_file_location(f"bench_job_{name}", JOBS / f"{name}.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"job {name!r} not found in {JOBS}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_job(name: str, argv: list[str]) -> dict[str, Any]:

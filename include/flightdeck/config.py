@@ -23,6 +23,7 @@ CONFIG_ENV = "FLIGHTDECK_CONFIG"
 HOME_ENV = "FLIGHTDECK_HOME"
 PROJECT_ROOT = Path(os.environ.get(HOME_ENV) or Path(__file__).resolve().parents[2])
 DEFAULT_CONFIG = PROJECT_ROOT / "include" / "config" / "flights.yaml"
+JOBS_DIR = PROJECT_ROOT / "jobs"
 
 ColumnType = Literal["int", "long", "double", "string", "timestamp", "date", "boolean"]
 

@@ -12,10 +12,9 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset
 
-from flightdeck.config import PROJECT_ROOT, PipelineConfig, load_config
+from flightdeck.config import JOBS_DIR, PipelineConfig, load_config
 from flightdeck.notifiers import on_failure
 
-JOBS_DIR = PROJECT_ROOT / "jobs"
 SPARK_CONN_ID = "spark_default"
 OWNER = "flightdeck"
 START_DATE = dt.datetime(2013, 1, 1, tzinfo=dt.UTC)

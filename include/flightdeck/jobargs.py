@@ -13,9 +13,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
-from flightdeck.config import PipelineConfig, load_config
+from flightdeck.config import JOBS_DIR, PipelineConfig, load_config
 from flightdeck.lake import Lake, parse_partitions, write_json
 
 
@@ -68,3 +69,16 @@ def run(main_fn: Any, argv: Sequence[str] | None) -> int:
         print(f"flightdeck: error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0
+
+
+def load_job(name: str) -> ModuleType:
+    """Import ``jobs/<name>.py`` as a module (tests and benchmarks call its ``main(argv)`` in-process)."""
+    import importlib.util
+
+    path = JOBS_DIR / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"flightdeck_job_{name}", path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no Spark job {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 
 from flightdeck import landing
 from flightdeck.config import load_config
+from flightdeck.jobargs import load_job
 from flightdeck.lake import Lake
 from flightdeck.sparkio import FAULT_PAUSE_ENV, _Fs, _restore_interrupted, read_partitions
 
@@ -23,14 +23,6 @@ pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = "2013-01-02"
-
-
-def _job(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _checksums(folder: Path) -> list[str]:
@@ -56,7 +48,7 @@ def test_ingest_killed_mid_write_keeps_the_previous_partition(spark: Any, lake_r
     lake = Lake(str(lake_root))
     landing.land_reference(cfg, lake)
     landing.land_day(cfg, lake, DAY)
-    job = _job("ingest")
+    job = load_job("ingest")
     job.main(["--partition", DAY])
     partition = lake_root / "bronze" / "flights" / f"date={DAY}"
     before = _checksums(partition)

@@ -11,7 +11,6 @@ tolerance, and the same model version must score identically on both.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,6 +23,8 @@ from typing import Any
 
 import pytest
 from scaleout_support import ROOT, spark_env, spark_home
+
+from flightdeck.jobargs import load_job
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.spark]
 
@@ -45,14 +46,6 @@ CLUSTER_CONF = {
     "spark.default.parallelism": "2",
     "spark.ui.enabled": "false",
 }
-
-
-def _job(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"scaleout_job_{name}", ROOT / "jobs" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _submit(master: str, job: str, args: list[str], env: dict[str, str], cwd: Path) -> tuple[dict[str, Any], float]:
@@ -108,11 +101,11 @@ def runs(
         results: dict[str, dict[str, Any]] = {"local": {}, "cluster": {}}
         for job, args in steps:
             t0 = time.monotonic()
-            results["local"][job] = _job(job).main(args)
+            results["local"][job] = load_job(job).main(args)
             timings["local"][job] = time.monotonic() - t0
         version = str(results["local"]["train"]["version"])
         t0 = time.monotonic()
-        _job("score").main(["--partition", HOLDOUT, "--model-version", version])
+        load_job("score").main(["--partition", HOLDOUT, "--model-version", version])
         timings["local"]["score"] = time.monotonic() - t0
 
         # Cluster: the same jobs through spark-submit to the standalone master.

@@ -7,7 +7,6 @@ two-bin reference, and AUC / log loss of the previous day's labelled predictions
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from flightdeck.jobargs import load_job
+
 pytestmark = pytest.mark.spark
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
 INF = float("inf")
 DAY, PREVIOUS = "2013-07-02", "2013-07-01"
 
@@ -26,14 +26,6 @@ PROFILE = {
     "categorical": {"origin": {"categories": ["EWR", "JFK", "__other__"], "proportions": [0.5, 0.5, 0.0]}},
     "prediction": {"column": "probability", "edges": [-INF, 0.5, INF], "proportions": [0.5, 0.5]},
 }
-
-
-def _job(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", JOBS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write(root: Path, day: str, temps: list[float], probs: list[float], labels: list[int]) -> None:
@@ -89,7 +81,7 @@ def test_detect_drift_job_by_hand(spark: Any, lake_root: Path, tmp_path: Path, m
     _write(lake_root, PREVIOUS, [10, 60, 20, 70], [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     _write(lake_root, DAY, [10, 20, 30, 60], [0.1, 0.2, 0.3, 0.9], [0, 1, 0, 1])
 
-    result = _job("detect_drift").main(["--partition", DAY, "--model-version", "1", "--run-key", "k1"])
+    result = load_job("detect_drift").main(["--partition", DAY, "--model-version", "1", "--run-key", "k1"])
 
     # wx_temp [0.75, 0.25] vs [0.5, 0.5]: 0.25 ln 1.5 + 0.25 ln 2 = 0.274653; same for the scores
     hand = 0.25 * math.log(1.5) + 0.25 * math.log(2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from flightdeck import ingest, landing
 from flightdeck.config import load_config
+from flightdeck.jobargs import load_job
 from flightdeck.lake import Lake
 from flightdeck.sparkio import read_partitions
 
@@ -74,15 +74,6 @@ BAD_ROWS = {
     row(flight="8", dest="XXX"): "unknown_reference:dest",
     row(): "duplicate_key",  # the same business key as the first GOOD row
 }
-
-
-def _job(name: str) -> Any:
-    path = Path(__file__).resolve().parents[2] / "jobs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"job_{name}", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()
@@ -224,7 +215,7 @@ def test_job_budget_rerun_and_ledger(spark: Any, lake_root: Path) -> None:
     lake = Lake(str(lake_root))
     landing.land_reference(cfg, lake)
     landing.land_day(cfg, lake, "2013-01-02")
-    job = _job("ingest")
+    job = load_job("ingest")
 
     job.main(["--partition", "2013-01-02", "--run-key", "t1"])
     bronze = read_partitions(spark, lake, "bronze", "flights", ["2013-01-02"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -11,19 +10,11 @@ import pytest
 
 from flightdeck import landing
 from flightdeck.config import load_config
+from flightdeck.jobargs import load_job
 from flightdeck.lake import Lake
 from flightdeck.sparkio import read_partitions
 
 pytestmark = pytest.mark.spark
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
-
-
-def _job(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", JOBS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_real_day_through_the_jobs(spark: Any, lake_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -32,7 +23,7 @@ def test_real_day_through_the_jobs(spark: Any, lake_root: Path, capsys: pytest.C
     landing.land_reference(cfg, lake)
     landing.land_range(cfg, lake, "2013-01-01", "2013-01-02")
 
-    _job("ingest").main(["--partition", "2013-01-01..2013-01-02"])
+    load_job("ingest").main(["--partition", "2013-01-01..2013-01-02"])
     assert lake.committed_partitions("bronze", "flights") == lake.committed_partitions("bronze", "weather")
     ledger = read_partitions(spark, lake, "monitoring", "ingest_ledger", ["2013-01-02"]).collect()
     for r in ledger:
@@ -42,7 +33,7 @@ def test_real_day_through_the_jobs(spark: Any, lake_root: Path, capsys: pytest.C
     quarantined = read_partitions(spark, lake, "quarantine", "flights", ["2013-01-02"])
     assert quarantined.count() == flights["rows_quarantined"]
 
-    _job("build_features").main(["--partition", "2013-01-02", "--run-key", "r1"])
+    load_job("build_features").main(["--partition", "2013-01-02", "--run-key", "r1"])
     features = read_partitions(spark, lake, "features", "flights", ["2013-01-02"])
     assert features.count() == flights["rows_valid"]
     assert features.where("wx_temp IS NULL").count() < 0.05 * flights["rows_valid"]
@@ -52,7 +43,7 @@ def test_real_day_through_the_jobs(spark: Any, lake_root: Path, capsys: pytest.C
     }
 
     capsys.readouterr()
-    _job("validate_features").main(["--partition", "2013-01-02"])
+    load_job("validate_features").main(["--partition", "2013-01-02"])
     out = capsys.readouterr().out
     assert '"success": true' in out
     report = json.loads((lake_root / "monitoring" / "validation" / "features" / "2013-01-02.json").read_text())

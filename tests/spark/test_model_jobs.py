@@ -6,7 +6,6 @@ reproduction of the champion; a candidate trained on shuffled labels that the ga
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,12 @@ import pytest
 from test_model import START, synthetic_features_pandas
 
 from flightdeck.config import load_config
+from flightdeck.jobargs import load_job
 from flightdeck.lake import Lake
 
 pytestmark = pytest.mark.spark
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
 DAYS = 6
 ROWS_PER_DAY = 300
-
-
-def _job(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", JOBS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_days(spark: Any, cfg: Any, lake: Lake, days: list[dt.date], *, shuffle_labels: bool = False) -> None:
@@ -73,7 +64,7 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
     _write_days(spark, cfg, lake, days)
     window = ["--train-start", days[0].isoformat(), "--train-end", days[-1].isoformat()]
-    train, evaluate, reproduce = _job("train"), _job("evaluate"), _job("reproduce")
+    train, evaluate, reproduce = load_job("train"), load_job("evaluate"), load_job("reproduce")
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name = cfg.model.name
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import random
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from pyspark.testing import assertDataFrameEqual
 from flightdeck.config import DateColumns, Rolling, ScheduleCount, load_config
 from flightdeck.features import build_features, rolling_features, schedule_counts
 from flightdeck.ingest import reference_table
+from flightdeck.jobargs import load_job
 from flightdeck.lake import Lake
 from flightdeck.sparkio import write_partitions, write_table
 
@@ -21,7 +21,6 @@ pytestmark = pytest.mark.spark
 
 DATES = DateColumns(year="y", month="m", day="d")
 ROWS_SCHEMA = "y int, m int, d int, g string, v double"
-JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 
 def _day(d: int) -> tuple[int, int, int]:
@@ -239,14 +238,6 @@ def test_no_leakage_changing_every_row_after_a_cutoff(spark: Any, cutoff: dt.dat
 # --- the job: history read from the lake, byte-identical reruns ------------------------------
 
 
-def _job(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", JOBS / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _parquet_bytes(root: Path, day: str) -> list[bytes]:
     files = sorted((root / "features" / "flights" / f"date={day}").glob("*.parquet"))
     assert files
@@ -269,7 +260,7 @@ def test_job_reads_history_and_reruns_byte_identical(spark: Any, lake_root: Path
     write_table(spark.createDataFrame(PLANES, PLANES_SCHEMA), lake, "bronze", reference_table("planes"))
 
     day = days[-1]
-    build = _job("build_features").main
+    build = load_job("build_features").main
     build(["--partition", day])
     first = _parquet_bytes(lake_root, day)
     build(["--partition", day])
