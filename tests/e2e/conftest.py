@@ -10,51 +10,38 @@ ingest, features, scoring and monitoring, where seasonal drift triggers retraini
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DAY = "2013-07-01"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _fresh_database(name: str) -> str:
-    import psycopg2
+    from flightdeck.testing import PostgresUnavailable, fresh_database
 
     try:
-        conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
-    except psycopg2.OperationalError as err:
-        pytest.fail(f"PostgreSQL is required at {PG['host']}:{PG['port']} for the end-to-end test: {err}")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return name
+        return fresh_database(name)
+    except PostgresUnavailable as err:
+        pytest.fail(str(err))
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     from flightdeck.runtime import Runtime
+    from flightdeck.testing import free_port, pg_uri
 
     state = tmp_path_factory.mktemp("state")
     airflow_db = _fresh_database("flightdeck_e2e_airflow")
     mlflow_db = _fresh_database("flightdeck_e2e_mlflow")
     rt = Runtime(
         state=Path(state),
-        airflow_port=_free_port(),
-        mlflow_port=_free_port(),
-        airflow_db=f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{airflow_db}",
-        mlflow_db=f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{mlflow_db}",
+        airflow_port=free_port(),
+        mlflow_port=free_port(),
+        airflow_db=pg_uri(airflow_db),
+        mlflow_db=pg_uri(mlflow_db),
     )
     overrides = {
         # A short window needs a small model and a forgiving floor; the logic is the same.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from scaleout_support import E2E, S3_CREDENTIALS, drop_database, free_port, wait_http
+from scaleout_support import S3_CREDENTIALS, drop_database, free_port, fresh_database, wait_http
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def fresh_db() -> Iterator[Callable[[str], str]]:
 
     def make(prefix: str) -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        created.append(E2E._fresh_database(name))
+        created.append(fresh_database(name))
         return name
 
     yield make

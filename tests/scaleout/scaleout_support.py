@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -12,41 +11,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+
+from flightdeck.testing import PG, drop_database, free_port, fresh_database, pg_uri
+
+__all__ = ["PG", "ROOT", "drop_database", "free_port", "fresh_database", "pg_uri"]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _e2e_helpers() -> ModuleType:
-    """The end-to-end test's helpers (free port, fresh PostgreSQL database), reused as they are."""
-    spec = importlib.util.spec_from_file_location("flightdeck_e2e_helpers", ROOT / "tests" / "e2e" / "conftest.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-E2E = _e2e_helpers()
-PG: dict[str, Any] = E2E.PG
-
-
-def free_port() -> int:
-    return int(E2E._free_port())
-
-
-def pg_uri(db: str) -> str:
-    return f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{db}"
-
-
-def drop_database(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn.close()
 
 
 S3_CREDENTIALS = {
