@@ -37,7 +37,7 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation >/dev/null; \
 	fi
-	@/usr/bin/chromium --version
+	@/usr/bin/chromium --version 2>/dev/null
 
 $(UV):
 	@if ! command -v $(PYTHON) >/dev/null 2>&1; then \
