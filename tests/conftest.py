@@ -25,6 +25,35 @@ def _default_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     os.environ.pop(key, None)
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_isolation() -> Iterator[None]:
+    """Each test starts with the MLflow tracking target its own environment names.
+
+    ``mlflow.set_tracking_uri`` keeps the URI in a module global (which wins over the
+    environment) and writes it into ``os.environ``; without this reset one test's store
+    would receive the next test's runs.
+    """
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in keys}
+    yield
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        from mlflow.tracking import fluent
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        tracking_utils._tracking_uri = None
+        registry_utils._registry_uri = None
+        fluent._active_experiment_id = None
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local SparkSession, configured like the jobs' (ANSI on, UTC)."""
