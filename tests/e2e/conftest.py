@@ -9,10 +9,12 @@ ingest, features, scoring and monitoring, where seasonal drift triggers retraini
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,30 @@ def _fresh_database(name: str) -> str:
         return fresh_database(name)
     except PostgresUnavailable as err:
         pytest.fail(str(err))
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``env`` applied, restored afterwards (the stack's env never leaks to other tests)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# A short window needs a small model and a forgiving floor; the logic is the same.
+OVERRIDES = {
+    "FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS": "60",
+    "FLIGHTDECK__MODEL__HOLDOUT_DAYS": "4",
+    "FLIGHTDECK__GATE__MIN_AUC": "0.55",
+    "FLIGHTDECK__GATE__MAX_AUC_REGRESSION": "0.2",
+}
 
 
 @pytest.fixture(scope="session")
@@ -43,30 +69,29 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         airflow_db=pg_uri(airflow_db),
         mlflow_db=pg_uri(mlflow_db),
     )
-    overrides = {
-        # A short window needs a small model and a forgiving floor; the logic is the same.
-        "FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS": "60",
-        "FLIGHTDECK__MODEL__HOLDOUT_DAYS": "4",
-        "FLIGHTDECK__GATE__MIN_AUC": "0.55",
-        "FLIGHTDECK__GATE__MAX_AUC_REGRESSION": "0.2",
-    }
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
     try:
-        rt.start()
-        os.environ.update(rt.environ())
+        with _environ(OVERRIDES):  # the services inherit them
+            rt.start()
         yield rt
     finally:
         rt.stop()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
-def demo_result(stack) -> dict:
+def stack_env(stack: Any) -> dict[str, str]:
+    """The environment the stack's tasks run with (lake, MLflow, config overrides)."""
+    return {**stack.environ(), **OVERRIDES}
+
+
+@pytest.fixture(autouse=True)
+def _stack_environ(stack_env: dict[str, str]) -> Iterator[None]:
+    """Each e2e test sees the stack's environment, and only e2e tests do."""
+    with _environ(stack_env):
+        yield
+
+
+@pytest.fixture(scope="session")
+def demo_result(stack: Any, stack_env: dict[str, str]) -> dict:
     from flightdeck.airflow_api import AirflowApi
     from flightdeck.demo import DemoPlan, run_demo
 
@@ -79,7 +104,8 @@ def demo_result(stack) -> dict:
         timeout=1200,
     )
     try:
-        result = run_demo(api, plan, lambda m: print(m, file=sys.stderr, flush=True))
+        with _environ(stack_env):
+            result = run_demo(api, plan, lambda m: print(m, file=sys.stderr, flush=True))
     except Exception:
         for log in sorted(stack.log_dir.glob("*.log")):
             print(f"--- {log.name} (tail)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
