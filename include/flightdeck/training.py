@@ -37,6 +37,10 @@ MIN_HOLDOUT_ROWS = 20
 _QUANTILE_ACCURACY = 10_000
 
 
+# How long to wait for a cluster's executors to register before the slot check fails.
+SLOT_WAIT_SECONDS = 90.0
+
+
 class TrainingError(ValueError):
     """Training cannot start or its data is unusable (the message says what to fix)."""
 
@@ -115,15 +119,29 @@ def free_task_slots(spark: SparkSession) -> tuple[int, int]:
     return slots, cpus
 
 
-def check_task_slots(spark: SparkSession, num_workers: int, threads_per_worker: int | None = None) -> None:
+def check_task_slots(
+    spark: SparkSession,
+    num_workers: int,
+    threads_per_worker: int | None = None,
+    wait_seconds: float = SLOT_WAIT_SECONDS,
+) -> None:
     """Fail fast when the cluster cannot run ``num_workers`` XGBoost tasks at once.
 
     XGBoost on Spark runs a barrier stage; with too few free slots Spark waits (about ten
     minutes) before failing with an obscure error. xgboost.spark also ignores any thread
     setting and uses ``spark.task.cpus`` threads per worker, so a mismatch with
     ``model.threads_per_worker`` is reported here too.
+
+    On a cluster, executors register after the session starts (seconds on a busy machine),
+    so the slots are polled for up to ``wait_seconds`` before the check fails; local mode
+    has all its slots at once and fails at once.
     """
     slots, cpus = free_task_slots(spark)
+    local = spark.sparkContext.master.startswith("local")
+    deadline = time.monotonic() + (0.0 if local else wait_seconds)
+    while slots < num_workers and time.monotonic() < deadline:
+        time.sleep(1.0)
+        slots, cpus = free_task_slots(spark)
     if threads_per_worker is not None and cpus != threads_per_worker:
         raise TrainingError(
             f"model.threads_per_worker={threads_per_worker} but spark.task.cpus={cpus}: xgboost.spark runs "
@@ -133,7 +151,8 @@ def check_task_slots(spark: SparkSession, num_workers: int, threads_per_worker: 
     if slots < num_workers:
         raise TrainingError(
             f"model.num_workers={num_workers} but Spark offers only {slots} task slot(s) "
-            f"(executor cores / spark.task.cpus={cpus} on master {spark.sparkContext.master!r}); "
+            f"(executor cores / spark.task.cpus={cpus} on master {spark.sparkContext.master!r}"
+            f"{'' if local else f', after waiting {wait_seconds:.0f}s for executors to register'}); "
             "lower model.num_workers (FLIGHTDECK__MODEL__NUM_WORKERS) or model.threads_per_worker, "
             "or give Spark more cores"
         )
