@@ -5,6 +5,7 @@ A landing file is read with every column as a string, under the names of its own
 ``try_cast`` (ANSI mode is on) and checked; a row failing any check goes to quarantine with
 its raw line and every reason, in this order::
 
+    extra_fields              the line has more fields than its header (an unquoted delimiter)
     missing_required:<col>    a required value is absent (empty or a null marker)
     unparseable:<col>         a value is present but does not cast to the column's type
     <row rule name>           a configured row rule (SQL condition marking a bad row) holds
@@ -45,6 +46,9 @@ RAW_LINE = "raw_line"
 REASON = "reason"
 REASONS = "reasons"
 _ROW = "__row"
+# A column past the header's: Spark's permissive CSV reader drops the tokens of a line that
+# has more fields than the schema; one spare column catches them, so the line is quarantined.
+_OVERFLOW = "__overflow"
 CSV_OPTIONS = {
     "header": "true",
     "sep": ",",
@@ -243,7 +247,7 @@ def read_landing(spark: SparkSession, files: Sequence[LandingFile], source: Time
         groups.setdefault(tuple(f.header), []).append(f)
     frames = []
     for header, group in groups.items():
-        schema = StructType([StructField(c, StringType(), True) for c in header])
+        schema = StructType([StructField(c, StringType(), True) for c in [*header, _OVERFLOW]])
         raw = spark.read.options(**CSV_OPTIONS).schema(schema).csv([f.path for f in group])
         base = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)
         to_path = F.create_map(*[x for f in group for x in (F.lit(_basename(f.path)), F.lit(f.path))])
@@ -251,7 +255,13 @@ def read_landing(spark: SparkSession, files: Sequence[LandingFile], source: Time
         frames.append(
             raw.select(
                 *[F.col(c) for c in source.column_names],
-                F.concat_ws(",", *[_quoted(F.col(c)) for c in header]).alias(RAW_LINE),
+                F.concat_ws(
+                    ",",
+                    *[_quoted(F.col(c)) for c in header],
+                    # concat_ws skips a null: the overflow shows only when the line had one.
+                    F.when(F.col(_OVERFLOW).isNotNull(), _quoted(F.col(_OVERFLOW))),
+                ).alias(RAW_LINE),
+                F.col(_OVERFLOW),
                 to_path[base].alias(SOURCE_FILE),
                 to_date[base].alias(DATE),
                 # Increasing in file order within a file (one split per landing file).
@@ -301,6 +311,8 @@ def classify_rows(
         df = df.withColumn(_ROW, F.monotonically_increasing_id())
     if RAW_LINE not in df.columns:
         df = df.withColumn(RAW_LINE, F.concat_ws(",", *[_quoted(F.col(c)) for c in source.column_names]))
+    if _OVERFLOW not in df.columns:
+        df = df.withColumn(_OVERFLOW, F.lit(None).cast("string"))
 
     present_cols: dict[str, Column] = {}
     typed_cols: dict[str, Column] = {}
@@ -314,9 +326,10 @@ def classify_rows(
         SOURCE_FILE,
         DATE,
         _ROW,
+        _OVERFLOW,
     )
 
-    checks: list[tuple[str, Column]] = []
+    checks: list[tuple[str, Column]] = [("extra_fields", F.col(_OVERFLOW).isNotNull())]
     for name in source.required_columns:
         checks.append((f"missing_required:{name}", F.col(present_names[name]).isNull()))
     for col_cfg in source.columns:

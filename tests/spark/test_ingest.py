@@ -73,6 +73,7 @@ BAD_ROWS = {
     row(flight="7", day="3", time_hour="2013-01-03T10:00:00Z"): "wrong_partition",
     row(flight="8", dest="XXX"): "unknown_reference:dest",
     row(): "duplicate_key",  # the same business key as the first GOOD row
+    row(flight="19") + ",oops": "extra_fields",  # an unquoted delimiter: more fields than the header
 }
 
 
@@ -108,7 +109,7 @@ def test_each_bad_row_is_quarantined_with_its_reason(spark: Any, tmp_path: Path,
 
     ledgers = ingest.build_ledgers(raw, ingest.classify_rows(raw, source, refs, cfg.dataset.reference), source)
     ledger = ledgers["2013-01-02"]
-    assert (ledger.rows_in, ledger.rows_valid, ledger.rows_quarantined) == (19, 3, 16)
+    assert (ledger.rows_in, ledger.rows_valid, ledger.rows_quarantined) == (20, 3, 17)
     assert ledger.rows_in == ledger.rows_valid + ledger.rows_quarantined
     assert ledger.reasons == dict.fromkeys(sorted(BAD_ROWS.values()), 1)
 
