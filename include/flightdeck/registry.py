@@ -156,8 +156,12 @@ def _create_exclusive(path: str, doc: Mapping[str, Any]) -> bool:
         os.unlink(tmp)
 
 
+def _ledger_path(lake: Lake, name: str, alias: str, seq: int) -> str:
+    return lake.path(*PROMOTIONS, f"{_prefix(name, alias)}{seq:06d}.json")
+
+
 def _claim(lake: Lake, record: dict[str, Any]) -> str | None:
-    path = lake.path(*PROMOTIONS, f"{_prefix(record['model_name'], record['alias'])}{int(record['seq']):06d}.json")
+    path = _ledger_path(lake, record["model_name"], record["alias"], int(record["seq"]))
     return path if _create_exclusive(path, record) else None
 
 
@@ -183,8 +187,36 @@ def _move_champion(
     c: MlflowClient,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Compare-and-set of ``champion``: expected_current -> version, claimed in the ledger first."""
+    """Compare-and-set of ``champion``: expected_current -> version, claimed in the ledger first.
+
+    A retry of the same move (same action, from, to and decision reference: an Airflow task
+    retried after the MLflow server dropped out mid-way) finishes its own ledger claim instead
+    of tripping over it, so a move is never left half done.
+    """
     current = champion_version(name, client=c)
+    head = _head(name, CHAMPION, lake)
+    own = (
+        head is not None
+        and extra is not None
+        and head.get("action") == action
+        and head.get("from") == expected_current
+        and head.get("to") == version
+        and head.get("decision_ref") == extra.get("decision_ref")
+    )
+    if own and head is not None and current in {expected_current, version}:
+        log.warning(
+            "model %s: finishing this run's own unfinished champion move #%s (v%s -> v%s)",
+            name,
+            head["seq"],
+            expected_current,
+            version,
+        )
+        if current != version:
+            c.set_registered_model_alias(name, CHAMPION, version)
+        record = dict(head)
+        record["ledger"] = _ledger_path(lake, name, CHAMPION, int(head["seq"]))
+        _record_tags(c, name, record)
+        return record
     if current != expected_current:
         raise PromotionConflict(
             f"model {name}: champion is v{current or NO_VERSION} but the caller expected "
@@ -192,7 +224,6 @@ def _move_champion(
             "Re-run evaluation against the new champion before promoting"
         )
     c.get_model_version(name, version)  # fails clearly if the version does not exist
-    head = _head(name, CHAMPION, lake)
     superseded = None
     if head is not None and head.get("to") != expected_current:
         age = (at - dt.datetime.fromisoformat(str(head["at"]))).total_seconds()

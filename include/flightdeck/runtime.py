@@ -118,6 +118,8 @@ class Runtime:
                 "PYSPARK_DRIVER_PYTHON": env.get("PYSPARK_DRIVER_PYTHON", sys.executable),
                 "FLIGHTDECK__LAKE__ROOT": env.get("FLIGHTDECK__LAKE__ROOT", str(self.lake_root)),
                 "MLFLOW_TRACKING_URI": env.get("MLFLOW_TRACKING_URI", self.mlflow_url),
+                # The GenAI job runner is an extra process that batch ML does not use.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
                 "AIRFLOW_HOME": str(self.airflow_home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
@@ -178,6 +180,12 @@ class Runtime:
         if not pid_file.is_file():
             return None
         pid = int(pid_file.read_text().strip())
+        try:  # a service this process started and that has exited is a zombie until reaped
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                pid_file.unlink(missing_ok=True)
+                return None
+        except ChildProcessError:
+            pass  # started by another process (e.g. `make up`): os.kill tells
         try:
             os.kill(pid, 0)
         except OSError:

@@ -98,7 +98,7 @@ CORPUS: dict[str, tuple[Builder, str]] = {
     "no_header": (lambda t: _join(_lines(t)[1][0], _lines(t)[1][1:]).encode(), "lacks columns"),
     "header_truncated": (lambda t: _join(_lines(t)[0][:40], _lines(t)[1]).encode(), "lacks columns"),
     "latin1_byte": (
-        lambda t: t.encode() + "2013,1,2,517,515,2,830,819,11,UA,1545,N\u00e9,EWR,IAH,227,1400,5,15,x\n".encode("latin-1"),
+        lambda t: t.encode() + "2013,1,2,517,515,2,830,819,11,UA,1,N\u00e9,EWR,IAH,227,1400,5,15,x\n".encode("latin-1"),
         r"not valid UTF-8: byte 0xe9 at line \d+",
     ),
     "utf16": (lambda t: t.encode("utf-16"), "not valid UTF-8: byte 0xff at line 1"),
