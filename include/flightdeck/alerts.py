@@ -5,8 +5,9 @@ Every alert goes to the log and, by configuration only (``alerts`` in the YAML o
 
 - a JSON-lines file (``alerts.file``; relative paths live under the lake's
   ``monitoring/alerts/``, on a remote lake each alert is one JSON document there);
-- a webhook (``alerts.webhook_url``): the alert as a JSON ``POST`` body (Slack-style
-  incoming webhooks accept the ``text`` field);
+- a webhook (``alerts.webhook_url``, or the Airflow connection ``alerts.webhook_conn_id``
+  whose host is the URL and whose password, if any, is sent as a bearer token): the alert
+  as a JSON ``POST`` body (Slack-style incoming webhooks accept the ``text`` field);
 - SMTP (``alerts.smtp``): a plain-text mail.
 
 Delivery never raises: an alert that cannot be delivered is logged, and the task that
@@ -79,11 +80,53 @@ def _write_file(alert: Mapping[str, Any], cfg: Alerts, lake: Lake | None) -> str
     return str(path)
 
 
-def _post_webhook(alert: Mapping[str, Any], url: str, timeout: float) -> int:
+def _airflow_connection(conn_id: str) -> Any:
+    """An Airflow connection by id (Airflow masks its password in task logs from then on).
+
+    Raises:
+        LookupError: Airflow is not installed here or has no such connection.
+    """
+    try:
+        from airflow.sdk import BaseHook
+    except ImportError as err:
+        raise LookupError(f"alerts.webhook_conn_id={conn_id!r} needs Airflow, which is not installed here") from err
+    try:
+        return BaseHook.get_connection(conn_id)
+    except Exception as err:  # AirflowNotFoundException and friends
+        raise LookupError(f"Airflow connection {conn_id!r} (alerts.webhook_conn_id) not found: {err}") from err
+
+
+def webhook_target(cfg: Alerts) -> tuple[str, dict[str, str]] | None:
+    """(URL, extra headers) of the webhook, or None when none is configured.
+
+    A connection (``alerts.webhook_conn_id``) wins over ``alerts.webhook_url``: its host is
+    the URL (``https://...``, or a host name completed with its schema, port and the
+    ``endpoint`` extra) and its password becomes ``Authorization: Bearer <password>``.
+    """
+    if cfg.webhook_conn_id:
+        conn = _airflow_connection(cfg.webhook_conn_id)
+        host = str(conn.host or "")
+        if "://" in host:
+            url = host
+        else:
+            scheme = conn.schema or "https"
+            port = f":{conn.port}" if conn.port else ""
+            endpoint = str((conn.extra_dejson or {}).get("endpoint", "")).lstrip("/")
+            url = f"{scheme}://{host}{port}/{endpoint}"
+        headers = {"Authorization": f"Bearer {conn.password}"} if conn.password else {}
+        return url, headers
+    if cfg.webhook_url:
+        return cfg.webhook_url, {}
+    return None
+
+
+def _post_webhook(alert: Mapping[str, Any], target: tuple[str, dict[str, str]], timeout: float) -> int:
     import urllib.request
 
+    url, extra_headers = target
     body = json.dumps(alert, sort_keys=True, default=str).encode("utf-8")
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **extra_headers}
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return int(response.status)
 
@@ -112,9 +155,13 @@ def deliver(alert: Mapping[str, Any], cfg: Alerts, lake: Lake | None = None) -> 
     log.log(level, "ALERT %s", alert["text"])
     outcome = {"log": "ok"}
     channels: list[tuple[str, Any]] = [("file", lambda: _write_file(alert, cfg, lake) or "disabled")]
-    if cfg.webhook_url:
-        url = cfg.webhook_url
-        channels.append(("webhook", lambda: f"HTTP {_post_webhook(alert, url, cfg.webhook_timeout_s)}"))
+    if cfg.webhook_url or cfg.webhook_conn_id:
+
+        def post() -> str:
+            target = webhook_target(cfg)
+            return f"HTTP {_post_webhook(alert, target, cfg.webhook_timeout_s)}" if target else "disabled"
+
+        channels.append(("webhook", post))
     if cfg.smtp:
         channels.append(("smtp", lambda: _send_mail(alert, cfg)))
     for name, send in channels:

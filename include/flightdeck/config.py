@@ -391,6 +391,9 @@ class Alerts(_Strict):
     # JSON-lines file; relative paths are under the lake's monitoring/alerts/ folder.
     file: str | None = "alerts.jsonl"
     webhook_url: str | None = None
+    # An Airflow connection holding the webhook (host: the URL; password: a bearer token), so
+    # its secret lives in Airflow's connection store, masked in task logs, never in the YAML.
+    webhook_conn_id: str | None = None
     webhook_timeout_s: float = Field(default=5.0, gt=0)
     smtp: Smtp | None = None
 

@@ -213,10 +213,9 @@ def _move_champion(
         )
         if current != version:
             c.set_registered_model_alias(name, CHAMPION, version)
-        record = dict(head)
-        record["ledger"] = _ledger_path(lake, name, CHAMPION, int(head["seq"]))
-        _record_tags(c, name, record)
-        return record
+        resumed: dict[str, Any] = {**head, "ledger": _ledger_path(lake, name, CHAMPION, int(head["seq"]))}
+        _record_tags(c, name, resumed)
+        return resumed
     if current != expected_current:
         raise PromotionConflict(
             f"model {name}: champion is v{current or NO_VERSION} but the caller expected "

@@ -4,8 +4,10 @@ A partition is written to a staging directory, then swapped into place with two
 renames through Hadoop's FileSystem API (local folders and ``s3a://`` alike). A
 reader only ever sees a committed partition (with ``_SUCCESS``) or none; a job
 killed mid-write leaves the previous version in place and a ``_staging``
-leftover, which readers ignore (its name starts with ``_``) and which can be
-deleted whenever no job writes the table. A job killed between the two renames
+leftover, which readers ignore (its name starts with ``_``) and which the next
+write of any of the same partitions deletes (a staging folder is named after the
+dates it holds; two writers of one partition at once are not supported, so a
+leftover that shares a date with a new write is dead). A job killed between the two renames
 leaves the previous version in ``_trash``; the next write to the table puts it
 back first (:func:`_restore_interrupted`). ``FLIGHTDECK_FAULT_PAUSE_BEFORE_COMMIT``
 (``<seconds>`` or ``<seconds>@<path part>``) pauses every write (or those whose staging
@@ -24,7 +26,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from flightdeck.lake import COMMIT_MARKER, Lake, parse_date
@@ -180,6 +182,24 @@ def _restore_interrupted(fs: _Fs, parent: str) -> None:
             log.warning("restored %s from %s (a writer was interrupted mid-commit)", final, entry)
 
 
+def _sweep_staging(fs: _Fs, parent: str, stale: Callable[[str], bool]) -> None:
+    """Delete ``_staging`` leftovers (``<label>-<token>``) of killed writers whose label ``stale`` accepts."""
+    staging = f"{parent}/_staging"
+    for entry in fs.children(staging):
+        label = entry[: -(_TOKEN_LEN + 1)]
+        if label and stale(label):
+            fs.delete(f"{staging}/{entry}")
+            log.warning("deleted %s/%s, left by an interrupted writer of the same data", staging, entry)
+
+
+def _overlaps(label: str, date_col: str, keys: Sequence[str]) -> bool:
+    """Whether a staging label ``<date_col>=<first>[..<last>]`` covers any of ``keys``."""
+    if not label.startswith(f"{date_col}="):
+        return False
+    first, _, last = label.split("=", 1)[1].partition("..")
+    return any(first <= k <= (last or first) for k in keys)
+
+
 def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
     """Replace exactly one date partition of a table, atomically; returns its path."""
     final = lake.partition(zone, table, date)
@@ -189,6 +209,7 @@ def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.d
     staging = f"{table_path}/_staging/{name}-{token}"
     fs = _Fs(df.sparkSession, table_path)
     _restore_interrupted(fs, table_path)
+    _sweep_staging(fs, table_path, lambda label: _overlaps(label, "date", [parse_date(date).isoformat()]))
     df.write.mode("error").format(fmt).save(staging)
     _require_marker(fs, staging)
     _swap_in(fs, staging, final, f"{table_path}/_trash/{name}-{token}")
@@ -224,9 +245,10 @@ def write_partitions(
         raise ValueError(f"write_partitions: column {date_col!r} not in {df.columns}; it names each row's partition")
     table_path = lake.table(zone, table)
     token = uuid.uuid4().hex[:_TOKEN_LEN]
-    staging = f"{table_path}/_staging/{token}"
+    staging = f"{table_path}/_staging/{date_col}={keys[0]}..{keys[-1]}-{token}"
     fs = _Fs(df.sparkSession, table_path)
     _restore_interrupted(fs, table_path)
+    _sweep_staging(fs, table_path, lambda label: _overlaps(label, date_col, keys))
     rows = df.where(F.col(date_col).cast("string").isin(keys))
     rows.write.mode("error").format(fmt).partitionBy(date_col).save(staging)
     _require_marker(fs, staging)
@@ -260,6 +282,7 @@ def write_table(df: DataFrame, lake: Lake, zone: str, table: str, fmt: str = "pa
     staging = f"{parent}/_staging/{name}-{token}"
     fs = _Fs(df.sparkSession, parent)
     _restore_interrupted(fs, parent)
+    _sweep_staging(fs, parent, lambda label: label == name)
     df.write.mode("error").format(fmt).save(staging)
     _require_marker(fs, staging)
     _swap_in(fs, staging, target, f"{parent}/_trash/{name}-{token}")

@@ -137,7 +137,7 @@ def check_task_slots(
     has all its slots at once and fails at once.
     """
     slots, cpus = free_task_slots(spark)
-    local = spark.sparkContext.master.startswith("local")
+    local = str(spark.sparkContext.master or "").startswith("local")
     deadline = time.monotonic() + (0.0 if local else wait_seconds)
     while slots < num_workers and time.monotonic() < deadline:
         time.sleep(1.0)

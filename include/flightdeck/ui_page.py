@@ -440,15 +440,22 @@ def render_page(data: Mapping[str, Any]) -> str:
 # --- the FastAPI app -------------------------------------------------------------------------
 
 
-def create_app(cfg: PipelineConfig | None = None, *, client: MlflowClient | None = None) -> FastAPI:
+def create_app(
+    cfg: PipelineConfig | None = None,
+    *,
+    client: MlflowClient | None = None,
+    dependencies: Sequence[Any] = (),
+) -> FastAPI:
     """The FastAPI app behind the page: ``/`` (HTML) and ``/api/state`` (the same data as JSON).
 
     The configuration is loaded per request unless given, so a config change needs no restart.
+    ``dependencies`` guard every route (the plugin passes Airflow's login check, so the page
+    answers only to a logged-in Airflow user, by the UI's session cookie or a bearer token).
     """
     from fastapi import FastAPI
     from fastapi.responses import HTMLResponse, JSONResponse
 
-    app = FastAPI(title="flightdeck", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="flightdeck", docs_url=None, redoc_url=None, openapi_url=None, dependencies=list(dependencies))
 
     def _data() -> dict[str, Any]:
         from flightdeck.config import load_config

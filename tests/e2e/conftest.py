@@ -51,7 +51,42 @@ OVERRIDES = {
     "FLIGHTDECK__MODEL__HOLDOUT_DAYS": "4",
     "FLIGHTDECK__GATE__MIN_AUC": "0.55",
     "FLIGHTDECK__GATE__MAX_AUC_REGRESSION": "0.2",
+    # Alerts also go to a webhook whose URL and bearer token live in an Airflow connection.
+    "FLIGHTDECK__ALERTS__WEBHOOK_CONN_ID": "flightdeck_alerts",
 }
+# The webhook connection's password: it must reach the webhook and never a task log.
+CANARY = "canary-7f3e9c1d-never-in-logs"
+
+
+@pytest.fixture(scope="session")
+def canary() -> str:
+    return CANARY
+
+
+@pytest.fixture(scope="session")
+def alert_hook() -> Iterator[dict[str, Any]]:
+    """A local webhook receiver (a real HTTP server) recording each alert and its Authorization header."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"event": body.get("event"), "auth": self.headers.get("Authorization")})
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"url": f"http://127.0.0.1:{server.server_address[1]}/alerts", "received": received}
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +126,7 @@ def _stack_environ(stack_env: dict[str, str]) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def demo_result(stack: Any, stack_env: dict[str, str]) -> dict:
+def demo_result(stack: Any, stack_env: dict[str, str], alert_hook: dict[str, Any]) -> dict:
     from flightdeck.airflow_api import AirflowApi
     from flightdeck.demo import DemoPlan, run_demo
 
@@ -102,6 +137,11 @@ def demo_result(stack: Any, stack_env: dict[str, str]) -> dict:
         train_end="2013-01-14",
         days=DAY,
         timeout=1200,
+    )
+    # Stored through the REST API: in the metadata database, encrypted with the Fernet key.
+    api.post(
+        "/api/v2/connections",
+        {"connection_id": "flightdeck_alerts", "conn_type": "http", "host": alert_hook["url"], "password": CANARY},
     )
     try:
         with _environ(stack_env):

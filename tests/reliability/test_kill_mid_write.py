@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import signal
@@ -87,10 +88,13 @@ def test_ingest_killed_mid_write_keeps_the_previous_partition(spark: Any, lake_r
     assert read_partitions(spark, lake, "bronze", "flights", [DAY]).count() == rows_before
     assert [d.isoformat() for d in lake.committed_partitions("bronze", "flights")] == [DAY]
 
-    # The retry completes with the new file.
+    # The retry completes with the new file, and clears what the killed run left behind.
     job.main(["--partition", DAY])
     assert read_partitions(spark, lake, "bronze", "flights", [DAY]).count() < rows_before
     assert _checksums(partition) != before
+    assert not staged.parent.exists()
+    leftovers = [p for p in lake_root.rglob("*") if p.name in {"_staging", "_trash"} and any(p.iterdir())]
+    assert not leftovers, leftovers
 
 
 def test_a_version_left_in_trash_between_the_two_renames_is_restored(spark: Any, lake_root: Path) -> None:
@@ -109,3 +113,18 @@ def test_a_version_left_in_trash_between_the_two_renames_is_restored(spark: Any,
     _restore_interrupted(_Fs(spark, str(table)), str(table))
     assert lake.is_committed("bronze", "t", DAY) and _checksums(table / f"date={DAY}") == before
     assert not list((table / "_trash").iterdir())
+
+
+def test_leftovers_of_killed_writers_are_swept_by_the_next_write_of_their_dates(spark: Any, lake_root: Path) -> None:
+    from flightdeck.sparkio import write_partitions
+
+    lake = Lake(str(lake_root))
+    staging = lake_root / "bronze" / "t" / "_staging"
+    dead = staging / "date=2013-01-02..2013-01-04-0123456789ab"  # a killed backfill that covered 01-03
+    alive = staging / "date=2013-01-05-0123456789ac"  # another day's writer, maybe still running
+    for folder in (dead, alive):
+        (folder / "date=x").mkdir(parents=True)
+    df = spark.createDataFrame([(1, "2013-01-03")], "x int, date string")
+    write_partitions(df, lake, "bronze", "t", ["2013-01-03"])
+    assert sorted(p.name for p in staging.iterdir()) == [alive.name]
+    assert lake.committed_partitions("bronze", "t") == [dt.date(2013, 1, 3)]

@@ -25,7 +25,13 @@ def webhook() -> Iterator[dict[str, Any]]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers["Content-Length"])
-            received.append({"body": json.loads(self.rfile.read(length)), "type": self.headers["Content-Type"]})
+            received.append(
+                {
+                    "body": json.loads(self.rfile.read(length)),
+                    "type": self.headers["Content-Type"],
+                    "auth": self.headers.get("Authorization"),
+                }
+            )
             self.send_response(204)
             self.end_headers()
 
@@ -100,3 +106,25 @@ def test_every_dag_task_alerts_on_failure() -> None:
 def test_unknown_event_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown alert event"):
         alerts.build_alert("promoted", "x")
+
+
+def test_webhook_from_an_airflow_connection_sends_its_password_as_a_bearer_token(
+    tmp_path: Path, webhook: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = {"conn_type": "http", "host": webhook["url"], "password": "hook-token-42"}
+    monkeypatch.setenv("AIRFLOW_CONN_FLIGHTDECK_ALERTS", json.dumps(conn))
+    cfg = Alerts(webhook_conn_id="flightdeck_alerts", webhook_url="http://127.0.0.1:9/not-this-one")
+    assert alerts.webhook_target(cfg) == (webhook["url"], {"Authorization": "Bearer hook-token-42"})
+    outcome = alerts.deliver(alerts.build_alert(alerts.PROMOTION, "v1 -> v2"), cfg, Lake(str(tmp_path)))
+    assert outcome["webhook"] == "HTTP 204"
+    assert [r["auth"] for r in webhook["received"]] == ["Bearer hook-token-42"]
+    # A host name is completed with the connection's schema, port and endpoint.
+    host = {"conn_type": "http", "host": "hooks.example", "schema": "http", "port": 8081, "extra": {"endpoint": "/a"}}
+    monkeypatch.setenv("AIRFLOW_CONN_FLIGHTDECK_ALERTS", json.dumps(host))
+    assert alerts.webhook_target(cfg) == ("http://hooks.example:8081/a", {})
+
+
+def test_missing_webhook_connection_is_reported_not_raised(tmp_path: Path) -> None:
+    cfg = Alerts(webhook_conn_id="no_such_connection_here")
+    outcome = alerts.deliver(alerts.build_alert(alerts.ROLLBACK, "back"), cfg, Lake(str(tmp_path)))
+    assert outcome["webhook"].startswith("failed: Airflow connection 'no_such_connection_here'")
