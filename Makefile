@@ -15,7 +15,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
 
-.PHONY: help install java browser demo test test-fast lint typecheck up down status clean lock bench
+.PHONY: help install java browser demo test test-fast soak lint typecheck up down status clean lock bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -84,7 +84,10 @@ test: install browser lint typecheck ## install, lint, type-check and run the wh
 	$(VENV)/bin/python -m pytest -q
 
 test-fast: install ## the suite without the end-to-end runs
-	$(VENV)/bin/python -m pytest -q -m "not e2e"
+	$(VENV)/bin/python -m pytest -q -m "not e2e and not soak"
+
+soak: install ## 30 simulated days through the daily chain; flat cost per day, nothing lost (~15 min; .flightdeck/soak/)
+	$(VENV)/bin/python -m pytest -q -s -m soak tests/soak
 
 bench: install ## benchmarks: each stage vs its reference at 1x/10x/30x (bench/results/latest.md; ~25 min)
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)

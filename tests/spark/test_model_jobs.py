@@ -6,6 +6,7 @@ reproduction of the champion; a candidate trained on shuffled labels that the ga
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,29 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     # --- the training data changed: reproduction refuses ---------------------------------------------
     with pytest.raises(reproduce.ReproductionError, match="no longer hold the data"):
         reproduce.main(["--model-version", "1", "--run-key", "rep2"])
+
+    # --- the alias moves while a scoring run is under way: the run keeps the version it resolved -----
+    import threading
+
+    from flightdeck.sparkio import FAULT_PAUSE_ENV, read_partitions
+
+    holdout = [d.isoformat() for d in days[-2:]]
+    monkeypatch.setenv(FAULT_PAUSE_ENV, "4@/predictions/")  # each day pauses between staging and commit
+    outcome: dict[str, Any] = {}
+    job = threading.Thread(
+        target=lambda: outcome.update(
+            load_job("score").main(["--partition", ",".join(holdout), "--model-version", "champion"])
+        )
+    )
+    job.start()
+    staged = Path(cfg.lake.root) / "predictions" / cfg.dataset.entity.name / "_staging"
+    deadline = time.monotonic() + 300
+    while not list(staged.glob("*/_SUCCESS")) and time.monotonic() < deadline:  # day 1 is staged
+        time.sleep(0.05)
+    client.set_registered_model_alias(name, "champion", worse["version"])  # moved mid-run, outside the gate
+    job.join(timeout=300)
+    assert outcome["model_version"] == "1"
+    predictions = read_partitions(spark, lake, "predictions", cfg.dataset.entity.name, holdout)
+    versions = {r[0] for r in predictions.select("model_version").distinct().collect()}
+    assert versions == {"1"}, "one model version in the whole run, whatever the alias did meanwhile"
+    assert predictions.count() == 2 * ROWS_PER_DAY
