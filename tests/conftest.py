@@ -13,6 +13,12 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end tests run last, so their session-scoped stack (Airflow's scheduler, MLflow)
+    is up only while they run, never beside the rest of the suite on a 2-core machine."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)  # stable: order kept otherwise
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _default_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A test that names no lake writes to a throwaway one, never to the repository's ``.flightdeck``."""
