@@ -393,12 +393,15 @@ def rollback(
         RegistryError: there is no champion, no predecessor, or ``to_version`` is already champion.
         PromotionConflict: the champion moved while rolling back (nothing moved).
     """
+    named = str(to_version).strip().removeprefix("v") if to_version is not None else ""
+    if named and not named.isdigit():  # it comes from a trigger form: accept a version number only
+        raise RegistryError(f"model {name}: {to_version!r} is not a model version number (e.g. 3 or v3)")
     c = _client(client)
     current = champion_version(name, client=c)
     if current is None:
         raise RegistryError(f"model {name} has no champion; nothing to roll back")
-    if to_version is not None and str(to_version).strip():
-        target = str(to_version).strip().removeprefix("v")
+    if named:
+        target = named
     else:
         target = (c.get_model_version(name, current).tags or {}).get("promoted_from", NO_VERSION)
         if target == NO_VERSION:
