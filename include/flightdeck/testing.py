@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 # The PostgreSQL the tests use (trust auth on loopback); FLIGHTDECK_TEST_PG_* override it.
@@ -149,3 +150,50 @@ class TcpProxy:
             for sock in (src, dst):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+def kill_job_when_staged(
+    job: str, args: list[str], lake_root: Path, table: str, log: Path, timeout: float = 300
+) -> Path:
+    """Run ``jobs/<job>.py`` as its own Spark application and SIGKILL it (its whole process
+    group, JVM included) once its write to ``table`` (``<zone>/<table>``) is staged and about
+    to be committed, as a lost host would end it; returns the staged folder it left.
+
+    Uses the writer's fault hook (``FLIGHTDECK_FAULT_PAUSE_BEFORE_COMMIT``) to hold the job there.
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from flightdeck.config import JOBS_DIR, PROJECT_ROOT
+    from flightdeck.sparkio import FAULT_PAUSE_ENV
+
+    env = os.environ | {
+        FAULT_PAUSE_ENV: f"600@/{table}/",
+        "FLIGHTDECK__LAKE__ROOT": str(lake_root),
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(JOBS_DIR / f"{job}.py"), *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not (found := sorted((lake_root / table / "_staging").glob("*/_SUCCESS"))):
+                if proc.poll() is not None:
+                    raise AssertionError(f"{job} ended (exit {proc.returncode}) before staging {table}; see {log}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{job} did not stage {table} within {timeout:.0f}s; see {log}")
+                time.sleep(0.1)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    if proc.returncode != -signal.SIGKILL:
+        raise AssertionError(f"{job} was not killed (exit {proc.returncode}); see {log}")
+    return found[0].parent

@@ -20,11 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +30,8 @@ from flightdeck import landing
 from flightdeck.config import load_config
 from flightdeck.jobargs import load_job
 from flightdeck.lake import Lake
-from flightdeck.sparkio import FAULT_PAUSE_ENV, read_partitions
+from flightdeck.sparkio import read_partitions
+from flightdeck.testing import kill_job_when_staged
 
 pytestmark = pytest.mark.spark
 
@@ -91,35 +87,6 @@ def _day(root: Path, day: str) -> None:
     _run(root, "build_features", day)
 
 
-def _killed_features_run(lake_root: Path, day: str, log: Path) -> None:
-    """Run the feature job for ``day`` as its own Spark application and kill it once its output is staged."""
-    env = os.environ | {
-        FAULT_PAUSE_ENV: "600@/features/flights/",
-        "FLIGHTDECK__LAKE__ROOT": str(lake_root),
-        "PYSPARK_PYTHON": sys.executable,
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "jobs" / "build_features.py"), "--partition", day],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 300
-            staged = lake_root / "features" / "flights" / "_staging"
-            while not list(staged.glob("*/_SUCCESS")):
-                assert proc.poll() is None, f"the feature job ended (exit {proc.returncode}) before staging"
-                assert time.monotonic() < deadline, "the feature job did not stage its output in time"
-                time.sleep(0.1)
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-
-
 @pytest.fixture(scope="module")
 def lakes(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     base = tmp_path_factory.mktemp("backfill")
@@ -135,7 +102,9 @@ def lakes(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     for day in DAYS:
         if day == FAILING_DAY:
             _run(roots["faulty"], "ingest", day)
-            _killed_features_run(roots["faulty"], day, base / "killed.log")
+            kill_job_when_staged(
+                "build_features", ["--partition", day], roots["faulty"], "features/flights", base / "killed.log"
+            )
         else:
             _day(roots["faulty"], day)
     yield roots

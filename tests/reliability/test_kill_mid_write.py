@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +13,8 @@ from flightdeck import landing
 from flightdeck.config import load_config
 from flightdeck.jobargs import load_job
 from flightdeck.lake import Lake
-from flightdeck.sparkio import FAULT_PAUSE_ENV, _Fs, _restore_interrupted, read_partitions
+from flightdeck.sparkio import _Fs, _restore_interrupted, read_partitions
+from flightdeck.testing import kill_job_when_staged
 
 pytestmark = pytest.mark.spark
 
@@ -30,18 +26,6 @@ def _checksums(folder: Path) -> list[str]:
     files = sorted(folder.glob("*.parquet"))
     assert files, f"no data files in {folder}"
     return sorted(hashlib.sha256(f.read_bytes()).hexdigest() for f in files)
-
-
-def _wait_for(pattern: str, root: Path, proc: subprocess.Popen[bytes], timeout: float = 240) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = sorted(root.glob(pattern))
-        if found:
-            return found[0]
-        if proc.poll() is not None:
-            raise AssertionError(f"the job ended (exit {proc.returncode}) before {pattern} appeared")
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern} did not appear within {timeout}s")
 
 
 def test_ingest_killed_mid_write_keeps_the_previous_partition(spark: Any, lake_root: Path, tmp_path: Path) -> None:
@@ -61,29 +45,10 @@ def test_ingest_killed_mid_write_keeps_the_previous_partition(spark: Any, lake_r
     path.write_text("\n".join(lines[:-100]) + "\n")
 
     # The rerun pauses once bronze is staged; it is killed there, as a lost executor host would be.
-    env = os.environ | {
-        FAULT_PAUSE_ENV: "600@/bronze/flights/",
-        "FLIGHTDECK__LAKE__ROOT": str(lake_root),
-        "PYSPARK_PYTHON": sys.executable,
-    }
-    log = (tmp_path / "killed.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "jobs" / "ingest.py"), "--partition", DAY],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        staged = _wait_for("bronze/flights/_staging/*/_SUCCESS", lake_root, proc)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    staged = kill_job_when_staged("ingest", ["--partition", DAY], lake_root, "bronze/flights", tmp_path / "killed.log")
 
     # The previous version is intact and readable; the staged output is invisible to readers.
-    assert staged.parent.exists()
+    assert (staged / "_SUCCESS").exists()
     assert _checksums(partition) == before
     assert read_partitions(spark, lake, "bronze", "flights", [DAY]).count() == rows_before
     assert [d.isoformat() for d in lake.committed_partitions("bronze", "flights")] == [DAY]
@@ -92,7 +57,7 @@ def test_ingest_killed_mid_write_keeps_the_previous_partition(spark: Any, lake_r
     job.main(["--partition", DAY])
     assert read_partitions(spark, lake, "bronze", "flights", [DAY]).count() < rows_before
     assert _checksums(partition) != before
-    assert not staged.parent.exists()
+    assert not staged.exists()
     leftovers = [p for p in lake_root.rglob("*") if p.name in {"_staging", "_trash"} and any(p.iterdir())]
     assert not leftovers, leftovers
 
