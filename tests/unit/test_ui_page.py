@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -85,6 +86,13 @@ def test_plugin_page_answers_and_shows_the_champion(stack: dict[str, Any]) -> No
     assert set(app_spec) == {"app", "url_prefix", "name"} and app_spec["url_prefix"] == "/flightdeck"
     nav = plugin.external_views[0]
     assert nav["destination"] == "nav" and not nav["href"].startswith("/")
+
+    # Only a logged-in Airflow user gets the page; here the login is Airflow's user lookup, overridden.
+    from airflow.api_fastapi.core_api.security import get_user
+
+    for path in ("/", "/api/state", "/reports/2013-07-02"):
+        assert TestClient(app_spec["app"]).get(path).status_code == 401, path
+    app_spec["app"].dependency_overrides[get_user] = lambda: SimpleNamespace(get_name=lambda: "admin")
 
     response = TestClient(app_spec["app"]).get("/")
     assert response.status_code == 200
