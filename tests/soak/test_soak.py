@@ -87,13 +87,17 @@ def test_thirty_days_nothing_lost_and_flat(spark: Any, tmp_path: Path, monkeypat
         sc.setJobGroup(f"soak-{key}", f"soak day {key}")
         t0 = time.monotonic()
         landing.land_day(cfg, lake, day)
-        ingest = jobs["ingest"].main(["--partition", key])
+        jobs["ingest"].main(["--partition", key])
         jobs["build_features"].main(["--partition", key])
         jobs["validate_features"].main(["--partition", key])
         jobs["score"].main(["--partition", key, "--model-version", "champion"])
         jobs["detect_drift"].main(["--partition", key, "--model-version", version])
         seconds = time.monotonic() - t0
-        ledger = ingest["ledger"][key][entity]
+        (ledger,) = [
+            r.asDict()
+            for r in read_partitions(spark, lake, "monitoring", "ingest_ledger", [key]).collect()
+            if r["source"] == entity
+        ]
         scored = read_partitions(spark, lake, "predictions", entity, [key]).count()
         rows.append(
             {
