@@ -183,18 +183,16 @@ def bench_features(s: Scale) -> dict[str, Any]:
 
 
 def bench_validation(s: Scale) -> dict[str, Any]:
-    """validate_range (GX, as jobs/validate_features.py: read, cache, validate) vs the fused aggregate."""
+    """validate_range (GX, as jobs/validate_features.py: read, validate) vs the fused aggregate."""
     from flightdeck.validation import _flag_columns, features_spec, validate_range
 
     spec = features_spec(s.cfg)
     outcome: dict[str, Any] = {}
 
     def pipeline() -> None:
-        features = s.features().cache()
-        reports = validate_range(features, s.cfg, s.keys, spec=spec)
+        reports = validate_range(s.features(), s.cfg, s.keys, spec=spec)
         outcome["success"] = all(r.success for r in reports.values())
         outcome["own_runs"] = sum(1 for r in reports.values() if r.derived_from is None)
-        features.unpersist()
 
     def reference() -> None:
         features = s.features()
@@ -212,16 +210,14 @@ def _prepare_training(s: Scale) -> None:
     """Featurized training rows (cached, one slice per XGBoost worker) and the same rows as numpy."""
     from pyspark.sql import functions as F
 
-    from flightdeck.training import INDEX_SUFFIX, build_featurizer, model_input_frame
+    from flightdeck.training import build_featurizer, feature_columns, model_input_frame
 
     cfg = s.cfg
     label = cfg.label.name
     frame = model_input_frame(s.features(), cfg).where(F.col(label).isNotNull())
     featurizer = build_featurizer(cfg).fit(frame)
-    inputs = [*cfg.features.numeric, *[f"{c}{INDEX_SUFFIX}" for c in cfg.features.categorical]]
-    prepared = (
-        featurizer.transform(frame).select("features", label, *inputs).repartition(cfg.model.num_workers).persist()
-    )
+    inputs = feature_columns(cfg)
+    prepared = featurizer.transform(frame).select(*inputs, label).repartition(cfg.model.num_workers).persist()
     rows = prepared.count()
     pdf = prepared.select(*inputs, label).toPandas()
     s.cache.update(

@@ -54,9 +54,10 @@ def main(argv: Sequence[str]) -> None:
     spark = build_session("flightdeck-validate-features")
     table = cfg.dataset.entity.name
 
-    # One read over the range (all partitions must be committed), cached: the batch and any
-    # per-date validation read it again.
-    features = read_partitions(spark, lake, "features", table, dates).cache()
+    # One read over the range (all partitions must be committed). Not cached here: a batch
+    # validated on pandas is read twice (the counts, then one Arrow collect), which is cheaper
+    # than building a cache; validate_range persists it itself when GX runs on Spark.
+    features = read_partitions(spark, lake, "features", table, dates)
     keys = [d.isoformat() for d in dates]
     spec = features_spec(cfg)
     # A feature row per valid entity row: bound the counts by the ledger's recent partitions.
@@ -65,7 +66,6 @@ def main(argv: Sequence[str]) -> None:
     outcome = validate_range(features, cfg, keys, engine=args.engine, spec=spec, row_bounds=bounds)
     failures = write_reports(lake, outcome, f"features/{table}")
     mlflow_run = log_data_docs(lake, outcome, f"{keys[0]}..{keys[-1]}")
-    features.unpersist()
     reports: dict[str, dict[str, Any]] = {
         key: {"success": r.success, "n_rows": r.n_rows, "failed": [f.message for f in r.failed]}
         for key, r in outcome.items()

@@ -32,7 +32,7 @@ from flightdeck.config import Drift
 from flightdeck.lake import parse_date
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import DataFrame
 
 NULL_BIN = "__null__"
 OTHER = "__other__"
@@ -420,24 +420,49 @@ def should_retrain(history: History | Mapping[str, Any], policy: Any, *legacy: A
 # --- Spark: binned counts in one pass -------------------------------------------------------
 
 
-def _numeric_bin(column: str, edges: Sequence[float]) -> Column:
-    from pyspark.sql import functions as F
+def _bin_counter(
+    numeric: Mapping[str, Sequence[float]],
+    categorical: Mapping[str, Sequence[str] | None],
+    column_names: Mapping[str, str],
+    count_rows: bool,
+) -> Any:
+    """A ``mapInPandas`` function: each Arrow batch's bin counts as ``(feature, bin, n)`` rows.
 
-    x = F.col(column).cast("double")
-    expr = F.when(x.isNull() | F.isnan(x), F.lit(NULL_BIN))
-    for i, cut in enumerate(edges[1:-1]):
-        expr = expr.when(x < F.lit(float(cut)), F.lit(str(i)))
-    return expr.otherwise(F.lit(str(len(edges) - 2)))
+    Numeric values are binned with ``numpy.searchsorted`` on the inner edges (bin i is
+    ``edges[i] <= x < edges[i+1]``; null and NaN go to NULL_BIN); known categorical levels
+    are counted as themselves or OTHER; levels of None count every value. Feature keys
+    are the names in ``column_names`` (feature -> key), so the score can be counted under
+    its own key.
+    """
+    cuts = {name: [float(c) for c in edges[1:-1]] for name, edges in numeric.items()}
+    bins = {name: len(edges) - 1 for name, edges in numeric.items()}
+    levels = {name: None if lv is None else [v for v in lv if v != OTHER] for name, lv in categorical.items()}
+    null_bin, other, rows_key = NULL_BIN, OTHER, _ROWS_KEY
 
+    def count(batches: Any) -> Any:
+        import numpy as np
+        import pandas as pd
 
-def _categorical_bin(column: str, levels: Sequence[str] | None) -> Column:
-    from pyspark.sql import functions as F
+        def pairs(key: str, counts: Mapping[Any, int]) -> list[tuple[str, str, int]]:
+            return [(key, str(label), int(n)) for label, n in counts.items() if n]
 
-    value = F.coalesce(F.col(column).cast("string"), F.lit(NULL_BIN))
-    if levels is None:
-        return value
-    known = [v for v in levels if v != OTHER]
-    return F.when(value.isin(known), value).otherwise(F.lit(OTHER)) if known else F.lit(OTHER)
+        for pdf in batches:
+            out: list[tuple[str, str, int]] = []
+            if count_rows:
+                out += pairs(rows_key, {"n": len(pdf)})
+            for name, inner in cuts.items():
+                x = pdf[name].to_numpy(dtype="float64", na_value=np.nan)
+                missing = np.isnan(x)
+                per_bin = np.bincount(np.searchsorted(inner, x[~missing], side="right"), minlength=bins[name])
+                out += pairs(column_names[name], {null_bin: int(missing.sum()), **dict(enumerate(per_bin))})
+            for name, known in levels.items():
+                value = pdf[name].astype("object").where(pdf[name].notna(), null_bin)
+                if known is not None:
+                    value = value.where(value.isin(known), other)
+                out += pairs(column_names[name], value.value_counts(sort=False).to_dict())
+            yield pd.DataFrame(out, columns=["f", "b", "n"]).astype({"n": "int64"})
+
+    return count
 
 
 def count_bins(
@@ -445,32 +470,37 @@ def count_bins(
     numeric: Mapping[str, Sequence[float]],
     categorical: Mapping[str, Sequence[str] | None],
     prediction_edges: Sequence[float] | None = None,
+    predictions: DataFrame | None = None,
 ) -> tuple[int, dict[str, dict[str, int]]]:
-    """Row count and per-feature bin counts for every feature at once (one Spark job).
+    """Row count and per-feature bin counts for every feature at once (one Spark job, one pass).
 
-    Each row is exploded into one ``(feature, bin)`` pair per feature and the pairs are
-    counted in a single aggregation, instead of one job per feature. Categorical levels
-    of None mean "count every value" (used to find the top categories at training time).
+    Every Arrow batch of the rows is binned and counted with numpy inside the scan
+    (``mapInPandas``), and only the small ``(feature, bin, count)`` tables are summed:
+    about three times faster than exploding each row into one record per feature and
+    grouping those (see the README's Performance section). Categorical levels of None mean
+    "count every value" (used to find the top categories at training time). The score
+    distribution is binned from ``df``'s ``probability`` column, or from ``predictions``
+    (another frame with that column, e.g. the day's predictions) in the same job.
     """
     from pyspark.sql import functions as F
 
-    pairs = [F.struct(F.lit(n).alias("f"), _numeric_bin(n, e).alias("b")) for n, e in numeric.items()]
-    pairs += [F.struct(F.lit(n).alias("f"), _categorical_bin(n, lv).alias("b")) for n, lv in categorical.items()]
-    if prediction_edges is not None:
-        pairs.append(F.struct(F.lit(_PREDICTION_KEY).alias("f"), _numeric_bin(PREDICTION, prediction_edges).alias("b")))
-    if not pairs:
-        return df.count(), {}
-    rows = (
-        df.select(F.explode(F.array(*pairs)).alias("p"))
-        .groupBy(F.col("p.f").alias("f"), F.col("p.b").alias("b"))
-        .count()
-        .collect()
+    schema = "f string, b string, n long"
+    score_edges = {PREDICTION: prediction_edges} if prediction_edges is not None else {}
+    own_scores = score_edges if predictions is None else {}
+    features = df.select(
+        *[F.col(n).cast("double").alias(n) for n in [*numeric, *own_scores]],
+        *[F.col(n).cast("string").alias(n) for n in categorical],
     )
+    names = {**{n: n for n in [*numeric, *categorical]}, PREDICTION: _PREDICTION_KEY}
+    counted = features.mapInPandas(_bin_counter({**numeric, **own_scores}, categorical, names, True), schema)
+    if score_edges and predictions is not None:
+        scores = predictions.select(F.col(PREDICTION).cast("double").alias(PREDICTION))
+        counted = counted.unionByName(scores.mapInPandas(_bin_counter(score_edges, {}, names, False), schema))
     counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        counts.setdefault(row["f"], {})[row["b"]] = int(row["count"])
-    first = next(iter(counts.values()), {})
-    return sum(first.values()), counts
+    for row in counted.groupBy("f", "b").agg(F.sum("n").alias("n")).collect():
+        counts.setdefault(row["f"], {})[row["b"]] = int(row["n"])
+    total = sum(counts.pop(_ROWS_KEY, {}).values())
+    return total, counts
 
 
 def _numeric_summary(bins: Mapping[str, int], edges: Sequence[float], total: int) -> dict[str, Any]:
@@ -494,10 +524,7 @@ def profile_counts(df: DataFrame, profile: Mapping[str, Any], predictions: DataF
     pred_edges = None
     if pred and (PREDICTION in columns or predictions is not None):
         pred_edges = pred["edges"]
-    if predictions is not None and pred_edges is not None:
-        total, counts = _count_bins_with_predictions(df, numeric, categorical, predictions, pred_edges)
-    else:
-        total, counts = count_bins(df, numeric, categorical, pred_edges)
+    total, counts = count_bins(df, numeric, categorical, pred_edges, predictions if pred_edges is not None else None)
     result: dict[str, Any] = {
         "n_rows": total,
         "numeric": {n: _numeric_summary(counts.get(n, {}), e, total) for n, e in numeric.items()},
@@ -519,31 +546,6 @@ def profile_counts(df: DataFrame, profile: Mapping[str, Any], predictions: DataF
             {"column": PREDICTION, "edges": list(pred_edges), "proportions": summary["proportions"]} if n_pred else None
         )
     return result
-
-
-def _count_bins_with_predictions(
-    df: DataFrame,
-    numeric: Mapping[str, Sequence[float]],
-    categorical: Mapping[str, Sequence[str] | None],
-    predictions: DataFrame,
-    prediction_edges: Sequence[float],
-) -> tuple[int, dict[str, dict[str, int]]]:
-    """:func:`count_bins` over ``df``'s features plus ``predictions``' scores, in one aggregation."""
-    from pyspark.sql import functions as F
-
-    pairs = [F.struct(F.lit(n).alias("f"), _numeric_bin(n, e).alias("b")) for n, e in numeric.items()]
-    pairs += [F.struct(F.lit(n).alias("f"), _categorical_bin(n, lv).alias("b")) for n, lv in categorical.items()]
-    pairs.append(F.struct(F.lit(_ROWS_KEY).alias("f"), F.lit("n").alias("b")))  # counts rows without features
-    pred_pair = F.struct(F.lit(_PREDICTION_KEY).alias("f"), _numeric_bin(PREDICTION, prediction_edges).alias("b"))
-    exploded = df.select(F.explode(F.array(*pairs)).alias("p")).unionByName(
-        predictions.select(F.explode(F.array(pred_pair)).alias("p"))
-    )
-    rows = exploded.groupBy(F.col("p.f").alias("f"), F.col("p.b").alias("b")).count().collect()
-    counts: dict[str, dict[str, int]] = {}
-    for row in rows:
-        counts.setdefault(row["f"], {})[row["b"]] = int(row["count"])
-    total = sum(counts.pop(_ROWS_KEY, {}).values())
-    return total, counts
 
 
 def plot_psi(report: Mapping[str, Any], path: str | Path, title: str = "PSI per feature") -> str:
