@@ -210,14 +210,16 @@ def _prepare_training(s: Scale) -> None:
     """Featurized training rows (cached, one slice per XGBoost worker) and the same rows as numpy."""
     from pyspark.sql import functions as F
 
-    from flightdeck.training import build_featurizer, feature_columns, model_input_frame
+    from flightdeck.training import INDEX_SUFFIX, build_featurizer, model_input_frame
 
     cfg = s.cfg
     label = cfg.label.name
     frame = model_input_frame(s.features(), cfg).where(F.col(label).isNotNull())
     featurizer = build_featurizer(cfg).fit(frame)
-    inputs = feature_columns(cfg)
-    prepared = featurizer.transform(frame).select(*inputs, label).repartition(cfg.model.num_workers).persist()
+    inputs = [*cfg.features.numeric, *[f"{c}{INDEX_SUFFIX}" for c in cfg.features.categorical]]
+    prepared = (
+        featurizer.transform(frame).select("features", label, *inputs).repartition(cfg.model.num_workers).persist()
+    )
     rows = prepared.count()
     pdf = prepared.select(*inputs, label).toPandas()
     s.cache.update(

@@ -1,4 +1,4 @@
-"""Training: time-based split, the Spark ML pipeline (indexers -> XGBoost on the feature columns), reference profile.
+"""Training: time-based split, the Spark ML pipeline (indexers -> assembler -> XGBoost), reference profile.
 
 The fitted :class:`pyspark.ml.PipelineModel` takes raw feature columns (as in the
 features zone) and adds ``probability`` (vector) and ``prediction``; it is what MLflow
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INDEX_SUFFIX = "__idx"
+FEATURES_COL = "features"
 VALIDATION_COL = "_is_validation"
 ORDER_COL = "_row_hash"
 TOP_CATEGORIES = 50
@@ -193,27 +194,19 @@ def search_trials(cfg: PipelineConfig) -> list[dict[str, Any]]:
     return trials
 
 
-def feature_columns(cfg: PipelineConfig) -> list[str]:
-    """The booster's input columns, in order: the numerics, then each categorical's index."""
-    return [*cfg.features.numeric, *[f"{c}{INDEX_SUFFIX}" for c in cfg.features.categorical]]
-
-
 def build_featurizer(cfg: PipelineConfig) -> Pipeline:
-    """StringIndexers for the categoricals (unseen values and nulls get their own index), from the config.
-
-    There is no VectorAssembler: XGBoost reads the feature columns themselves
-    (``features_col`` as a list), which Arrow hands to each worker as plain float columns,
-    instead of a vector column each worker must unpack row by row (about twice as fast
-    to train and to score; see the README's Performance section).
-    """
+    """StringIndexers for categoricals -> VectorAssembler (NaN for nulls), from the config."""
     from pyspark.ml import Pipeline
-    from pyspark.ml.feature import StringIndexer
+    from pyspark.ml.feature import StringIndexer, VectorAssembler
 
     categorical = list(cfg.features.categorical)
     indexed = [f"{c}{INDEX_SUFFIX}" for c in categorical]
     stages: list[Any] = []
     if categorical:
         stages.append(StringIndexer(inputCols=categorical, outputCols=indexed, handleInvalid="keep"))
+    stages.append(
+        VectorAssembler(inputCols=[*cfg.features.numeric, *indexed], outputCol=FEATURES_COL, handleInvalid="keep")
+    )
     return Pipeline(stages=stages)
 
 
@@ -235,7 +228,7 @@ def build_classifier(cfg: PipelineConfig, params: Mapping[str, Any] | None = Non
             extra["early_stopping_rounds"] = cfg.model.early_stopping_rounds
             extra["eval_metric"] = "auc"
     return SparkXGBClassifier(
-        features_col=feature_columns(cfg),
+        features_col=FEATURES_COL,
         label_col=cfg.label.name,
         num_workers=cfg.model.num_workers,
         missing=float("nan"),
@@ -245,7 +238,7 @@ def build_classifier(cfg: PipelineConfig, params: Mapping[str, Any] | None = Non
 
 
 def build_pipeline(cfg: PipelineConfig) -> Pipeline:
-    """StringIndexers for categoricals -> SparkXGBClassifier on the feature columns (no validation)."""
+    """StringIndexers for categoricals -> VectorAssembler -> SparkXGBClassifier (no validation)."""
     from pyspark.ml import Pipeline
 
     return Pipeline(stages=[*build_featurizer(cfg).getStages(), build_classifier(cfg)])
@@ -294,7 +287,7 @@ def fit_search(
 ) -> tuple[PipelineModel, list[dict[str, Any]]]:
     """Fit one model per parameter set (default :func:`search_trials`); keep the best on validation AUC.
 
-    The featurizer (the indexers) is fitted once on all training rows. Each trial's
+    The featurizer (indexers, assembler) is fitted once on all training rows. Each trial's
     validation AUC (rows of ``validation_dates``) picks the winner; without validation rows
     only the first trial is fitted. ``on_trial(index, params, result)`` is called after each
     fit (e.g. to log a nested MLflow run). Returns the best pipeline and every trial's result.
@@ -319,7 +312,7 @@ def fit_search(
     prepared = (
         featurizer.transform(frame.withColumn(ORDER_COL, row_hash))
         .withColumn(VALIDATION_COL, F.col("date").cast("string").isin(validation) if validation else F.lit(False))
-        .select(*feature_columns(cfg), label, VALIDATION_COL, "date", ORDER_COL)
+        .select(FEATURES_COL, label, VALIDATION_COL, "date", ORDER_COL)
         .repartition(cfg.model.num_workers, ORDER_COL)
         .sortWithinPartitions(ORDER_COL)
         .persist()
@@ -362,21 +355,13 @@ def fit_search(
 
 
 def feature_names(model: PipelineModel) -> list[str]:
-    """Booster feature order (f0, f1, ...) mapped back to config feature names.
-
-    Read from the classifier's feature columns, or from the VectorAssembler of a pipeline
-    trained before the booster read the columns directly (older registered versions).
-    """
+    """Booster feature order (f0, f1, ...) mapped back to config feature names."""
     from pyspark.ml.feature import VectorAssembler
 
-    classifier: Any = model.stages[-1] if model.stages else None
-    columns = classifier.getOrDefault("features_cols") if classifier is not None else None
-    if not columns:
-        assembler = next((s for s in model.stages if isinstance(s, VectorAssembler)), None)
-        columns = assembler.getInputCols() if assembler is not None else None
-    if not columns:
-        raise TrainingError("the model names no feature columns; was it built by build_pipeline?")
-    return [c.removesuffix(INDEX_SUFFIX) for c in columns]
+    for stage in model.stages:
+        if isinstance(stage, VectorAssembler):
+            return [c.removesuffix(INDEX_SUFFIX) for c in stage.getInputCols()]
+    raise TrainingError("the pipeline has no VectorAssembler producing 'features'; was it built by build_pipeline?")
 
 
 def partition_counts(df: DataFrame) -> dict[str, int]:

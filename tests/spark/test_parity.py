@@ -18,9 +18,11 @@ ROWS_PER_DAY = 400
 TOLERANCE = 0.005
 
 
-def _matrix(frame: Any, columns: list[str], label: str) -> tuple[np.ndarray, np.ndarray]:
-    pdf = frame.select(*columns, label).toPandas()
-    return pdf[columns].to_numpy(dtype=np.float64), pdf[label].to_numpy(dtype=np.float64)
+def _matrix(frame: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = frame.select("features", label).collect()
+    x = np.array([r["features"].toArray() for r in rows], dtype=np.float64)
+    y = np.array([r[label] for r in rows], dtype=np.float64)
+    return x, y
 
 
 def test_spark_and_native_xgboost_reach_the_same_auc(spark: Any, tmp_path: Path) -> None:
@@ -29,7 +31,7 @@ def test_spark_and_native_xgboost_reach_the_same_auc(spark: Any, tmp_path: Path)
     from sklearn.metrics import roc_auc_score
 
     from flightdeck.evaluation import positive_probability
-    from flightdeck.training import build_classifier, build_featurizer, feature_columns, model_input_frame, xgb_params
+    from flightdeck.training import build_classifier, build_featurizer, model_input_frame, xgb_params
 
     cfg = small_config(tmp_path, FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS="40")
     label = cfg.label.name
@@ -61,8 +63,8 @@ def test_spark_and_native_xgboost_reach_the_same_auc(spark: Any, tmp_path: Path)
         "seed": params["random_state"],
         "nthread": 1,
     }
-    x_train, y_train = _matrix(train, feature_columns(cfg), label)
-    x_hold, y_hold = _matrix(holdout, feature_columns(cfg), label)
+    x_train, y_train = _matrix(train, label)
+    x_hold, y_hold = _matrix(holdout, label)
     booster = xgb.train(
         native_params,
         xgb.DMatrix(x_train, label=y_train, missing=np.nan),
