@@ -81,7 +81,7 @@ def orchestration() -> dict[str, Any]:
     JVM start and Airflow's scheduling). Uses the bootstrap run, whose every Spark job
     reports its seconds.
     """
-    import re
+    from flightdeck.lake import Lake
 
     state = ROOT / ".flightdeck"
     report, runs = state / "demo-report.json", state / "lake" / "runs"
@@ -92,7 +92,7 @@ def orchestration() -> dict[str, Any]:
     step = next((s for s in steps if s.get("step") == "bootstrap" and s.get("run_id")), None)
     if step is None:
         return {"note": "not measured in this run (the demo report has no bootstrap run)"}
-    folder = runs / re.sub(r"[^A-Za-z0-9_.-]", "_", step["run_id"])
+    folder = Path(Lake(str(state / "lake")).run_doc(step["run_id"], "any")).parent  # the jobs' own naming
     docs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     jobs = {d.get("job", "?"): float(d["seconds"]) for d in docs if isinstance(d, dict) and "seconds" in d}
     wall = float(step["seconds"])

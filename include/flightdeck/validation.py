@@ -456,8 +456,8 @@ def validate_range(
     One aggregation grouped by ``date_col`` counts each partition's rows and the rows that
     could break an expectation. GX validates the whole range once: on pandas (one Arrow
     collect, the aggregation's scan being the other read), or on Spark over ``df`` persisted
-    for the batch's many queries (unless the caller cached it) and released afterwards. A partition gets its own
-    GX run when its counts flag it (row count outside its bounds, nulls, values out of range
+    for the batch's many queries (unless the caller cached it) and released afterwards.
+    A partition gets its own GX run when its counts flag it (row count outside its bounds, nulls, values out of range
     or outside their set, low coverage) or when the range batch failed an expectation the
     counts do not locate; every other partition passes, with a report derived from the range
     batch (same expectations, its own row count, ``derived_from`` naming the batch, and the
