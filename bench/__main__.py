@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--master", default="local[2]", help="Spark master of the benchmark session")
     p.add_argument("--num-workers", type=int, default=2, help="xgboost.spark workers (model.num_workers)")
     p.add_argument("--nthread", type=int, default=2, help="threads of native xgboost (train and predict)")
+    p.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=2,
+        help="also time training as 1 worker x this many threads (spark.task.cpus, in a child process); 0 skips",
+    )
     p.add_argument("--driver-memory", default="4g", help="spark.driver.memory")
     p.add_argument("--work", type=Path, default=ROOT / "bench" / ".work", help="scratch folder for the lakes")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where latest.json/latest.md go")
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FLIGHTDECK__MODEL__NUM_WORKERS"] = str(args.num_workers)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    from bench import probe, report, stages
+    from bench import probe, report, stages, threads
     from flightdeck.config import load_config
     from flightdeck.lake import Lake, parse_partitions
     from flightdeck.sparkio import build_session
@@ -165,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "base": [dates[0].isoformat(), dates[-1].isoformat()],
         "repeats": args.repeats,
-        "spark": {"master": spark.sparkContext.master, "version": spark.version, "driver_memory": args.driver_memory},
+        "spark": {
+            "master": spark.sparkContext.master,
+            "version": spark.version,
+            "driver_memory": args.driver_memory,
+            "num_workers": args.num_workers,
+        },
         "machine": machine,
         "scales": {},
         "notes": list(args.note),
@@ -194,6 +205,20 @@ def main(argv: list[str] | None = None) -> int:
             results["total_seconds"] = round(time.perf_counter() - started, 1)
             (args.work / "partial.json").write_text(json.dumps(results, indent=2, default=str))
         spark.catalog.clearCache()
+        if "training" in wanted and args.threads_per_worker > 0:
+            log(f"  training: 1 worker x {args.threads_per_worker} threads, in its own Spark session ...")
+            variant = threads.run(
+                Path(lake.root), args.base, 1, args.threads_per_worker, args.repeats, args.master, args.driver_memory
+            )
+            if "error" in variant:
+                log(f"  training 1 worker x {args.threads_per_worker} threads failed: {variant['error']}")
+                out.setdefault("errors", {})["training_threads"] = variant["error"]
+            else:
+                out["stages"]["training_threads"] = variant
+                log(
+                    f"  training 1 worker x {args.threads_per_worker} threads: {variant['pipeline']['seconds']:.2f}s "
+                    f"vs native {variant['reference']['seconds']:.2f}s"
+                )
 
     results["orchestration"] = orchestration()
     results["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -9,6 +9,7 @@ from typing import Any
 # stage -> (target ratio pipeline/reference, what the reference is)
 TARGETS: dict[str, tuple[float, str]] = {
     "training": (1.3, "native xgboost.train, same rows/params/threads"),
+    "training_threads": (1.3, "native xgboost.train, training as 1 worker with every thread"),
     "scoring": (2.0, "native Booster.inplace_predict, same rows"),
     "validation": (1.5, "one fused Spark aggregate of the same checks"),
     "features": (5.0, "Parquet scan (count + sum of every column) of its inputs"),
@@ -128,9 +129,11 @@ def markdown(results: dict[str, Any]) -> str:
             st = sc["stages"][stage]
             target = TARGETS[stage][0]
             extra = ""
-            if stage == "training":
+            if stage.startswith("training"):
                 ns = st["ns_per_cell"]
+                workers = st.get("variant", {"num_workers": results["spark"].get("num_workers", "?")})
                 extra = (
+                    f"{workers['num_workers']} worker(s) x {workers.get('threads_per_worker', 1)} thread(s); "
                     f"ns/(row·feature·tree·level): {ns['pipeline']} vs {ns['reference']} "
                     f"({st['rows']:,} rows x {st['features']} x {st['trees']} x {st['max_depth']})"
                 )

@@ -97,16 +97,17 @@ def main(argv: Sequence[str]) -> None:
     slices = max(1, min(len(dates), 2 * spark.sparkContext.defaultParallelism))
     # A total order within each date (every column breaks ties): byte-identical files on rerun.
     order = ["date", EVENT_TS, *[c for c in features.columns if c not in ("date", EVENT_TS)]]
-    features = features.repartition(slices, "date").sortWithinPartitions(*order).cache()
-    counts = {r["date"]: int(r["n"]) for r in features.groupBy("date").agg(F.count(F.lit(1)).alias("n")).collect()}
+    features = features.repartition(slices, "date").sortWithinPartitions(*order)
+    # One pass: the rows are built and written once (no cache); the counts come from the
+    # committed files afterwards (Parquet footers, no data read).
+    write_partitions(features, lake, "features", entity.name, dates)
+    written = read_partitions(spark, lake, "features", entity.name, dates)
+    counts = {r["date"]: int(r["n"]) for r in written.groupBy("date").agg(F.count(F.lit(1)).alias("n")).collect()}
     log.info(
         "built %d feature rows for %d dates in %.1fs", sum(counts.values()), len(dates), time.monotonic() - started
     )
-
-    write_partitions(features, lake, "features", entity.name, dates)
     for date in dates:
         log.info("features %s: %d rows", date, counts.get(date.isoformat(), 0))
-    features.unpersist()
     result: dict[str, Any] = {
         "job": "build_features",
         "table": f"features/{entity.name}",

@@ -51,7 +51,7 @@ def score(
     """
     from pyspark.sql import functions as F
 
-    from flightdeck.evaluation import positive_probability
+    from flightdeck.evaluation import with_probability
     from flightdeck.training import model_input_frame
 
     keys = key_columns(cfg)
@@ -67,11 +67,13 @@ def score(
         partition_col.alias("__partition"),
         *features_df.columns,
     )
-    scored = model.transform(model_input_frame(carried, cfg, require_label=False))
+    scored = with_probability(model, model_input_frame(carried, cfg, require_label=False), "__probability")
+    probability = F.col("__probability")
     return scored.select(
         *[F.col(f"__key_{i}").alias(c) for i, c in enumerate(keys)],
-        positive_probability(scored).alias("probability"),
-        scored["prediction"].cast("int").alias("prediction"),
+        probability.alias("probability"),
+        # xgboost.spark's prediction: the argmax of (1 - p, p)
+        (probability > 0.5).cast("int").alias("prediction"),
         F.lit(model_name).alias("model_name"),
         F.lit(str(model_version)).alias("model_version"),
         F.lit(run_key).cast("string").alias("scoring_run"),

@@ -233,6 +233,45 @@ def test_score_carries_version_and_probabilities(model: Any, data: dict[str, Any
     assert match >= 1
 
 
+def test_fast_probability_equals_the_models_own_transform(
+    model: Any, data: dict[str, Any], cfg: PipelineConfig
+) -> None:
+    """Scoring runs the booster on the raw feature columns (no vector column); its probabilities and
+    predictions must be the ones model.transform gives, with nulls, an unseen category and an
+    early-stopped tree range (best_iteration) in play."""
+    from pyspark.sql import functions as F
+
+    from flightdeck.evaluation import positive_probability, with_probability
+    from flightdeck.training import model_input_frame
+
+    rows = (
+        data["holdout"]
+        .withColumn("carrier", F.when(F.col("flight") % 7 == 0, F.lit("ZZ")).otherwise(F.col("carrier")))
+        .withColumn("wx_temp", F.when(F.col("flight") % 5 == 0, F.lit(None)).otherwise(F.col("wx_temp")))
+        .withColumn("rid", F.monotonically_increasing_id())
+    )
+    frame = model_input_frame(rows, cfg, require_label=False).persist()
+    booster = model.stages[-1].get_booster()
+    spreads = {}
+    try:
+        for best in (None, "7", "0"):
+            booster.set_attr(best_iteration=best)
+            scored = model.transform(frame)
+            want = scored.select("rid", positive_probability(scored).alias("p"), "prediction").toPandas()
+            got = with_probability(model, frame, "p").select("rid", "p").toPandas()
+            want, got = want.sort_values("rid"), got.sort_values("rid")
+            assert len(got) == len(want) == 2 * ROWS_PER_DAY
+            np.testing.assert_array_equal(got["rid"].to_numpy(), want["rid"].to_numpy())
+            np.testing.assert_array_equal(got["p"].to_numpy(), want["p"].to_numpy())
+            np.testing.assert_array_equal((got["p"].to_numpy() > 0.5).astype(int), want["prediction"].to_numpy())
+            spreads[best] = float(np.std(got["p"].to_numpy()))
+    finally:
+        booster.set_attr(best_iteration=None)
+        frame.unpersist()
+    # one tree scores differently from twenty: the tree range is really applied
+    assert spreads["0"] < spreads[None]
+
+
 # --- reference profile and drift -----------------------------------------------------------------
 
 
