@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--render",
         type=Path,
         default=None,
-        help="only re-render a results JSON (e.g. bench/results/latest.json) into --out, adding any --note",
+        help="only re-render a results JSON (e.g. bench/results/latest.json) into --out, adding any --note "
+        "(and the orchestration figure of the last make demo, when the results have none)",
     )
     args = p.parse_args(argv)
     try:
@@ -121,6 +122,8 @@ def render(args: argparse.Namespace) -> int:
     from bench import report
 
     results = json.loads(args.render.read_text())
+    if not results.get("orchestration", {}).get("measured_from"):
+        results["orchestration"] = orchestration()  # a demo may have run since the bench
     results["notes"] = [*results.get("notes", []), *(n for n in args.note if n not in results.get("notes", []))]
     results["verdicts"] = report.verdicts(results)
     js, md = report.write(results, args.out)
