@@ -89,7 +89,7 @@ test-fast: install ## the suite without the end-to-end runs
 soak: install ## 30 simulated days through the daily chain; flat cost per day, nothing lost (~15 min; .flightdeck/soak/)
 	$(VENV)/bin/python -m pytest -q -s -m soak tests/soak
 
-bench: install ## benchmarks: each stage vs its reference at 1x/10x/30x (bench/results/latest.md; ~5 min on an idle 2-core machine)
+bench: install ## benchmarks: each stage vs its reference at 1x/10x/30x (bench/results/latest.md; 6-12 min on a 2-core machine)
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 clean: down ## stop services and delete all local state (.flightdeck/: lake, databases, logs)
