@@ -19,14 +19,15 @@ ORCHESTRATION_RATIO = 1.15
 ORCHESTRATION_OVERHEAD_PER_TASK = 2.0
 
 
+def exact_ratio(stage: dict[str, Any]) -> float | None:
+    p, r = stage["pipeline"]["seconds"], stage["reference"]["seconds"]
+    return float(p / r) if r else None
+
+
 def ratio(stage: dict[str, Any]) -> float | None:
-    p, r = stage["pipeline"]["seconds"], stage["reference"]["seconds"]
-    return round(p / r, 2) if r else None
-
-
-def exact_ratio(stage: dict[str, Any]) -> float:
-    p, r = stage["pipeline"]["seconds"], stage["reference"]["seconds"]
-    return float(p / r) if r else float("inf")
+    """The ratio as published (2 decimals); verdicts use :func:`exact_ratio`."""
+    exact = exact_ratio(stage)
+    return None if exact is None else round(exact, 2)
 
 
 def growth(results: dict[str, Any], stage: str) -> dict[str, Any] | None:
@@ -68,13 +69,12 @@ def verdicts(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for stage, (target, _) in TARGETS.items():
         if stage in largest:
-            r = ratio(largest[stage])
+            r, exact = ratio(largest[stage]), exact_ratio(largest[stage])
             load = max_load(largest[stage])
             out[stage] = {
                 "ratio": r,
                 "target": target,
-                # judged unrounded, like orchestration
-                "met": r is not None and exact_ratio(largest[stage]) <= target,
+                "met": exact is not None and exact <= target,  # unrounded: 2.004 is not within 2.0
                 "max_load": load,
                 "contended": load is not None and load > 2 * cpus,
             }

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     out["variant"] = {"num_workers": args.workers, "threads_per_worker": args.threads}
     sampler.stop()
     spark.stop()
-    print(RESULT_PREFIX + json.dumps({k: v for k, v in out.items()}, default=str))
+    print(RESULT_PREFIX + json.dumps(out, default=str))
     return 0
 
 
