@@ -1,7 +1,9 @@
 # flightdeck — every command a user needs. `make help` lists them.
 # Installs everything from nothing: Java 17 (apt) when `java` is missing, uv,
 # a Python 3.11 virtual environment with the locked requirements, and flightdeck;
-# `make test` also installs Debian's chromium for the browser tests when missing.
+# `make test` also installs Debian's chromium for the browser tests when missing, and starts a
+# throwaway PostgreSQL (tests/pg_server.sh; Debian's postgresql is installed when missing) when
+# none answers with trust login on 127.0.0.1:5432, stopping it when the tests end.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -14,6 +16,13 @@ TOOLS := .tools
 UV := $(shell command -v uv 2>/dev/null || echo $(TOOLS)/bin/uv)
 export PYSPARK_PYTHON := $(CURDIR)/$(VENV)/bin/python
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(VENV)/bin/python
+TEST_PG := .flightdeck/test-pg
+# Runs its argument (pytest) with FLIGHTDECK_TEST_PG_* pointing at a PostgreSQL: the machine's on
+# 127.0.0.1:5432, or one started for the run (and stopped after it, Ctrl-C included); exits with
+# pytest's status.
+with_test_pg = pg_env=$$(bash tests/pg_server.sh start $(TEST_PG)) || exit 1; eval "$$pg_env"; \
+	echo '$(1)'; trap 'bash tests/pg_server.sh stop $(TEST_PG)' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	rc=0; $(1) || rc=$$?; exit $$rc
 
 .PHONY: help install java browser demo test test-fast soak lint typecheck up down status clean lock bench
 
@@ -81,10 +90,10 @@ typecheck: install ## mypy on the library
 	$(VENV)/bin/mypy
 
 test: install browser lint typecheck ## install, lint, type-check and run the whole test suite (browser tests included)
-	$(VENV)/bin/python -m pytest -q
+	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q)
 
 test-fast: install ## the suite without the end-to-end runs
-	$(VENV)/bin/python -m pytest -q -m "not e2e and not soak"
+	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q -m "not e2e and not soak")
 
 soak: install ## 30 simulated days through the daily chain; flat cost per day, nothing lost (~15 min; .flightdeck/soak/)
 	$(VENV)/bin/python -m pytest -q -s -m soak tests/soak
