@@ -88,7 +88,7 @@ def orchestration() -> dict[str, Any]:
     JVM start and Airflow's scheduling). Uses the bootstrap run, whose every Spark job
     reports its seconds.
     """
-    from flightdeck.lake import Lake
+    from flightdeck.core.lake import Lake
 
     state = ROOT / ".flightdeck"
     report, runs = state / "demo-report.json", state / "lake" / "runs"
@@ -145,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     from bench import probe, report, stages, threads
-    from flightdeck.config import load_config
-    from flightdeck.lake import Lake, parse_partitions
-    from flightdeck.sparkio import build_session
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake, parse_partitions
+    from flightdeck.data.sparkio import build_session
 
     dates = parse_partitions(args.base)
     machine = probe.machine()

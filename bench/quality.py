@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flightdeck.jobargs import load_job
+from flightdeck.core.jobargs import load_job
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRST, LAST = dt.date(2013, 1, 1), dt.date(2013, 12, 31)
@@ -37,7 +37,7 @@ log = logging.getLogger("flightdeck.bench.quality")
 
 def build(cfg: Any, lake: Any) -> None:
     """Land, ingest and build features for the whole year (skips days already built)."""
-    from flightdeck import landing
+    from flightdeck.data import landing
 
     if len(lake.committed_partitions("features", cfg.dataset.entity.name)) >= 360:
         log.info("features already built in %s", lake.root)
@@ -80,11 +80,12 @@ def main() -> int:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from flightdeck.config import load_config
-    from flightdeck.evaluation import collect_scores, metrics
-    from flightdeck.lake import Lake
-    from flightdeck.sparkio import build_session, read_available_partitions
-    from flightdeck.training import fit_search, search_trials, split_validation
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake
+    from flightdeck.data.sparkio import build_session, read_available_partitions
+    from flightdeck.model.evaluation import metrics
+    from flightdeck.model.inference import collect_scores
+    from flightdeck.model.training import fit_search, search_trials, split_validation
 
     cfg = load_config()
     lake = Lake(cfg.lake.root)

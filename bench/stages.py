@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from bench.generator import scale_flights, scale_planes
 from bench.probe import RssSampler, measure
-from flightdeck.jobargs import load_job
+from flightdeck.core.jobargs import load_job
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from flightdeck.config import PipelineConfig
-    from flightdeck.lake import Lake
+    from flightdeck.core.config import PipelineConfig
+    from flightdeck.core.lake import Lake
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "FLIGHTDECK_RESULT "
@@ -48,7 +48,7 @@ def span(dates: list[dt.date]) -> str:
 
 def prepare_base(cfg: PipelineConfig, lake: Lake, dates: list[dt.date], log: Any) -> None:
     """Land and ingest the base window into the base lake (kept between runs)."""
-    from flightdeck import landing
+    from flightdeck.data import landing
 
     entity = cfg.dataset.entity.name
     if set(dates) <= set(lake.committed_partitions("bronze", entity)):
@@ -69,8 +69,8 @@ def prepare_scaled(
     Weather and the other reference tables are copied as they are (the series per airport
     does not grow with the number of flights).
     """
-    from flightdeck.lake import reference_table
-    from flightdeck.sparkio import read_partitions, write_partitions, write_table
+    from flightdeck.core.lake import reference_table
+    from flightdeck.data.sparkio import read_partitions, write_partitions, write_table
 
     entity = cfg.dataset.entity.name
     root = Path(scaled.root)
@@ -136,7 +136,7 @@ class Scale:
         return [d.isoformat() for d in self.dates]
 
     def features(self) -> DataFrame:
-        from flightdeck.sparkio import read_partitions
+        from flightdeck.data.sparkio import read_partitions
 
         return read_partitions(self.spark, self.lake, "features", self.cfg.dataset.entity.name, self.dates)
 
@@ -152,8 +152,8 @@ class Scale:
 
 def bench_features(s: Scale) -> dict[str, Any]:
     """jobs/build_features.py over the window (read bronze, build, write) vs a scan of its inputs."""
-    from flightdeck.ingest import read_reference_tables
-    from flightdeck.sparkio import read_available_partitions, read_partitions
+    from flightdeck.data.ingest import read_reference_tables
+    from flightdeck.data.sparkio import read_available_partitions, read_partitions
 
     job_seconds: list[float] = []
 
@@ -184,7 +184,7 @@ def bench_features(s: Scale) -> dict[str, Any]:
 
 def bench_validation(s: Scale) -> dict[str, Any]:
     """validate_range (GX, as jobs/validate_features.py: read, validate) vs the fused aggregate."""
-    from flightdeck.validation import _flag_columns, features_spec, validate_range
+    from flightdeck.data.validation import _flag_columns, features_spec, validate_range
 
     spec = features_spec(s.cfg)
     outcome: dict[str, Any] = {}
@@ -210,7 +210,8 @@ def _prepare_training(s: Scale) -> None:
     """Featurized training rows (cached, one slice per XGBoost worker) and the same rows as numpy."""
     from pyspark.sql import functions as F
 
-    from flightdeck.training import INDEX_SUFFIX, build_featurizer, model_input_frame
+    from flightdeck.model.inference import INDEX_SUFFIX, model_input_frame
+    from flightdeck.model.training import build_featurizer
 
     cfg = s.cfg
     label = cfg.label.name
@@ -234,7 +235,7 @@ def _prepare_training(s: Scale) -> None:
 
 def native_params(cfg: PipelineConfig, nthread: int) -> tuple[dict[str, Any], int]:
     """The config's booster parameters in ``xgboost.train`` terms, and the number of rounds."""
-    from flightdeck.training import xgb_params
+    from flightdeck.model.training import xgb_params
 
     p = xgb_params(cfg)
     params = {
@@ -256,7 +257,7 @@ def bench_training(s: Scale, nthread: int) -> dict[str, Any]:
     import numpy as np
     import xgboost as xgb
 
-    from flightdeck.training import build_classifier
+    from flightdeck.model.training import build_classifier
 
     _prepare_training(s)
     cfg, c = s.cfg, s.cache
@@ -283,12 +284,12 @@ def bench_training(s: Scale, nthread: int) -> dict[str, Any]:
 
 
 def bench_scoring(s: Scale, nthread: int) -> dict[str, Any]:
-    """flightdeck.scoring.score with the fitted pipeline model (all columns computed) vs
+    """flightdeck.model.inference.score with the fitted pipeline model (all columns computed) vs
     Booster.inplace_predict on the same rows."""
     from pyspark.ml import PipelineModel
     from pyspark.sql import functions as F
 
-    from flightdeck.scoring import score
+    from flightdeck.model.inference import score
 
     c = s.cache
     model = PipelineModel(stages=[*c["featurizer"].stages, c["spark_model"]])
@@ -319,8 +320,9 @@ def bench_drift(s: Scale) -> dict[str, Any]:
     vs one scan of both halves' model inputs."""
     from pyspark.sql import functions as F
 
-    from flightdeck.drift import drift_report, profile_counts
-    from flightdeck.training import model_input_frame, reference_profile
+    from flightdeck.model.inference import model_input_frame
+    from flightdeck.monitoring.drift import drift_report, profile_counts
+    from flightdeck.monitoring.profile import reference_profile
 
     cfg = s.cfg
     half = max(1, len(s.keys) // 2)

@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench import stages
     from bench.probe import RssSampler
-    from flightdeck.config import load_config
-    from flightdeck.lake import Lake, parse_partitions
-    from flightdeck.sparkio import build_session
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake, parse_partitions
+    from flightdeck.data.sparkio import build_session
 
     sampler = RssSampler().start()
     spark = build_session(

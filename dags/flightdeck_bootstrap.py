@@ -16,8 +16,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 
-from flightdeck import tasks
-from flightdeck.dagkit import CFG, DEFAULT_ARGS, spark_job
+from flightdeck.data import landing
+from flightdeck.ops.dagkit import CFG, DEFAULT_ARGS, spark_job
 
 RANGE = "{{ params.first }}..{{ params.last }}"
 
@@ -51,7 +51,7 @@ with DAG(
     @task
     def land_history(*, params=None) -> dict:
         """Land every day of the range, reading the source once."""
-        return tasks.land_history(params["first"], params["last"])
+        return landing.land_history(params["first"], params["last"])
 
     ingest = spark_job("ingest", "ingest", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
     build = spark_job("build_features", "build_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"])

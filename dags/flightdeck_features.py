@@ -15,7 +15,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
-from flightdeck.dagkit import BRONZE, DEFAULT_ARGS, FEATURES, spark_job
+from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, FEATURES, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 

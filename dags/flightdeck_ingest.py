@@ -18,8 +18,9 @@ import datetime as dt
 
 from airflow.sdk import DAG, task
 
-from flightdeck import tasks
-from flightdeck.dagkit import BRONZE, CFG, DEFAULT_ARGS, spark_job
+from flightdeck.core import jobargs
+from flightdeck.data import landing
+from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, spark_job
 
 PARTITION = "{{ data_interval_start | ds }}"
 
@@ -38,14 +39,14 @@ with DAG(
     @task
     def land(partition: str) -> dict:
         """Write the day's raw files into the landing zone, as the upstream export would."""
-        return tasks.land_partition(partition)
+        return landing.land_partition(partition)
 
     ingest = spark_job("ingest", "ingest", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])
 
     @task(outlets=[BRONZE])
     def publish_bronze(partition: str, *, outlet_events=None, run_id=None) -> dict:
         """Announce the committed bronze partition (asset event keyed by the day)."""
-        result = tasks.run_result(run_id, "ingest")
+        result = jobargs.run_result(run_id, "ingest")
         outlet_events[BRONZE].add_partitions(partition)
         outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.get("partitions", {})}
         return result

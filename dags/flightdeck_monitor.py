@@ -19,8 +19,8 @@ import datetime as dt
 
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
-from flightdeck import tasks
-from flightdeck.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, spark_job
+from flightdeck.monitoring import retrain
+from flightdeck.ops.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -58,13 +58,13 @@ with DAG(
     @task.short_circuit
     def decide_retrain(*, dag_run=None, run_id=None) -> dict | None:
         """Apply the drift policy; continue to request_retrain only when it says retrain."""
-        decision = tasks.decide_retrain(dag_run.partition_key, run_id)
+        decision = retrain.decide_retrain(dag_run.partition_key, run_id)
         return decision if decision["retrain"] else None
 
     @task(outlets=[RETRAIN_REQUEST])
     def request_retrain(decision: dict, *, dag_run=None, run_id=None, outlet_events=None) -> dict:
         """Record the request and emit it as an asset event carrying the reason."""
-        request = tasks.record_retrain_request(dag_run.partition_key, decision, run_id)
+        request = retrain.record_retrain_request(dag_run.partition_key, decision, run_id)
         outlet_events[RETRAIN_REQUEST].extra = request
         return request
 

@@ -16,7 +16,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param
 
-from flightdeck.dagkit import DEFAULT_ARGS, spark_job
+from flightdeck.ops.dagkit import DEFAULT_ARGS, spark_job
 
 with DAG(
     dag_id="flightdeck_reproduce",

@@ -15,8 +15,9 @@ import datetime as dt
 
 from airflow.sdk import DAG, Param, task
 
-from flightdeck import tasks
-from flightdeck.dagkit import CHAMPION, DEFAULT_ARGS
+from flightdeck.model import promotion
+from flightdeck.ops import dagkit
+from flightdeck.ops.dagkit import CHAMPION, DEFAULT_ARGS
 
 with DAG(
     dag_id="flightdeck_rollback",
@@ -54,8 +55,8 @@ with DAG(
         """Restore the previous champion (or the named version)."""
         if not params["confirm"]:
             raise ValueError("rollback not confirmed: trigger again with 'Confirm rollback' ticked")
-        record = tasks.rollback_champion(
-            params.get("version") or None, params.get("reason") or "", who=tasks.airflow_actor(dag_run)
+        record = promotion.rollback_champion(
+            params.get("version") or None, params.get("reason") or "", who=dagkit.airflow_actor(dag_run)
         )
         outlet_events[CHAMPION].extra = record
         return record

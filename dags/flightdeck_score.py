@@ -15,8 +15,9 @@ import datetime as dt
 
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
-from flightdeck import tasks
-from flightdeck.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, spark_job
+from flightdeck.core import jobargs
+from flightdeck.model import promotion
+from flightdeck.ops.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -36,7 +37,7 @@ with DAG(
         """Pin the champion version for this whole run."""
         from airflow.sdk.exceptions import AirflowSkipException  # not at parse time: slow to import
 
-        version = tasks.resolve_champion()
+        version = promotion.resolve_champion()
         if version is None:
             raise AirflowSkipException("no champion model yet: run flightdeck_train first")
         return version
@@ -44,8 +45,8 @@ with DAG(
     @task
     def resolve_shadow(champion: str) -> str:
         """The challenger to shadow-score with when `scoring.shadow` is on, else "" (no shadow)."""
-        from flightdeck import scoring
-        from flightdeck.config import load_config
+        from flightdeck.core.config import load_config
+        from flightdeck.model import scoring
 
         return scoring.shadow_version(load_config(), champion)
 
@@ -69,7 +70,7 @@ with DAG(
     @task(outlets=[PREDICTIONS])
     def publish_predictions(model_version: str, *, dag_run=None, run_id=None, outlet_events=None) -> dict:
         """Announce the predictions partition with the model version that produced it."""
-        result = tasks.run_result(run_id, "score")
+        result = jobargs.run_result(run_id, "score")
         outlet_events[PREDICTIONS].add_partitions(dag_run.partition_key)
         outlet_events[PREDICTIONS].extra = {"partition": dag_run.partition_key, "model_version": model_version}
         return result

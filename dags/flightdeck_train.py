@@ -30,8 +30,10 @@ import datetime as dt
 from airflow.sdk import DAG, Param, PartitionedAssetTimetable, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from flightdeck import tasks
-from flightdeck.dagkit import CFG, CHAMPION, DEFAULT_ARGS, RETRAIN_REQUEST, spark_job
+from flightdeck.model import promotion
+from flightdeck.monitoring import retrain
+from flightdeck.ops import dagkit
+from flightdeck.ops.dagkit import CFG, CHAMPION, DEFAULT_ARGS, RETRAIN_REQUEST, spark_job
 
 WINDOW = "{{ ti.xcom_pull(task_ids='plan_window') }}"
 
@@ -73,9 +75,9 @@ with DAG(
         """Decide the training window from the retrain request or the Params."""
         events = [e for evs in (triggering_asset_events or {}).values() for e in evs]
         request = events[-1].extra if events else None
-        window = tasks.training_window(dag_run.partition_key, params or {}, request, CFG)
+        window = retrain.training_window(dag_run.partition_key, params or {}, request, CFG)
         if request is not None:  # this run takes the request: the drift policy may ask again
-            tasks.consume_retrain_request(dag_run.partition_key, f"airflow:{dag_run.dag_id}/{dag_run.run_id}")
+            retrain.consume_retrain_request(dag_run.partition_key, f"airflow:{dag_run.dag_id}/{dag_run.run_id}")
         return window
 
     window = plan_window()
@@ -100,14 +102,14 @@ with DAG(
     @task
     def gate(*, run_id=None) -> dict:
         """Compare candidate and champion on the same holdout; return the decision with reasons."""
-        return tasks.gate_candidate(run_id)
+        return promotion.gate_candidate(run_id)
 
     @task(outlets=[CHAMPION])
     def promote(decision: dict, *, run_id=None, dag_run=None, outlet_events=None) -> dict:
         """Move the champion alias if the gate passed (compare-and-set against the compared champion)."""
         if not decision["passed"]:
             raise AirflowSkipException("gate failed: " + "; ".join(decision["reasons"]))
-        record = tasks.promote_candidate(run_id, decision, who=tasks.airflow_actor(dag_run))
+        record = promotion.promote_candidate(run_id, decision, who=dagkit.airflow_actor(dag_run))
         outlet_events[CHAMPION].extra = record
         return record
 

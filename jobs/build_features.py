@@ -22,11 +22,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.features import EVENT_TS, build_features
-from flightdeck.ingest import read_reference_tables
-from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.lake import Lake
-from flightdeck.sparkio import build_session, read_available_partitions, read_partitions, write_partitions
+from flightdeck.core.errors import MissingPartition
+from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.lake import Lake
+from flightdeck.data.features import EVENT_TS, build_features
+from flightdeck.data.ingest import read_reference_tables
+from flightdeck.data.sparkio import build_session, read_available_partitions, read_partitions, write_partitions
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -80,7 +81,7 @@ def main(argv: Sequence[str]) -> None:
     for join in cfg.features.asof_joins:
         df, found = read_available_partitions(spark, lake, "bronze", join.source, first, dates[-1])
         if df is None:
-            raise FileNotFoundError(
+            raise MissingPartition(
                 f"no committed bronze/{join.source} partition between {first} and {dates[-1]}; ingest them first"
             )
         wanted = set(dates) | {d - dt.timedelta(days=1) for d in dates}

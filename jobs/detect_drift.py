@@ -16,7 +16,7 @@ Two Spark passes, no more:
 Writes ``monitoring/drift_daily/date=D`` (one row per statistic, the shared writer),
 ``monitoring/drift_reports/D.json`` (the report, which the retrain policy reads as history)
 and ``D.html`` (charts), and logs them to the ``<model>-monitoring`` MLflow experiment. The
-retrain decision is not taken here: the monitoring DAG calls ``flightdeck.drift.should_retrain``.
+retrain decision is not taken here: the monitoring DAG calls ``flightdeck.monitoring.drift.should_retrain``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -84,7 +84,7 @@ def labelled_predictions(predictions: DataFrame, features: DataFrame, keys: Sequ
 def monitoring_frame(spark: Any, rows: list[dict[str, Any]]) -> DataFrame:
     from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
-    from flightdeck.drift import MONITORING_COLUMNS
+    from flightdeck.monitoring.drift import MONITORING_COLUMNS
 
     types = {"value": DoubleType(), "observed": DoubleType(), "reference": DoubleType(), "threshold": DoubleType()}
     types |= {"breached": BooleanType(), "n_rows": LongType()}
@@ -106,16 +106,22 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     import mlflow
     from pyspark.sql import functions as F
 
-    from flightdeck.drift import MONITORING_TABLE, drift_report, monitoring_rows, performance_report, profile_counts
-    from flightdeck.drift_html import render_report
-    from flightdeck.lake import write_bytes, write_json
-    from flightdeck.scoring import key_columns
-    from flightdeck.sparkio import build_session, read_partitions, write_partitions
+    from flightdeck.core.lake import write_bytes, write_json
+    from flightdeck.data.sparkio import build_session, read_partitions, write_partitions
+    from flightdeck.model.inference import key_columns
+    from flightdeck.monitoring.drift import (
+        MONITORING_TABLE,
+        drift_report,
+        monitoring_rows,
+        performance_report,
+        profile_counts,
+    )
+    from flightdeck.monitoring.drift_html import render_report
 
     name = cfg.model.name
     version = args.model_version
     if not version.isdigit():
-        from flightdeck.registry import alias_version
+        from flightdeck.model.registry import alias_version
 
         resolved = alias_version(name, version)
         if resolved is None:

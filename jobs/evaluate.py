@@ -7,7 +7,7 @@ once, scores both models on the candidate's holdout partitions (the same rows, l
 by a row id) and writes ``runs/<K>/evaluate.json``: both models' metrics, per-slice AUCs
 (``gate.slices``) and a paired bootstrap interval of the AUC difference. The comparison
 is also logged on the candidate's MLflow run (``champion_*`` metrics,
-``evaluation/comparison.json``). The gate (``flightdeck.gate.decide``) runs on this result.
+``evaluation/comparison.json``). The gate (``flightdeck.model.gate.decide``) runs on this result.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flightdeck.jobargs import emit_result, parser, run, setup
-from flightdeck.lake import read_json
+from flightdeck.core.jobargs import emit_result, parser, run, setup
+from flightdeck.core.lake import read_json
 
 log = logging.getLogger("flightdeck.jobs.evaluate")
 
@@ -38,9 +38,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     from mlflow import MlflowClient
     from pyspark.sql import functions as F
 
-    from flightdeck.evaluation import bootstrap_auc_diff, collect_keyed_scores, metrics, slice_aucs
-    from flightdeck.registry import champion_version
-    from flightdeck.sparkio import build_session, read_partitions
+    from flightdeck.data.sparkio import build_session, read_partitions
+    from flightdeck.model.evaluation import bootstrap_auc_diff, metrics, slice_aucs
+    from flightdeck.model.inference import collect_keyed_scores
+    from flightdeck.model.registry import champion_version
 
     name = train["model_name"]
     candidate_version = str(train["version"])

@@ -34,7 +34,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flightdeck.ingest import (
+from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.lake import COMMIT_MARKER, json_exists, reference_table
+from flightdeck.data.ingest import (
     LEDGER_TABLE,
     IngestContractError,
     LandingFile,
@@ -50,10 +52,8 @@ from flightdeck.ingest import (
     read_reference_tables,
     split_rows,
 )
-from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.lake import COMMIT_MARKER, json_exists, reference_table
-from flightdeck.sparkio import build_session, write_partitions
-from flightdeck.validation import (
+from flightdeck.data.sparkio import build_session, write_partitions
+from flightdeck.data.validation import (
     BronzeValidationError,
     bronze_spec,
     ledger_counts,

@@ -18,14 +18,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flightdeck.jobargs import emit_result, parser, run, setup
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.jobargs import emit_result, parser, run, setup
 
 log = logging.getLogger("flightdeck.jobs.reproduce")
 
 ROW_ID = "_holdout_row"
 
 
-class ReproductionError(ValueError):
+class ReproductionError(FlightdeckError):
     """The model could not be rebuilt identically (the message says what differs)."""
 
 
@@ -34,10 +35,10 @@ def reproduce(spark: Any, cfg: Any, lake: Any, manifest: dict[str, Any], origina
     import numpy as np
     from pyspark.sql import functions as F
 
-    from flightdeck.config import PipelineConfig
-    from flightdeck.evaluation import collect_keyed_scores
-    from flightdeck.sparkio import read_partitions
-    from flightdeck.training import check_task_slots, data_fingerprint, fit, partition_stats
+    from flightdeck.core.config import PipelineConfig
+    from flightdeck.data.sparkio import read_partitions
+    from flightdeck.model.inference import collect_keyed_scores
+    from flightdeck.model.training import check_task_slots, data_fingerprint, fit, partition_stats
 
     trained = PipelineConfig.model_validate(manifest["config"])
     trained = trained.model_copy(update={"lake": cfg.lake})  # the lake may have moved; the data must not
@@ -86,7 +87,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     import mlflow
     from mlflow import MlflowClient
 
-    from flightdeck.sparkio import build_session
+    from flightdeck.data.sparkio import build_session
 
     name = cfg.model.name
     version = str(args.model_version).strip().removeprefix("v")

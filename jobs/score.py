@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flightdeck.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
 
 log = logging.getLogger("flightdeck.jobs.score")
 
@@ -28,7 +28,7 @@ def resolve_version(name: str, spec: str) -> str:
     """A concrete version for ``spec`` (a number, or an alias such as ``champion``), resolved once."""
     if spec.isdigit():
         return spec
-    from flightdeck.registry import alias_version
+    from flightdeck.model.registry import alias_version
 
     version = alias_version(name, spec)
     if version is None:
@@ -51,8 +51,8 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
 
     import mlflow
 
-    from flightdeck.scoring import score, shadow_table
-    from flightdeck.sparkio import build_session, read_partitions, write_partition
+    from flightdeck.data.sparkio import build_session, read_partitions, write_partition
+    from flightdeck.model.inference import score, shadow_table
 
     name = cfg.model.name
     version = resolve_version(name, args.model_version)

@@ -29,8 +29,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flightdeck.jobargs import emit_result, parser, run, setup
-from flightdeck.lake import parse_date
+from flightdeck.core.errors import MissingPartition
+from flightdeck.core.jobargs import emit_result, parser, run, setup
+from flightdeck.core.lake import parse_date
 
 log = logging.getLogger("flightdeck.jobs.train")
 
@@ -47,7 +48,7 @@ SPARK_CONF_OF_INTEREST = (
 
 def spark_settings(spark: Any) -> dict[str, Any]:
     """The Spark settings that shape training (recorded in the manifest)."""
-    from flightdeck.training import free_task_slots
+    from flightdeck.model.training import free_task_slots
 
     slots, _ = free_task_slots(spark)
     conf = {k: spark.conf.get(k, None) for k in SPARK_CONF_OF_INTEREST}
@@ -70,24 +71,23 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     from mlflow import MlflowClient
     from pyspark.sql import functions as F
 
-    from flightdeck.evaluation import collect_scores, feature_importance, metrics, write_plots
-    from flightdeck.registry import set_challenger
-    from flightdeck.sparkio import build_session, read_available_partitions
-    from flightdeck.training import (
+    from flightdeck.data.sparkio import build_session, read_available_partitions
+    from flightdeck.model.evaluation import feature_importance, metrics, write_plots
+    from flightdeck.model.inference import collect_scores, model_input_frame
+    from flightdeck.model.registry import set_challenger
+    from flightdeck.model.training import (
         check_rows,
         check_task_slots,
         data_fingerprint,
         fit_search,
         git_commit,
         library_versions,
-        model_input_frame,
         partition_stats,
-        prediction_profile,
-        reference_profile,
         search_trials,
         split_partitions,
         split_validation,
     )
+    from flightdeck.monitoring.profile import prediction_profile, reference_profile
 
     t0 = time.monotonic()
     spark = build_session("flightdeck-train", {"spark.task.cpus": str(cfg.model.threads_per_worker)})
@@ -95,7 +95,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     entity = cfg.dataset.entity.name
     df, dates = read_available_partitions(spark, lake, "features", entity, start, end)
     if df is None:
-        raise FileNotFoundError(
+        raise MissingPartition(
             f"no committed features partitions for {entity} between {start} and {end} "
             f"in {lake.table('features', entity)}; build the features first"
         )
@@ -298,7 +298,7 @@ def _signature(inputs: Any, cfg: Any) -> tuple[Any, Any]:
 
 def _pip_requirements() -> list[str]:
     """Pinned model requirements, so MLflow does not infer them (which reloads the model: slow)."""
-    from flightdeck.training import library_versions
+    from flightdeck.model.training import library_versions
 
     wanted = ("pyspark", "xgboost", "mlflow", "scikit-learn", "pandas", "numpy")
     return [f"{k}=={v}" for k, v in library_versions().items() if k in wanted and v != "missing"]

@@ -4,12 +4,12 @@
                                            [--run-key K] [--engine auto|spark|pandas]
 
 Each date's ``features/<entity>/date=D`` is validated against the suite built from the
-config (see flightdeck.validation), its row count bounded by the ingest ledger's recent
+config (see flightdeck.data.validation), its row count bounded by the ingest ledger's recent
 partitions; its report is written to ``monitoring/validation/features/D.json`` and its Data
 Docs page to ``monitoring/data_docs/features/D.html`` (and logged to MLflow when
 ``MLFLOW_TRACKING_URI`` is set). The range is validated as one Great Expectations batch;
 a date is validated on its own only when the batch or its per-date counts call for it
-(``flightdeck.validation.validate_range``), so a passing date's report is derived from the
+(``flightdeck.data.validation.validate_range``), so a passing date's report is derived from the
 batch. The job exits non-zero (2) naming every failed partition and expectation, after
 writing all the reports.
 """
@@ -23,9 +23,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from flightdeck.jobargs import emit_result, parser, partitions, run, setup
-from flightdeck.sparkio import build_session, read_partitions
-from flightdeck.validation import (
+from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.data.sparkio import build_session, read_partitions
+from flightdeck.data.validation import (
     FeatureValidationError,
     features_spec,
     ledger_counts,

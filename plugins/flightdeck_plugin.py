@@ -1,20 +1,20 @@
 """Airflow plugin: the flightdeck page inside the Airflow UI, and a link to the MLflow UI.
 
-- ``fastapi_apps``: :func:`flightdeck.ui_page.create_app` mounted by the api-server at
+- ``fastapi_apps``: :func:`flightdeck.ops.ui_page.create_app` mounted by the api-server at
   ``/flightdeck``, answering only to logged-in Airflow users (models with gate decisions,
   promotions and rollbacks, drift over time, retrain requests, quarantine per day);
 - ``external_views``: "flightdeck" in the navigation, shown inside the Airflow UI, and
   "MLflow (flightdeck)" in Browse when the MLflow UI URL is known
   (``FLIGHTDECK_MLFLOW_UI_URL``, else an http(s) ``MLFLOW_TRACKING_URI``).
 
-The page's logic lives in ``flightdeck.ui_page``; this file only registers it.
+The page's logic lives in ``flightdeck.ops.ui_page``; this file only registers it.
 """
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from flightdeck.ui_page import URL_PREFIX, create_app, mlflow_ui_url
+from flightdeck.ops.ui_page import URL_PREFIX, create_app, mlflow_ui_url
 
 _views = [
     {

@@ -63,7 +63,7 @@ def _mlflow_isolation() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local SparkSession, configured like the jobs' (ANSI on, UTC)."""
-    from flightdeck.sparkio import build_session
+    from flightdeck.data.sparkio import build_session
 
     session = build_session(
         "flightdeck-tests",

@@ -22,7 +22,7 @@ DAY = "2013-07-01"
 
 
 def _fresh_database(name: str) -> str:
-    from flightdeck.testing import PostgresUnavailable, fresh_database
+    from testkit import PostgresUnavailable, fresh_database
 
     try:
         return fresh_database(name)
@@ -92,8 +92,9 @@ def alert_hook() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from flightdeck.runtime import Runtime
-    from flightdeck.testing import free_port, pg_uri
+    from testkit import free_port, pg_uri
+
+    from flightdeck.ops.runtime import Runtime
 
     state = tmp_path_factory.mktemp("state")
     airflow_db = _fresh_database("flightdeck_e2e_airflow")
@@ -128,8 +129,8 @@ def _stack_environ(stack_env: dict[str, str]) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def demo_result(stack: Any, stack_env: dict[str, str], alert_hook: dict[str, Any]) -> dict:
-    from flightdeck.airflow_api import AirflowApi
-    from flightdeck.demo import DemoPlan, run_demo
+    from flightdeck.ops.airflow_api import AirflowApi
+    from flightdeck.ops.demo import DemoPlan, run_demo
 
     api = AirflowApi(stack.airflow_url, "admin", stack.admin_password())
     plan = DemoPlan(

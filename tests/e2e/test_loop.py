@@ -14,8 +14,8 @@ pytestmark = pytest.mark.e2e
 
 
 def test_champion_alias_exists(stack, demo_result) -> None:
-    from flightdeck import registry
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
+    from flightdeck.model import registry
 
     cfg = load_config()
     assert registry.champion_version(cfg.model.name) is not None
@@ -24,8 +24,8 @@ def test_champion_alias_exists(stack, demo_result) -> None:
 def test_predictions_carry_the_model_version(stack, demo_result) -> None:
     import pyarrow.dataset as ds
 
-    from flightdeck.config import load_config
-    from flightdeck.lake import Lake
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake
 
     cfg = load_config()
     lake = Lake(cfg.lake.root)
@@ -40,8 +40,8 @@ def test_predictions_carry_the_model_version(stack, demo_result) -> None:
 
 
 def test_quarantine_counts_reconcile(stack, demo_result) -> None:
-    from flightdeck import status
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
+    from flightdeck.ops import status
 
     lake_state = status.lake_status(load_config())
     q = lake_state["quarantine"]
@@ -63,8 +63,8 @@ def test_drift_triggered_a_training_run(stack, demo_result) -> None:
 
 
 def test_status_reports_the_loop(stack, demo_result) -> None:
-    from flightdeck import status
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
+    from flightdeck.ops import status
 
     report = status.collect(load_config(), demo_result["api"])
     assert report["airflow"]["reachable"]

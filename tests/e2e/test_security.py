@@ -52,7 +52,7 @@ def test_requests_without_valid_credentials_are_refused(stack: Any, demo_result:
 def test_jwt_secret_and_fernet_key_are_set(stack: Any, tmp_path: Path) -> None:
     from cryptography.fernet import Fernet
 
-    from flightdeck.runtime import Runtime
+    from flightdeck.ops.runtime import Runtime
 
     env = stack.environ()
     assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32

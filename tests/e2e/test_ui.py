@@ -117,8 +117,8 @@ def test_training_triggered_through_its_form_with_a_changed_window(page: Any, st
 def test_rollback_through_its_form_changes_the_champion(page: Any, stack: Any, demo_result: Any) -> None:
     from mlflow import MlflowClient
 
-    from flightdeck import registry
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
+    from flightdeck.model import registry
 
     name = load_config().model.name
     before = registry.champion_version(name)
@@ -135,8 +135,8 @@ def test_rollback_through_its_form_changes_the_champion(page: Any, stack: Any, d
 
 
 def test_mlflow_ui_shows_the_champion_alias(page: Any, stack: Any, demo_result: Any) -> None:
-    from flightdeck import registry
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
+    from flightdeck.model import registry
 
     name = load_config().model.name
     page.goto(f"{stack.mlflow_url}/#/models/{name}", wait_until="load")
@@ -146,8 +146,8 @@ def test_mlflow_ui_shows_the_champion_alias(page: Any, stack: Any, demo_result: 
 
 
 def test_flightdeck_page_shows_champion_history_and_drift_chart(page: Any, stack: Any, demo_result: Any) -> None:
-    from flightdeck import registry
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
+    from flightdeck.model import registry
 
     champion = registry.champion_version(load_config().model.name)
     page.goto(f"{stack.airflow_url}/dags", wait_until="load")

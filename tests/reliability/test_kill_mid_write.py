@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import kill_job_when_staged
 
-from flightdeck import landing
-from flightdeck.config import load_config
-from flightdeck.jobargs import load_job
-from flightdeck.lake import Lake
-from flightdeck.sparkio import _Fs, _restore_interrupted, read_partitions
-from flightdeck.testing import kill_job_when_staged
+from flightdeck.core.config import load_config
+from flightdeck.core.jobargs import load_job
+from flightdeck.core.lake import Lake
+from flightdeck.data import landing
+from flightdeck.data.sparkio import _Fs, _restore_interrupted, read_partitions
 
 pytestmark = pytest.mark.spark
 
@@ -63,7 +63,7 @@ def test_ingest_killed_mid_write_keeps_the_previous_partition(spark: Any, lake_r
 
 
 def test_a_version_left_in_trash_between_the_two_renames_is_restored(spark: Any, lake_root: Path) -> None:
-    from flightdeck.sparkio import write_partitions
+    from flightdeck.data.sparkio import write_partitions
 
     lake = Lake(str(lake_root))
     df = spark.createDataFrame([(1, DAY), (2, DAY), (3, "2013-01-03")], "x int, date string")
@@ -81,7 +81,7 @@ def test_a_version_left_in_trash_between_the_two_renames_is_restored(spark: Any,
 
 
 def test_leftovers_of_killed_writers_are_swept_by_the_next_write_of_their_dates(spark: Any, lake_root: Path) -> None:
-    from flightdeck.sparkio import write_partitions
+    from flightdeck.data.sparkio import write_partitions
 
     lake = Lake(str(lake_root))
     staging = lake_root / "bronze" / "t" / "_staging"

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flightdeck import ingest, landing
-from flightdeck.config import load_config
-from flightdeck.jobargs import load_job, run
-from flightdeck.lake import Lake, list_files
+from flightdeck.core.config import load_config
+from flightdeck.core.jobargs import load_job, run
+from flightdeck.core.lake import Lake, list_files
+from flightdeck.data import ingest, landing
 
 pytestmark = pytest.mark.spark
 

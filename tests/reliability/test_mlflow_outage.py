@@ -5,7 +5,7 @@ A real MLflow server (the embedded runtime's, with its backend store on the mach
 PostgreSQL, as in production) is cut off from its client at three points of a promotion:
 before it starts, between the ledger claim and the alias move, and after the alias move but
 before the version tags. The outage is a loopback TCP proxy that refuses and drops
-connections (``flightdeck.testing.TcpProxy``), so one server start serves the whole test.
+connections (``testkit.TcpProxy``), so one server start serves the whole test.
 Each time the promotion raises, the champion is either the old version or the new one
 (never anything else), the ledger is a chain with no lost or duplicate move, and the retry of
 the same task (same decision reference, as an Airflow retry has) completes it. PostgreSQL
@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import PostgresUnavailable, TcpProxy, drop_database, free_port, fresh_database, pg_uri
 
-from flightdeck.lake import Lake
-from flightdeck.registry import PromotionConflict, champion_version, ledger, promote
-from flightdeck.runtime import Runtime
-from flightdeck.testing import PostgresUnavailable, TcpProxy, drop_database, free_port, fresh_database, pg_uri
+from flightdeck.core.lake import Lake
+from flightdeck.model.registry import PromotionConflict, champion_version, ledger, promote
+from flightdeck.ops.runtime import Runtime
 
 NAME = "flightdeck-outage-model"
 

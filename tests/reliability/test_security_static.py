@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck.config import load_config
-from flightdeck.lake import Lake, LakeError
-from flightdeck.registry import RegistryError, rollback
-from flightdeck.tasks import training_window
+from flightdeck.core.config import load_config
+from flightdeck.core.lake import Lake, LakeError
+from flightdeck.model.registry import RegistryError, rollback
+from flightdeck.monitoring.retrain import training_window
 
 ROOT = Path(__file__).resolve().parents[2]
 

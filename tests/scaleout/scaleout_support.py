@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from flightdeck.testing import PG, drop_database, free_port, fresh_database, pg_uri
+from testkit import PG, drop_database, free_port, fresh_database, pg_uri
 
 __all__ = ["PG", "ROOT", "drop_database", "free_port", "fresh_database", "pg_uri"]
 

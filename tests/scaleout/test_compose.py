@@ -111,7 +111,7 @@ def test_airflow_services_share_fernet_key_and_jwt_secret(services: dict[str, An
 
 
 def test_flightdeck_environment_matches_the_config(services: dict[str, Any]) -> None:
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
 
     example = _example_env()
     for name in AIRFLOW | SPARK:

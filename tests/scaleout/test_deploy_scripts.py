@@ -85,7 +85,7 @@ def test_create_buckets_is_idempotent(s3_bucket: str) -> None:
 
 
 def test_s3a_settings_come_from_the_boto3_environment() -> None:
-    from flightdeck.sparkio import s3a_settings
+    from flightdeck.data.sparkio import s3a_settings
 
     assert s3a_settings({}) == {}
     assert s3a_settings({"AWS_ENDPOINT_URL": "http://s3:8333", "AWS_DEFAULT_REGION": "us-east-1"}) == {
@@ -103,7 +103,7 @@ def test_s3a_settings_come_from_the_boto3_environment() -> None:
 
 @pytest.mark.spark
 def test_build_session_puts_s3a_settings_into_hadoop_conf(spark: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flightdeck.sparkio import build_session
+    from flightdeck.data.sparkio import build_session
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")

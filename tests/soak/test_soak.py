@@ -26,11 +26,12 @@ from typing import Any
 
 import pytest
 
-from flightdeck import landing, registry
-from flightdeck.config import PROJECT_ROOT, load_config
-from flightdeck.jobargs import load_job
-from flightdeck.lake import Lake, date_range
-from flightdeck.sparkio import read_partitions
+from flightdeck.core.config import PROJECT_ROOT, load_config
+from flightdeck.core.jobargs import load_job
+from flightdeck.core.lake import Lake, date_range
+from flightdeck.data import landing
+from flightdeck.data.sparkio import read_partitions
+from flightdeck.model import registry
 
 pytestmark = [pytest.mark.soak, pytest.mark.spark]
 

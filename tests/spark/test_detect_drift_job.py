@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flightdeck.jobargs import load_job
+from flightdeck.core.jobargs import load_job
 
 pytestmark = pytest.mark.spark
 INF = float("inf")
@@ -57,9 +57,9 @@ def test_detect_drift_job_by_hand(spark: Any, lake_root: Path, tmp_path: Path, m
     import mlflow
     from mlflow import MlflowClient
 
-    from flightdeck.config import load_config
-    from flightdeck.lake import Lake
-    from flightdeck.status import drift_state
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake
+    from flightdeck.ops.status import drift_state
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from flightdeck.config import load_config
-from flightdeck.features import build_features
+from flightdeck.core.config import load_config
+from flightdeck.data.features import build_features
 
 pytestmark = pytest.mark.spark
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from flightdeck import ingest, landing
-from flightdeck.config import load_config
-from flightdeck.jobargs import load_job
-from flightdeck.lake import Lake
-from flightdeck.sparkio import read_partitions
+from flightdeck.core.config import load_config
+from flightdeck.core.jobargs import load_job
+from flightdeck.core.lake import Lake
+from flightdeck.data import ingest, landing
+from flightdeck.data.sparkio import read_partitions
 
 pytestmark = pytest.mark.spark
 

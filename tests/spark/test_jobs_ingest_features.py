@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from flightdeck import landing
-from flightdeck.config import load_config
-from flightdeck.jobargs import load_job
-from flightdeck.lake import Lake
-from flightdeck.sparkio import read_partitions
+from flightdeck.core.config import load_config
+from flightdeck.core.jobargs import load_job
+from flightdeck.core.lake import Lake
+from flightdeck.data import landing
+from flightdeck.data.sparkio import read_partitions
 
 pytestmark = pytest.mark.spark
 

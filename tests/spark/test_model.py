@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flightdeck.config import PipelineConfig, load_config
+from flightdeck.core.config import PipelineConfig, load_config
 
 pytestmark = pytest.mark.spark
 
@@ -120,7 +120,7 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> PipelineConfig:
 def data(spark: Any, cfg: PipelineConfig) -> Iterator[dict[str, Any]]:
     from pyspark.sql import functions as F
 
-    from flightdeck.training import split_partitions
+    from flightdeck.model.training import split_partitions
 
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
     df = synthetic_features(spark, cfg, days, ROWS_PER_DAY).persist()
@@ -134,7 +134,7 @@ def data(spark: Any, cfg: PipelineConfig) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def model(data: dict[str, Any], cfg: PipelineConfig) -> Any:
-    from flightdeck.training import fit
+    from flightdeck.model.training import fit
 
     return fit(data["train"], cfg)
 
@@ -148,30 +148,31 @@ def test_time_split_uses_last_days_as_holdout(data: dict[str, Any]) -> None:
 
 
 def test_split_needs_enough_partitions() -> None:
-    from flightdeck.training import TrainingError, split_partitions
+    from flightdeck.model.training import TrainingError, split_partitions
 
     with pytest.raises(TrainingError, match="need at least 3 feature partitions"):
         split_partitions([START, START + dt.timedelta(days=1)], 2)
 
 
 def test_too_few_rows_fails_clearly() -> None:
-    from flightdeck.training import TrainingError, check_rows
+    from flightdeck.model.training import TrainingError, check_rows
 
     with pytest.raises(TrainingError, match="only 10 training rows"):
         check_rows(10, 100)
 
 
 def test_task_slot_check_fails_fast(spark: Any) -> None:
-    from flightdeck.training import TrainingError, check_task_slots
+    from flightdeck.model.training import TrainingError, check_task_slots
 
     with pytest.raises(TrainingError, match="num_workers=64 but Spark offers only 2"):
         check_task_slots(spark, 64)
 
 
 def test_model_learns_the_signal(model: Any, data: dict[str, Any], cfg: PipelineConfig) -> None:
-    from flightdeck.evaluation import evaluate
+    from flightdeck.model.evaluation import metrics
+    from flightdeck.model.inference import collect_scores
 
-    m = evaluate(model, data["holdout"], cfg)
+    m = metrics(*collect_scores(model, data["holdout"], cfg))
     assert m["roc_auc"] > 0.7
     assert m["n_rows"] == 2 * ROWS_PER_DAY
     assert 0 < m["positive_rate"] < 1
@@ -180,8 +181,8 @@ def test_model_learns_the_signal(model: Any, data: dict[str, Any], cfg: Pipeline
 
 
 def test_training_is_deterministic(model: Any, data: dict[str, Any], cfg: PipelineConfig) -> None:
-    from flightdeck.evaluation import collect_scores
-    from flightdeck.training import fit
+    from flightdeck.model.inference import collect_scores
+    from flightdeck.model.training import fit
 
     again = fit(data["train"], cfg)
     _, p1 = collect_scores(model, data["holdout"], cfg)
@@ -190,7 +191,7 @@ def test_training_is_deterministic(model: Any, data: dict[str, Any], cfg: Pipeli
 
 
 def test_feature_importance_names_and_signal(model: Any, cfg: PipelineConfig, tmp_path: Path) -> None:
-    from flightdeck.evaluation import feature_importance, write_plots
+    from flightdeck.model.evaluation import feature_importance, write_plots
 
     importance = feature_importance(model)
     assert set(importance) == set(cfg.features.model_inputs)
@@ -208,7 +209,7 @@ def test_feature_importance_names_and_signal(model: Any, cfg: PipelineConfig, tm
 def test_score_carries_version_and_probabilities(model: Any, data: dict[str, Any], cfg: PipelineConfig) -> None:
     from pyspark.sql import functions as F
 
-    from flightdeck.scoring import score
+    from flightdeck.model.inference import score
 
     out = score(model, data["holdout"], model_name=cfg.model.name, model_version="7", run_key="run-1", cfg=cfg)
     assert out.columns == [
@@ -241,8 +242,7 @@ def test_fast_probability_equals_the_models_own_transform(
     early-stopped tree range (best_iteration) in play."""
     from pyspark.sql import functions as F
 
-    from flightdeck.evaluation import positive_probability, with_probability
-    from flightdeck.training import model_input_frame
+    from flightdeck.model.inference import model_input_frame, positive_probability, with_probability
 
     rows = (
         data["holdout"]
@@ -277,8 +277,8 @@ def test_fast_probability_equals_the_models_own_transform(
 
 @pytest.fixture(scope="module")
 def profile(model: Any, data: dict[str, Any], cfg: PipelineConfig) -> dict[str, Any]:
-    from flightdeck.evaluation import collect_scores
-    from flightdeck.training import prediction_profile, reference_profile
+    from flightdeck.model.inference import collect_scores
+    from flightdeck.monitoring.profile import prediction_profile, reference_profile
 
     prof = reference_profile(data["train"], cfg)
     _, p = collect_scores(model, data["holdout"], cfg)
@@ -305,7 +305,7 @@ def test_reference_profile_shape(profile: dict[str, Any], cfg: PipelineConfig) -
 
 
 def test_drift_on_same_data_is_zero(profile: dict[str, Any], data: dict[str, Any], cfg: PipelineConfig) -> None:
-    from flightdeck.drift import drift_report, profile_counts
+    from flightdeck.monitoring.drift import drift_report, profile_counts
 
     current = profile_counts(data["train"], profile)
     report = drift_report(profile, current, cfg.drift, current["n_rows"])
@@ -317,8 +317,9 @@ def test_drift_on_same_data_is_zero(profile: dict[str, Any], data: dict[str, Any
 def test_drift_on_shifted_data(
     spark: Any, model: Any, profile: dict[str, Any], data: dict[str, Any], cfg: PipelineConfig
 ) -> None:
-    from flightdeck.drift import drift_report, profile_counts, should_retrain
-    from flightdeck.scoring import score
+    from flightdeck.model.inference import score
+    from flightdeck.monitoring.drift import drift_report, profile_counts
+    from flightdeck.monitoring.retrain import should_retrain
 
     day = dt.date(2013, 7, 1)
     shifted = synthetic_features(spark, cfg, [day], 600, shift=True)

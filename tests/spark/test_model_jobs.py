@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from test_model import START, synthetic_features_pandas
 
-from flightdeck.config import load_config
-from flightdeck.jobargs import load_job
-from flightdeck.lake import Lake
+from flightdeck.core.config import load_config
+from flightdeck.core.jobargs import load_job
+from flightdeck.core.lake import Lake
 
 pytestmark = pytest.mark.spark
 DAYS = 6
@@ -24,7 +24,7 @@ ROWS_PER_DAY = 300
 
 
 def _write_days(spark: Any, cfg: Any, lake: Lake, days: list[dt.date], *, shuffle_labels: bool = False) -> None:
-    from flightdeck.sparkio import write_partition
+    from flightdeck.data.sparkio import write_partition
 
     for i, day in enumerate(days):
         pdf = synthetic_features_pandas(cfg, day, ROWS_PER_DAY, seed=1000 + i)
@@ -38,7 +38,7 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
 ) -> None:
     from mlflow import MlflowClient
 
-    from flightdeck import registry, tasks
+    from flightdeck.model import promotion, registry
 
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) goes under tmp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -93,10 +93,10 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     assert {k: str(v) for k, v in client.get_registered_model(name).aliases.items()} == {"challenger": "1"}
 
     evaluate.main(["--run-key", "r1"])
-    decision = tasks.gate_candidate("r1")
+    decision = promotion.gate_candidate("r1")
     assert decision["passed"] and decision["champion_version"] is None
     assert client.get_model_version(name, "1").tags["gate_passed"] == "true"
-    tasks.promote_candidate("r1", decision, who="pytest")
+    promotion.promote_candidate("r1", decision, who="pytest")
     assert registry.champion_version(name, client=client) == "1"
 
     # --- the champion rebuilds identically from its manifest ----------------------------------------
@@ -109,13 +109,13 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     evaluate_doc = evaluate.main(["--run-key", "r2"])
     assert evaluate_doc["champion"]["version"] == "1"
     assert evaluate_doc["comparison"]["auc_diff_ci"]["high"] < 0
-    decision = tasks.gate_candidate("r2")
+    decision = promotion.gate_candidate("r2")
     assert not decision["passed"], decision["reasons"]
     failed = {k for k, v in decision["checks"].items() if not v["passed"]}
     assert {"max_auc_regression", "auc_diff_ci"} <= failed
     assert client.get_model_version(name, worse["version"]).tags["gate_passed"] == "false"
     with pytest.raises(ValueError, match="refusing to promote"):
-        tasks.promote_candidate("r2", decision)
+        promotion.promote_candidate("r2", decision)
     assert registry.champion_version(name, client=client) == "1"
     assert [m["to"] for m in registry.ledger(name, alias="champion", lake=lake)] == ["1"]
 
@@ -126,7 +126,7 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     # --- the alias moves while a scoring run is under way: the run keeps the version it resolved -----
     import threading
 
-    from flightdeck.sparkio import FAULT_PAUSE_ENV, read_partitions
+    from flightdeck.data.sparkio import FAULT_PAUSE_ENV, read_partitions
 
     holdout = [d.isoformat() for d in days[-2:]]
     monkeypatch.setenv(FAULT_PAUSE_ENV, "4@/predictions/")  # each day pauses between staging and commit

@@ -30,8 +30,8 @@ def test_spark_and_native_xgboost_reach_the_same_auc(spark: Any, tmp_path: Path)
     from pyspark.sql import functions as F
     from sklearn.metrics import roc_auc_score
 
-    from flightdeck.evaluation import positive_probability
-    from flightdeck.training import build_classifier, build_featurizer, model_input_frame, xgb_params
+    from flightdeck.model.inference import model_input_frame, positive_probability
+    from flightdeck.model.training import build_classifier, build_featurizer, xgb_params
 
     cfg = small_config(tmp_path, FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS="40")
     label = cfg.label.name

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from flightdeck.config import DateColumns, Rolling, ScheduleCount, load_config
-from flightdeck.features import build_features, rolling_features, schedule_counts
-from flightdeck.ingest import reference_table
-from flightdeck.jobargs import load_job
-from flightdeck.lake import Lake
-from flightdeck.sparkio import write_partitions, write_table
+from flightdeck.core.config import DateColumns, Rolling, ScheduleCount, load_config
+from flightdeck.core.jobargs import load_job
+from flightdeck.core.lake import Lake, reference_table
+from flightdeck.data.features import build_features, rolling_features, schedule_counts
+from flightdeck.data.sparkio import write_partitions, write_table
 
 pytestmark = pytest.mark.spark
 
@@ -110,7 +109,7 @@ def test_schedule_counts_same_local_day_and_keys(spark: Any) -> None:
 def test_config_rejects_bad_rolling(tmp_path: Path) -> None:
     import yaml
 
-    from flightdeck.config import ConfigError
+    from flightdeck.core.config import ConfigError
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "include/config/flights.yaml").read_text())
     raw["features"]["rolling"][0]["known_after_days"] = 0

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flightdeck.lake import COMMIT_MARKER, Lake
-from flightdeck.sparkio import read_partitions, write_partition, write_partitions
+from flightdeck.core.lake import COMMIT_MARKER, Lake
+from flightdeck.data.sparkio import read_partitions, write_partition, write_partitions
 
 pytestmark = pytest.mark.spark
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from flightdeck.config import load_config
-from flightdeck.validation import (
+from flightdeck.core.config import load_config
+from flightdeck.data.validation import (
     bronze_spec,
     row_count_bounds,
     suite_json,
@@ -141,7 +141,7 @@ def test_every_report_carries_data_docs(spark: Any) -> None:
 
 
 def test_reports_and_data_docs_land_in_the_lake(spark: Any, tmp_path: Path) -> None:
-    from flightdeck.lake import Lake
+    from flightdeck.core.lake import Lake
 
     lake = Lake(str(tmp_path / "lake"))
     reports = validate_range(

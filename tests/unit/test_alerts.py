@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from flightdeck import alerts
-from flightdeck.config import Alerts, load_config
-from flightdeck.lake import Lake
+from flightdeck.core import alerts
+from flightdeck.core.config import Alerts, load_config
+from flightdeck.core.lake import Lake
 
 
 @pytest.fixture()
@@ -83,7 +83,7 @@ def test_webhook_from_the_environment_without_code_changes(
 
 
 def test_failure_notifier_reads_the_airflow_context(lake_root: Path) -> None:
-    from flightdeck.notifiers import FlightdeckNotifier, failure_details
+    from flightdeck.ops.notifiers import FlightdeckNotifier, failure_details
 
     ti = SimpleNamespace(dag_id="flightdeck_score", task_id="score", run_id="r1", try_number=2, log_url="http://x/log")
     context = {"ti": ti, "dag_run": SimpleNamespace(partition_key="2013-07-01"), "exception": ValueError("boom")}
@@ -96,8 +96,8 @@ def test_failure_notifier_reads_the_airflow_context(lake_root: Path) -> None:
 
 
 def test_every_dag_task_alerts_on_failure() -> None:
-    from flightdeck.dagkit import DEFAULT_ARGS
-    from flightdeck.notifiers import FlightdeckNotifier
+    from flightdeck.ops.dagkit import DEFAULT_ARGS
+    from flightdeck.ops.notifiers import FlightdeckNotifier
 
     assert isinstance(DEFAULT_ARGS["on_failure_callback"], FlightdeckNotifier)
     assert load_config().alerts.webhook_url is None  # nothing is sent anywhere unless configured

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck.config import ConfigError, load_config
+from flightdeck.core.config import ConfigError, load_config
 
 
 def test_default_config_describes_flights() -> None:

@@ -7,21 +7,25 @@ import math
 
 import pytest
 
-from flightdeck.config import Drift
-from flightdeck.drift import (
+from flightdeck.core.config import Drift
+from flightdeck.core.lake import parse_date
+from flightdeck.monitoring.drift import (
     STATUS_INSUFFICIENT,
-    Decision,
-    History,
     bin_index,
     drift_report,
-    is_open,
     log_loss,
     performance_report,
     psi,
     roc_auc,
-    should_retrain,
 )
-from flightdeck.lake import parse_date
+from flightdeck.monitoring.retrain import Decision, History, is_open, should_retrain
+
+
+def _decide_one(report: dict, requests: list, policy: Drift, day: str | dt.date) -> Decision:
+    """The policy on one window: ``report`` as the drift report of ``day``, with these requests."""
+    day = parse_date(day)
+    return should_retrain(History(day=day, windows=[{**report, "date": day.isoformat()}], requests=requests), policy)
+
 
 POLICY = Drift(bins=10, psi_threshold=0.2, drifted_share=0.2, min_rows=200, cooldown_days=7)
 
@@ -104,7 +108,7 @@ def test_report_below_min_rows_has_no_drift() -> None:
     assert report["drifted"] == []
     assert report["drifted_share"] == 0.0
     assert report["psi"]["a"] > POLICY.psi_threshold  # still reported, for information
-    decision = should_retrain(report, [], POLICY, "2013-05-01")
+    decision = _decide_one(report, [], POLICY, "2013-05-01")
     assert not decision.retrain
     assert "insufficient rows" in decision.reason and "199 < minimum 200" in decision.reason
 
@@ -121,7 +125,7 @@ PSIS = {f"f{i}": 0.01 for i in range(15)} | {
 
 
 def test_retrain_reason_names_features_with_psi() -> None:
-    d = should_retrain(_report(PSIS), [], POLICY, dt.date(2013, 5, 1))
+    d = _decide_one(_report(PSIS), [], POLICY, dt.date(2013, 5, 1))
     assert d.retrain
     assert d.reason.startswith(
         "5 of 20 features drifted (share 0.25 >= 0.20): month_of_year PSI 4.10, wx_temp PSI 1.93"
@@ -132,7 +136,7 @@ def test_retrain_reason_names_features_with_psi() -> None:
 
 def test_no_retrain_below_share() -> None:
     psis = {f"f{i}": 0.01 for i in range(18)} | {"wx_temp": 0.5, "dep_hour": 0.3}
-    d = should_retrain(_report(psis), [], POLICY, "2013-05-01")
+    d = _decide_one(_report(psis), [], POLICY, "2013-05-01")
     assert not d.retrain
     assert d.reason.startswith("no threshold breached on 2013-05-01: 2 of 20 features drifted (share 0.10 < 0.20)")
 
@@ -142,42 +146,40 @@ CONSUMED = {"consumed_by": "flightdeck_train/run-1"}
 
 def test_cooldown_blocks_then_expires() -> None:
     history = [{"partition": "2013-04-28", "reason": "earlier", **CONSUMED}]
-    blocked = should_retrain(_report(PSIS), history, POLICY, "2013-05-01")
+    blocked = _decide_one(_report(PSIS), history, POLICY, "2013-05-01")
     assert not blocked.retrain
     assert "cooldown" in blocked.reason and "2013-04-28" in blocked.reason and "3 day(s)" in blocked.reason
     # 7 days later the cooldown (7 days) is over
-    assert should_retrain(_report(PSIS), history, POLICY, "2013-05-05").retrain
+    assert _decide_one(_report(PSIS), history, POLICY, "2013-05-05").retrain
 
 
 def test_rerun_of_same_partition_does_not_ask_twice() -> None:
     for request in ({"partition": "2013-05-01"}, {"partition": "2013-05-01", **CONSUMED}):
-        d = should_retrain(_report(PSIS), [request], POLICY, "2013-05-01")
+        d = _decide_one(_report(PSIS), [request], POLICY, "2013-05-01")
         assert not d.retrain and "exists already" in d.reason
     no_cooldown = POLICY.model_copy(update={"cooldown_days": 0})
-    assert not should_retrain(
-        _report(PSIS), [{"partition": "2013-05-01", **CONSUMED}], no_cooldown, "2013-05-01"
-    ).retrain
+    assert not _decide_one(_report(PSIS), [{"partition": "2013-05-01", **CONSUMED}], no_cooldown, "2013-05-01").retrain
 
 
 def test_later_requests_are_ignored_and_zero_cooldown_never_blocks() -> None:
     later = [{"partition": "2013-06-01", **CONSUMED}]
-    assert should_retrain(_report(PSIS), later, POLICY, "2013-05-01").retrain
+    assert _decide_one(_report(PSIS), later, POLICY, "2013-05-01").retrain
     no_cooldown = POLICY.model_copy(update={"cooldown_days": 0})
-    assert should_retrain(_report(PSIS), [{"partition": "2013-04-30", **CONSUMED}], no_cooldown, "2013-05-01").retrain
+    assert _decide_one(_report(PSIS), [{"partition": "2013-04-30", **CONSUMED}], no_cooldown, "2013-05-01").retrain
 
 
 def test_at_most_one_open_request_until_consumed_or_expired() -> None:
     open_request = [{"partition": "2013-04-20"}]  # past the 7-day cooldown, never consumed
-    d = should_retrain(_report(PSIS), open_request, POLICY, "2013-05-01")
+    d = _decide_one(_report(PSIS), open_request, POLICY, "2013-05-01")
     assert not d.retrain
     assert "request for 2013-04-20 is still open" in d.reason
     assert d.details["open_request"]["partition"] == "2013-04-20"
     # once the training DAG consumed it, a new request may go out
-    assert should_retrain(_report(PSIS), [{**open_request[0], **CONSUMED}], POLICY, "2013-05-01").retrain
+    assert _decide_one(_report(PSIS), [{**open_request[0], **CONSUMED}], POLICY, "2013-05-01").retrain
     # an abandoned request (older than request_ttl_days=14) no longer blocks
     assert is_open(open_request[0], dt.date(2013, 5, 3), POLICY)
     assert not is_open(open_request[0], dt.date(2013, 5, 4), POLICY)
-    assert should_retrain(_report(PSIS), open_request, POLICY, "2013-05-04").retrain
+    assert _decide_one(_report(PSIS), open_request, POLICY, "2013-05-04").retrain
 
 
 QUIET = {f"f{i}": 0.01 for i in range(20)}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flightdeck.config import load_config
-from flightdeck.drift import monitoring_rows
-from flightdeck.drift_html import render_report
+from flightdeck.core.config import load_config
+from flightdeck.monitoring.drift import monitoring_rows
+from flightdeck.monitoring.drift_html import render_report
 
 INF = float("inf")
 PROFILE = {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flightdeck.config import Gate
-from flightdeck.gate import decide
+from flightdeck.core.config import Gate
+from flightdeck.model.gate import decide
 
 GATE = Gate(min_auc=0.62, max_auc_regression=0.01)
 
@@ -165,7 +165,7 @@ def test_worse_candidate_fails_every_relative_check() -> None:
 def test_bootstrap_interval_brackets_the_true_difference() -> None:
     import numpy as np
 
-    from flightdeck.evaluation import bootstrap_auc_diff
+    from flightdeck.model.evaluation import bootstrap_auc_diff
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 500)
@@ -183,7 +183,7 @@ def test_bootstrap_interval_brackets_the_true_difference() -> None:
 def test_slice_aucs_and_calibration_error() -> None:
     import numpy as np
 
-    from flightdeck.evaluation import calibration_error, slice_aucs
+    from flightdeck.model.evaluation import calibration_error, slice_aucs
 
     y = np.array([0, 1, 0, 1, 1, 1])
     p = np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.6])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck.lake import Lake, LakeError, list_docs, parse_partitions, read_json, write_json
+from flightdeck.core.lake import Lake, LakeError, list_docs, parse_partitions, read_json, write_json
 
 
 def test_partition_specs() -> None:

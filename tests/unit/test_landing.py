@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flightdeck import landing
-from flightdeck.config import load_config
-from flightdeck.lake import Lake
+from flightdeck.core.config import load_config
+from flightdeck.core.lake import Lake
+from flightdeck.data import landing
 
 
 def _source_lines(name: str) -> list[str]:

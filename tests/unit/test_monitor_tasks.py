@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from flightdeck import tasks
-from flightdeck.lake import Lake, read_json, write_json
+from flightdeck.core.lake import Lake, read_json, write_json
+from flightdeck.monitoring import retrain
 
 PSIS = {"wx_temp": 1.9, "wx_dewp": 0.8, "distance": 0.01, "dep_hour": 0.02}
 
@@ -34,14 +34,16 @@ def env(lake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dic
 def test_request_is_open_until_a_training_run_for_its_partition_exists(env: dict[str, Any]) -> None:
     from mlflow import MlflowClient
 
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
 
-    request = tasks.record_retrain_request("2013-07-01", {"reason": "2 of 4 features drifted", "features": {}}, "mon-1")
+    request = retrain.record_retrain_request(
+        "2013-07-01", {"reason": "2 of 4 features drifted", "features": {}}, "mon-1"
+    )
     assert request["partition"] == "2013-07-01"
     alert = json.loads((env["root"] / "monitoring/alerts/alerts.jsonl").read_text().splitlines()[-1])
     assert alert["event"] == "retrain_requested" and "2013-07-01" in alert["summary"]
 
-    blocked = tasks.decide_retrain("2013-07-02", "mon-2")
+    blocked = retrain.decide_retrain("2013-07-02", "mon-2")
     assert not blocked["retrain"] and "request for 2013-07-01 is still open" in blocked["reason"]
 
     client = MlflowClient(env["uri"])
@@ -49,11 +51,11 @@ def test_request_is_open_until_a_training_run_for_its_partition_exists(env: dict
     run = client.create_run(experiment)
     client.log_param(run.info.run_id, "train_end", "2013-07-01")
 
-    allowed = tasks.decide_retrain("2013-07-02", "mon-2")
+    allowed = retrain.decide_retrain("2013-07-02", "mon-2")
     assert allowed["retrain"], allowed["reason"]
     assert allowed["reason"].startswith("2 of 4 features drifted (share 0.50 >= 0.20): wx_temp PSI 1.90")
     stored = read_json(env["lake"].path("monitoring", "retrain_requests", "2013-07-01.json"))
     assert stored["consumed_by"] == f"mlflow-run:{run.info.run_id}"
 
-    assert tasks.consume_retrain_request(None, "manual") is None
-    assert tasks.consume_retrain_request("2013-07-01", "train-run-9")["consumed_by"] == "train-run-9"
+    assert retrain.consume_retrain_request(None, "manual") is None
+    assert retrain.consume_retrain_request("2013-07-01", "train-run-9")["consumed_by"] == "train-run-9"

@@ -30,13 +30,13 @@ def registry(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture()
 def lake(tmp_path: Path) -> Any:
-    from flightdeck.lake import Lake
+    from flightdeck.core.lake import Lake
 
     return Lake(str(tmp_path / "lake"))
 
 
 def test_promote_and_rollback(registry: Any, lake: Any) -> None:
-    from flightdeck.registry import (
+    from flightdeck.model.registry import (
         PromotionConflict,
         RegistryError,
         champion_version,
@@ -98,7 +98,7 @@ def test_racing_promotions_exactly_one_wins(registry: Any, lake: Any, tmp_path: 
     """Several promoters compared against the same champion start at once: one moves it, the rest stop."""
     from mlflow import MlflowClient
 
-    from flightdeck.registry import PromotionConflict, champion_version, ledger, promote
+    from flightdeck.model.registry import PromotionConflict, champion_version, ledger, promote
 
     promote(NAME, "1", expected_current=None, decision_ref="runs/first", lake=lake, client=registry)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -134,7 +134,7 @@ def test_racing_promotions_exactly_one_wins(registry: Any, lake: Any, tmp_path: 
         assert all(a["to"] == b["from"] for a, b in itertools.pairwise(moves))
         assert moves[-1]["to"] == champion and moves[-1]["who"] == f"run-{champion}"
         # reset for the next round: the winner steps back to v1 through the ledger
-        from flightdeck.registry import rollback
+        from flightdeck.model.registry import rollback
 
         rollback(NAME, to_version="1", lake=lake, client=registry)
         outcomes.clear()
@@ -144,7 +144,7 @@ def test_unfinished_claim_blocks_then_expires(registry: Any, lake: Any) -> None:
     """A promoter that claimed the ledger entry but died before moving the alias blocks moves for a while."""
     import datetime as dt
 
-    from flightdeck.registry import PromotionConflict, _claim, champion_version, promote
+    from flightdeck.model.registry import PromotionConflict, _claim, champion_version, promote
 
     t0 = dt.datetime(2013, 7, 1, 12, 0, tzinfo=dt.UTC)
     promote(NAME, "1", expected_current=None, decision_ref="runs/a", lake=lake, client=registry, now=t0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flightdeck import registry
-from flightdeck.config import load_config
-from flightdeck.scoring import shadow_table, shadow_version
+from flightdeck.core.config import load_config
+from flightdeck.model import registry
+from flightdeck.model.inference import shadow_table, shadow_version
 
 
 def test_shadow_scoring_choice(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flightdeck.demo import parse_history
-from flightdeck.status import render
+from flightdeck.ops.demo import parse_history
+from flightdeck.ops.status import render
 
 
 def test_render_tells_the_story() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flightdeck.config import load_config
-from flightdeck.tasks import training_window
+from flightdeck.core.config import load_config
+from flightdeck.monitoring.retrain import RetrainError, training_window
 
 
 def test_retrain_request_window_ends_at_its_partition() -> None:
@@ -22,5 +22,5 @@ def test_manual_window_from_params_with_config_defaults() -> None:
 
 
 def test_manual_window_must_be_ordered() -> None:
-    with pytest.raises(ValueError, match="before"):
+    with pytest.raises(RetrainError, match="before"):
         training_window(None, {"train_start": "2013-03-01", "train_end": "2013-02-01"}, None, load_config(environ={}))

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from flightdeck.drift import monitoring_rows
-from flightdeck.ui_page import drift_series, render_page, svg_chart
+from flightdeck.monitoring.drift import monitoring_rows
+from flightdeck.ops.ui_page import drift_series, render_page, svg_chart
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "flightdeck_plugin.py"
 
@@ -39,9 +39,9 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A lake with two monitored days and an ingest ledger; MLflow with v1 champion, v2 challenger."""
     from mlflow import MlflowClient
 
-    from flightdeck import registry
-    from flightdeck.config import load_config
-    from flightdeck.lake import Lake, write_json
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake, write_json
+    from flightdeck.model import registry
 
     root = tmp_path / "lake"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

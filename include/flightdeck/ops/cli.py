@@ -10,9 +10,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flightdeck.airflow_api import AirflowApi, AirflowApiError
-from flightdeck.config import ConfigError, load_config
-from flightdeck.runtime import AIRFLOW_USER, SERVICES, Runtime, RuntimeError_
+from flightdeck.core.config import ConfigError, load_config
+from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
+from flightdeck.ops.runtime import AIRFLOW_USER, SERVICES, Runtime, RuntimeError_
 
 
 def _say(message: str) -> None:
@@ -53,7 +53,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from flightdeck import status
+    from flightdeck.ops import status
 
     rt = Runtime()
     _apply_env(rt)
@@ -64,7 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from flightdeck import demo, status
+    from flightdeck.ops import demo, status
 
     rt = Runtime()
     cfg = load_config(args.config)

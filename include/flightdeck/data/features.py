@@ -25,7 +25,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from flightdeck.config import AsofJoin, DateColumns, Lookup, PipelineConfig, Rolling, ScheduleCount
+from flightdeck.core.config import AsofJoin, DateColumns, Lookup, PipelineConfig, Rolling, ScheduleCount
+from flightdeck.core.errors import FlightdeckError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -39,7 +40,7 @@ _DAY = "__day"  # local date of an entity row as days since 1970-01-01
 _EPOCH = dt.date(1970, 1, 1)
 
 
-class FeatureError(ValueError):
+class FeatureError(FlightdeckError):
     """The feature configuration does not fit the data; the message names what to fix."""
 
 

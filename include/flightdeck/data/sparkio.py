@@ -29,7 +29,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from flightdeck.lake import COMMIT_MARKER, Lake, parse_date
+from flightdeck.core.errors import MissingPartition
+from flightdeck.core.lake import COMMIT_MARKER, Lake, parse_date
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -295,12 +296,12 @@ def read_partitions(
     """Read committed partitions of a table, with a ``date`` column (string YYYY-MM-DD).
 
     Raises:
-        FileNotFoundError: a requested partition is not committed (names which).
+        MissingPartition: a requested partition is not committed (names which).
     """
     wanted = sorted({parse_date(d) for d in dates})
     missing = [d.isoformat() for d in wanted if not lake.is_committed(zone, table, d)]
     if missing:
-        raise FileNotFoundError(
+        raise MissingPartition(
             f"{zone}/{table}: partitions {missing} are not committed in {lake.table(zone, table)}; "
             "run the upstream stage for those dates first"
         )

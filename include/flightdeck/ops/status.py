@@ -12,9 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flightdeck.airflow_api import AirflowApi, AirflowApiError
-from flightdeck.config import PipelineConfig
-from flightdeck.lake import Lake, list_docs, read_json
+from flightdeck.core.config import PipelineConfig
+from flightdeck.core.lake import Lake, list_docs, read_json
+from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def lake_status(cfg: PipelineConfig) -> dict[str, Any]:
 
 def recent_alerts(cfg: PipelineConfig, lake: Lake, last: int = 5) -> dict[str, Any] | None:
     """How many alerts the JSON-lines file holds, per event, and the last few."""
-    from flightdeck.alerts import alerts_file
+    from flightdeck.core.alerts import alerts_file
 
     target = alerts_file(cfg.alerts, lake)
     if target is None or not Path(target).is_file():

@@ -35,12 +35,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from flightdeck.config import PipelineConfig, RowCountPolicy, TimeSeriesSource
+from flightdeck.core.config import PipelineConfig, RowCountPolicy, TimeSeriesSource
+from flightdeck.core.errors import FlightdeckError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from flightdeck.lake import Lake
+    from flightdeck.core.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ _ASSET = "features"
 RowBounds = tuple[int, int | None]
 
 
-class ValidationFailed(ValueError):
+class ValidationFailed(FlightdeckError):
     """Partitions failed their suite (or a suite cannot be built); the message names each failure."""
 
 
@@ -583,7 +584,7 @@ def data_docs_path(lake: Lake, suite: str, date: str) -> str:
 
 def write_reports(lake: Lake, reports: Mapping[str, ValidationReport], table: str) -> list[str]:
     """Write each partition's JSON report and Data Docs page into the lake; returns the failure summaries."""
-    from flightdeck.lake import write_bytes, write_json
+    from flightdeck.core.lake import write_bytes, write_json
 
     failures: list[str] = []
     for key, report in sorted(reports.items()):
@@ -637,8 +638,8 @@ def log_data_docs(lake: Lake, reports: Mapping[str, ValidationReport], scope: st
 
 def ledger_counts(spark: Any, lake: Lake, first: dt.date, last: dt.date) -> dict[str, dict[str, int]]:
     """Valid rows per source and date from the ingest ledger (committed partitions between first and last)."""
-    from flightdeck.ingest import LEDGER_TABLE
-    from flightdeck.sparkio import read_available_partitions
+    from flightdeck.data.ingest import LEDGER_TABLE
+    from flightdeck.data.sparkio import read_available_partitions
 
     df, _ = read_available_partitions(spark, lake, "monitoring", LEDGER_TABLE, first, last)
     counts: dict[str, dict[str, int]] = {}

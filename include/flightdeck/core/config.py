@@ -18,17 +18,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flightdeck.core.errors import FlightdeckError
+
 ENV_PREFIX = "FLIGHTDECK__"
 CONFIG_ENV = "FLIGHTDECK_CONFIG"
 HOME_ENV = "FLIGHTDECK_HOME"
-PROJECT_ROOT = Path(os.environ.get(HOME_ENV) or Path(__file__).resolve().parents[2])
+PROJECT_ROOT = Path(os.environ.get(HOME_ENV) or Path(__file__).resolve().parents[3])
 DEFAULT_CONFIG = PROJECT_ROOT / "include" / "config" / "flights.yaml"
 JOBS_DIR = PROJECT_ROOT / "jobs"
 
 ColumnType = Literal["int", "long", "double", "string", "timestamp", "date", "boolean"]
 
 
-class ConfigError(ValueError):
+class ConfigError(FlightdeckError):
     """The configuration file or an environment override is invalid."""
 
 
@@ -329,7 +331,7 @@ class Model(_Strict):
 
 
 class Gate(_Strict):
-    """Thresholds of the promotion gate (see :func:`flightdeck.gate.decide`)."""
+    """Thresholds of the promotion gate (see :func:`flightdeck.model.gate.decide`)."""
 
     min_auc: float = Field(ge=0, le=1)
     max_auc_regression: float = Field(ge=0, le=1)

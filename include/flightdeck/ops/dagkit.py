@@ -12,8 +12,8 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset
 
-from flightdeck.config import JOBS_DIR, PipelineConfig, load_config
-from flightdeck.notifiers import on_failure
+from flightdeck.core.config import JOBS_DIR, PipelineConfig, load_config
+from flightdeck.ops.notifiers import on_failure
 
 SPARK_CONN_ID = "spark_default"
 OWNER = "flightdeck"
@@ -61,3 +61,11 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkSu
         verbose=False,
         **kwargs,
     )
+
+
+def airflow_actor(dag_run: Any) -> str:
+    """Who started an Airflow run: the triggering user, else the run type (scheduler, asset, ...)."""
+    user = getattr(dag_run, "triggering_user_name", None)
+    if user:
+        return f"airflow:{user}"
+    return f"airflow:{getattr(dag_run, 'run_type', 'unknown')}:{getattr(dag_run, 'run_id', '')}"

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from flightdeck.config import Gate
+from flightdeck.core.config import Gate
 
 METRIC = "roc_auc"
 

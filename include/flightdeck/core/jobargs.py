@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from flightdeck.config import JOBS_DIR, PipelineConfig, load_config
-from flightdeck.lake import Lake, parse_partitions, write_json
+from flightdeck.core.config import JOBS_DIR, PipelineConfig, load_config
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import Lake, configured, parse_partitions, read_json, write_json
 
 
 def parser(prog: str, description: str, *, partition: bool = True) -> argparse.ArgumentParser:
@@ -57,14 +58,20 @@ def emit_result(result: dict[str, Any], lake: Lake | None = None, run_key: str |
     print("FLIGHTDECK_RESULT " + json.dumps(result, sort_keys=True, default=str), flush=True)
 
 
-def run(main_fn: Any, argv: Sequence[str] | None) -> int:
-    """Run a job's main, turning user errors into one clear line and exit code 2."""
-    from flightdeck.config import ConfigError
-    from flightdeck.lake import LakeError
+def run_result(run_key: str, name: str) -> dict[str, Any]:
+    """The hand-off document a job wrote for this run (e.g. 'ingest', 'train', 'drift'): :func:`emit_result`'s."""
+    _, lake = configured()
+    return dict(read_json(lake.run_doc(run_key, name)))
 
+
+def run(main_fn: Any, argv: Sequence[str] | None) -> int:
+    """Run a job's main, turning user errors (:class:`FlightdeckError`) into one clear line and exit code 2.
+
+    Anything else is a bug or an outage: it propagates with its full traceback (and exit code 1).
+    """
     try:
         main_fn(list(sys.argv[1:] if argv is None else argv))
-    except (ConfigError, LakeError, FileNotFoundError, ValueError) as err:
+    except FlightdeckError as err:
         logging.getLogger("flightdeck").error("%s: %s", type(err).__name__, err)
         print(f"flightdeck: error: {err}", file=sys.stderr, flush=True)
         return 2

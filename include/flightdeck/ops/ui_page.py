@@ -4,7 +4,7 @@ Served by a small FastAPI app (:func:`create_app`) that ``plugins/flightdeck_plu
 mounts under the Airflow api-server at ``/flightdeck``. Two halves:
 
 - :func:`collect` reads the MLflow registry (versions, aliases, gate tags, holdout metrics),
-  the lake's alias ledger (:func:`flightdeck.registry.ledger`), the monitoring table
+  the lake's alias ledger (:func:`flightdeck.model.registry.ledger`), the monitoring table
   ``monitoring/drift_daily``, the ingest ledger, retrain requests and alerts — each part
   degrades to an error message instead of failing the page;
 - :func:`render_page` turns that plain data into server-rendered HTML with inline SVG charts,
@@ -20,8 +20,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.config import PipelineConfig
-from flightdeck.lake import Lake, list_docs, read_json
+from flightdeck.core.config import PipelineConfig
+from flightdeck.core.lake import Lake, list_docs, read_json
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -115,7 +115,7 @@ def model_versions(name: str, client: MlflowClient) -> list[dict[str, Any]]:
 
 
 def _local_table(lake: Lake, table: str) -> list[dict[str, Any]]:
-    from flightdeck.status import _read_table
+    from flightdeck.ops.status import _read_table
 
     if lake.is_remote:
         raise RuntimeError("the page reads monitoring tables of local lakes only")
@@ -124,7 +124,7 @@ def _local_table(lake: Lake, table: str) -> list[dict[str, Any]]:
 
 def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: Lake | None = None) -> dict[str, Any]:
     """Everything the page shows, as plain data."""
-    from flightdeck import registry
+    from flightdeck.model import registry
 
     lake = lake or Lake(cfg.lake.root)
     name = cfg.model.name
@@ -458,7 +458,7 @@ def create_app(
     app = FastAPI(title="flightdeck", docs_url=None, redoc_url=None, openapi_url=None, dependencies=list(dependencies))
 
     def _data() -> dict[str, Any]:
-        from flightdeck.config import load_config
+        from flightdeck.core.config import load_config
 
         return collect(cfg or load_config(), client=client)
 
@@ -469,8 +469,8 @@ def create_app(
     @app.get("/reports/{day}", response_class=HTMLResponse)
     def report(day: str) -> HTMLResponse:
         """The HTML drift report of one monitored partition, from the lake."""
-        from flightdeck.config import load_config
-        from flightdeck.lake import json_exists, parse_date, read_bytes
+        from flightdeck.core.config import load_config
+        from flightdeck.core.lake import json_exists, parse_date, read_bytes
 
         try:
             date = parse_date(day)

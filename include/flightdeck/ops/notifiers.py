@@ -1,6 +1,6 @@
-"""Airflow notifiers over :mod:`flightdeck.alerts` (``on_failure_callback`` and friends).
+"""Airflow notifiers over :mod:`flightdeck.core.alerts` (``on_failure_callback`` and friends).
 
-Imports only the Airflow SDK at module level, so ``flightdeck.dagkit`` can put a notifier
+Imports only the Airflow SDK at module level, so ``flightdeck.ops.dagkit`` can put a notifier
 in every DAG's ``default_args`` without slowing DAG parsing.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 # task runner at DAG-parse time
 from airflow.sdk.bases.notifier import BaseNotifier
 
-from flightdeck import alerts
+from flightdeck.core import alerts
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flightdeck.config import HOME_ENV, PROJECT_ROOT
+from flightdeck.core.config import HOME_ENV, PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 

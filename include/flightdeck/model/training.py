@@ -11,15 +11,15 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import math
 import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.config import PROJECT_ROOT, PipelineConfig
-from flightdeck.drift import NULL_BIN, OTHER, PREDICTION, count_bins
+from flightdeck.core.config import PROJECT_ROOT, PipelineConfig
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.model.inference import INDEX_SUFFIX, model_input_frame, positive_probability
 
 if TYPE_CHECKING:
     from pyspark.ml import Pipeline, PipelineModel
@@ -27,21 +27,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INDEX_SUFFIX = "__idx"
 FEATURES_COL = "features"
 VALIDATION_COL = "_is_validation"
 ORDER_COL = "_row_hash"
-TOP_CATEGORIES = 50
 MIN_TRAIN_ROWS = 100
 MIN_HOLDOUT_ROWS = 20
-_QUANTILE_ACCURACY = 10_000
 
 
 # How long to wait for a cluster's executors to register before the slot check fails.
 SLOT_WAIT_SECONDS = 90.0
 
 
-class TrainingError(ValueError):
+class TrainingError(FlightdeckError):
     """Training cannot start or its data is unusable (the message says what to fix)."""
 
 
@@ -237,31 +234,6 @@ def build_classifier(cfg: PipelineConfig, params: Mapping[str, Any] | None = Non
     )
 
 
-def build_pipeline(cfg: PipelineConfig) -> Pipeline:
-    """StringIndexers for categoricals -> VectorAssembler -> SparkXGBClassifier (no validation)."""
-    from pyspark.ml import Pipeline
-
-    return Pipeline(stages=[*build_featurizer(cfg).getStages(), build_classifier(cfg)])
-
-
-def model_input_frame(df: DataFrame, cfg: PipelineConfig, *, require_label: bool = True) -> DataFrame:
-    """The model inputs (numerics as double, categoricals as string) and label, other columns kept."""
-    from pyspark.sql import functions as F
-
-    label = cfg.label.name
-    needed = [*cfg.features.model_inputs, *([label] if require_label else [])]
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        raise TrainingError(f"feature columns {missing} missing from the features zone; rebuild the features")
-    has_label = label in df.columns
-    return df.select(
-        *[F.col(c).cast("double").alias(c) for c in cfg.features.numeric],
-        *[F.col(c).cast("string").alias(c) for c in cfg.features.categorical],
-        *([F.col(label).cast("int").alias(label)] if has_label else []),
-        *[c for c in df.columns if c not in {*cfg.features.model_inputs, label}],
-    )
-
-
 def fit(
     train_df: DataFrame,
     cfg: PipelineConfig,
@@ -295,7 +267,7 @@ def fit_search(
     from pyspark.ml import PipelineModel
     from pyspark.sql import functions as F
 
-    from flightdeck.evaluation import metrics, positive_probability
+    from flightdeck.model.evaluation import metrics
 
     check_task_slots(train_df.sparkSession, cfg.model.num_workers)
     sets = list(trials if trials is not None else search_trials(cfg))
@@ -354,21 +326,6 @@ def fit_search(
     return best[2], results
 
 
-def feature_names(model: PipelineModel) -> list[str]:
-    """Booster feature order (f0, f1, ...) mapped back to config feature names."""
-    from pyspark.ml.feature import VectorAssembler
-
-    for stage in model.stages:
-        if isinstance(stage, VectorAssembler):
-            return [c.removesuffix(INDEX_SUFFIX) for c in stage.getInputCols()]
-    raise TrainingError("the pipeline has no VectorAssembler producing 'features'; was it built by build_pipeline?")
-
-
-def partition_counts(df: DataFrame) -> dict[str, int]:
-    """Rows per ``date`` partition (one small aggregation)."""
-    return {str(r["date"]): int(r["count"]) for r in df.groupBy("date").count().collect()}
-
-
 def partition_stats(df: DataFrame, columns: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per ``date`` partition: rows and an order-independent content hash of ``columns`` (one aggregation)."""
     from pyspark.sql import functions as F
@@ -386,82 +343,3 @@ def check_rows(train_rows: int, holdout_rows: int) -> None:
             f"only {holdout_rows} holdout rows (minimum {MIN_HOLDOUT_ROWS}); "
             "widen the window or lower model.holdout_days"
         )
-
-
-def numeric_edges(quantiles: Sequence[float | None], low: float | None, high: float | None) -> list[float]:
-    """Bin edges from training quantiles, fenced by the observed range, with -inf/+inf ends.
-
-    Besides the (deduplicated) quantile cut points, the training minimum and the value just
-    above the training maximum are edges, so values outside the range seen in training land
-    in bins that were empty at training time; a feature that was constant in training (or
-    mostly one value) still shows drift when it moves.
-    """
-    cuts = {float(q) for q in quantiles if q is not None}
-    if low is not None and high is not None:
-        cuts |= {float(low), math.nextafter(float(high), math.inf)}
-    return [-math.inf, *sorted(c for c in cuts if math.isfinite(c)), math.inf]
-
-
-def reference_profile(train_df: DataFrame, cfg: PipelineConfig) -> dict[str, Any]:
-    """Bins and proportions of the training data for every model input, in two Spark passes.
-
-    Pass 1: approximate quantiles, min and max of every numeric feature in one aggregation
-    (see :func:`numeric_edges`). Pass 2: every feature's bin counts and
-    every category's count in one aggregation (:func:`flightdeck.drift.count_bins`).
-    The score distribution is added by :func:`prediction_profile`.
-    """
-    from pyspark.sql import functions as F
-
-    bins = cfg.drift.bins
-    probs = [i / bins for i in range(1, bins)]
-    numeric = list(cfg.features.numeric)
-    edges: dict[str, list[float]] = {}
-    if numeric:
-        aggs = []
-        for i, name in enumerate(numeric):
-            x = F.col(name).cast("double")
-            clean = F.when(~F.isnan(x), x)
-            aggs += [
-                F.percentile_approx(clean, probs, _QUANTILE_ACCURACY).alias(f"q{i}"),
-                F.min(clean).alias(f"lo{i}"),
-                F.max(clean).alias(f"hi{i}"),
-            ]
-        row = train_df.agg(*aggs).collect()[0]
-        for i, name in enumerate(numeric):
-            edges[name] = numeric_edges(row[f"q{i}"] or [], row[f"lo{i}"], row[f"hi{i}"])
-    total, counts = count_bins(train_df, edges, dict.fromkeys(cfg.features.categorical))
-    if total == 0:
-        raise TrainingError("the training data is empty; cannot build a reference profile")
-    profile: dict[str, Any] = {"n_rows": total, "bins": bins, "numeric": {}, "categorical": {}, "prediction": None}
-    for name, e in edges.items():
-        c = counts.get(name, {})
-        profile["numeric"][name] = {
-            "edges": e,
-            "proportions": [c.get(str(i), 0) / total for i in range(len(e) - 1)],
-            "null": c.get(NULL_BIN, 0) / total,
-        }
-    for name in cfg.features.categorical:
-        c = counts.get(name, {})
-        top = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CATEGORIES]
-        kept = [k for k, _ in top]
-        other = total - sum(v for _, v in top)
-        profile["categorical"][name] = {
-            "categories": [*kept, OTHER],
-            "proportions": [*(c[k] / total for k in kept), other / total],
-        }
-    return profile
-
-
-def prediction_profile(probabilities: Sequence[float], bins: int) -> dict[str, Any]:
-    """Quantile bins of the holdout's predicted probabilities and the share per bin (pure, numpy)."""
-    import numpy as np
-
-    values = np.asarray(probabilities, dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        raise TrainingError("no predicted probabilities to profile")
-    cuts = sorted({float(v) for v in np.quantile(values, [i / bins for i in range(1, bins)])})
-    edges = [float("-inf"), *cuts, float("inf")]
-    # searchsorted(side="right") is drift.bin_index's rule: edges[i] <= x < edges[i+1]
-    counts = np.bincount(np.searchsorted(np.asarray(cuts), values, side="right"), minlength=len(edges) - 1)
-    return {"column": PREDICTION, "edges": edges, "proportions": [float(c) / values.size for c in counts]}

@@ -166,8 +166,8 @@ def kill_job_when_staged(
     import sys
     import time
 
-    from flightdeck.config import JOBS_DIR, PROJECT_ROOT
-    from flightdeck.sparkio import FAULT_PAUSE_ENV
+    from flightdeck.core.config import JOBS_DIR, PROJECT_ROOT
+    from flightdeck.data.sparkio import FAULT_PAUSE_ENV
 
     env = os.environ | {
         FAULT_PAUSE_ENV: f"600@/{table}/",

@@ -7,84 +7,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.config import PipelineConfig
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.model.inference import feature_names
 
 if TYPE_CHECKING:
     import numpy as np
     from pyspark.ml import PipelineModel
-    from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
-PROBABILITY = "probability"
 
-
-class EvaluationError(ValueError):
+class EvaluationError(FlightdeckError):
     """The holdout cannot be evaluated (e.g. empty, or only one class)."""
-
-
-def positive_probability(scored: DataFrame) -> Any:
-    """The positive-class probability (element 1 of xgboost.spark's probability vector) as a Column."""
-    from pyspark.ml.functions import vector_to_array
-
-    return vector_to_array(scored[PROBABILITY]).getItem(1).cast("double")
-
-
-def with_probability(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
-    """``df`` plus ``column``: the model's positive-class probability, as ``model.transform`` gives it.
-
-    For the pipelines flightdeck trains (indexers -> VectorAssembler -> SparkXGBClassifierModel)
-    the booster runs on the assembler's input columns in one vectorised pandas UDF: no vector
-    column, no per-row arrays, only the feature columns cross to Python. The values are the
-    model's own (margins over the early-stopped tree range, then the logistic function, as
-    xgboost.spark computes them); its prediction is ``probability > 0.5``. Any other pipeline
-    falls back to ``model.transform``.
-    """
-    from pyspark.ml import PipelineModel as Pipeline
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBClassifierModel
-
-    stages: list[Any] = list(model.stages)
-    head, (assembler, booster_model) = stages[:-2], (stages[-2:] if len(stages) >= 2 else [None, None])
-    if not (
-        isinstance(booster_model, SparkXGBClassifierModel)
-        and isinstance(assembler, VectorAssembler)
-        and not any(isinstance(st, VectorAssembler) for st in head)
-    ):
-        scored = model.transform(df)
-        return scored.withColumn(column, positive_probability(scored)).select(*df.columns, column)
-    from flightdeck.predict import probability_udf
-
-    inputs = list(assembler.getInputCols())
-    indexed = Pipeline(stages=head).transform(df) if head else df
-    predict = probability_udf(booster_model.get_booster(), len(inputs))
-    features = F.struct(*[F.col(c).cast("double") for c in inputs])
-    return indexed.withColumn(column, predict(features)).select(*df.columns, column)
-
-
-def collect_scores(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Score ``holdout_df`` and collect only (label, probability) to the driver."""
-    import numpy as np
-
-    from flightdeck.training import model_input_frame
-
-    scored = with_probability(model, model_input_frame(holdout_df, cfg), "p")
-    pdf: Any = scored.select(scored[cfg.label.name].cast("int").alias("y"), "p").toPandas()
-    return pdf["y"].to_numpy(dtype=np.int64), pdf["p"].to_numpy(dtype=np.float64)
-
-
-def collect_keyed_scores(
-    model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig, key: str, extra: Sequence[str] = ()
-) -> Any:
-    """Score ``holdout_df``; a pandas frame of ``key``, label ``y``, probability ``p`` and ``extra``
-    columns, sorted by ``key`` (so two models' scores of the same holdout line up row by row)."""
-    from flightdeck.training import model_input_frame
-
-    scored = with_probability(model, model_input_frame(holdout_df, cfg), "p")
-    cols = [scored[key], *(scored[c].cast("string").alias(c) for c in extra if c != key)]
-    pdf: Any = scored.select(*cols, scored[cfg.label.name].cast("int").alias("y"), "p").toPandas()
-    return pdf.sort_values(key, kind="stable").reset_index(drop=True)
 
 
 def metrics(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray) -> dict[str, float]:
@@ -181,15 +115,8 @@ def bootstrap_auc_diff(
     return {"low": float(low), "high": float(high), "mean": float(np.mean(diffs)), "samples": float(len(diffs))}
 
 
-def evaluate(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> dict[str, float]:
-    """Metrics of ``model`` on ``holdout_df`` (roc_auc, pr_auc, log_loss, brier, n_rows, positive_rate)."""
-    y, p = collect_scores(model, holdout_df, cfg)
-    return metrics(y, p)
-
-
 def feature_importance(model: PipelineModel, importance_type: str = "gain") -> dict[str, float]:
     """Booster importance per config feature name (0.0 for features the trees never split on)."""
-    from flightdeck.training import feature_names
 
     names = feature_names(model)
     classifier: Any = model.stages[-1]

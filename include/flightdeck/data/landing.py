@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flightdeck.config import PipelineConfig, TimeSeriesSource
-from flightdeck.lake import (
+from flightdeck.core.config import PipelineConfig, TimeSeriesSource
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import (
     FileInfo,
     Lake,
+    configured,
     copy_file,
     date_range,
     json_exists,
@@ -47,7 +49,7 @@ from flightdeck.lake import (
 log = logging.getLogger(__name__)
 
 
-class LandingError(ValueError):
+class LandingError(FlightdeckError):
     """The source data cannot be found or does not match the configuration."""
 
 
@@ -264,3 +266,29 @@ def ingest_new_files(
     result = ingest(dates)
     records = [archive_and_mark(lake, f, run_key) for f in pending]
     return {"dates": [d.isoformat() for d in dates], "files": records, "result": result}
+
+
+def land_partition(partition: str) -> dict[str, Any]:
+    """Land one day's raw files (and the reference tables when missing) into the landing zone."""
+    cfg, lake = configured()
+    date = parse_date(partition)
+    if not (cfg.dataset.partition_start <= date <= cfg.dataset.partition_end):
+        raise LandingError(
+            f"partition {date} is outside the dataset's range "
+            f"{cfg.dataset.partition_start}..{cfg.dataset.partition_end} (dataset.partition_start/end)"
+        )
+    refs = land_reference(cfg, lake)
+    rows = land_day(cfg, lake, date)
+    log.info("landed %s: %s (references %s)", date, rows, refs)
+    return {"partition": date.isoformat(), "rows": rows, "references": refs}
+
+
+def land_history(first: str, last: str) -> dict[str, Any]:
+    """Land every day from first to last (inclusive) in one pass over the source."""
+    cfg, lake = configured()
+    start, end = parse_date(first), parse_date(last)
+    if end < start:
+        raise LandingError(f"history range ends ({end}) before it starts ({start})")
+    refs = land_reference(cfg, lake)
+    rows = land_range(cfg, lake, start, end)
+    return {"first": start.isoformat(), "last": end.isoformat(), "rows": rows, "references": refs}

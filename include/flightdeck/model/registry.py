@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.lake import Lake, list_docs, read_json
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import Lake, list_docs, read_json
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -44,7 +45,7 @@ _TAG_LIMIT = 5000
 _CLAIM_ATTEMPTS = 20
 
 
-class RegistryError(RuntimeError):
+class RegistryError(FlightdeckError):
     """A registry operation cannot be done as asked (the message says why)."""
 
 
@@ -63,7 +64,7 @@ def _client(client: MlflowClient | None) -> MlflowClient:
 def _lake(lake: Lake | None) -> Lake:
     if lake is not None:
         return lake
-    from flightdeck.config import load_config
+    from flightdeck.core.config import load_config
 
     return Lake(load_config().lake.root)
 
@@ -127,7 +128,7 @@ def _head(name: str, alias: str, lake: Lake) -> dict[str, Any] | None:
 
 def _create_exclusive(path: str, doc: Mapping[str, Any]) -> bool:
     """Create a JSON document only if ``path`` does not exist yet; False when it does (atomic)."""
-    from flightdeck import lake as lake_mod
+    from flightdeck.core import lake as lake_mod
 
     body = json.dumps(doc, indent=2, sort_keys=True, default=str).encode()
     if re.match(r"^s3a?://", path):
@@ -308,7 +309,7 @@ def set_challenger(
 
 
 def tag_decision(name: str, version: str | int, decision: Any, *, client: MlflowClient | None = None) -> None:
-    """Record a gate decision (a :class:`flightdeck.gate.Decision` or a mapping) as version tags."""
+    """Record a gate decision (a :class:`flightdeck.model.gate.Decision` or a mapping) as version tags."""
     data: Mapping[str, Any]
     if is_dataclass(decision) and not isinstance(decision, type):
         data = asdict(decision)

@@ -14,7 +14,7 @@ Every zone is partitioned by the logical date of the data::
     <root>/runs/<run key>/<name>.json                       hand-offs between tasks
 
 A partition directory is visible only once committed (it holds ``_SUCCESS``); see
-:mod:`flightdeck.sparkio` for the atomic writer. Pure Python, no Spark import.
+:mod:`flightdeck.data.sparkio` for the atomic writer. Pure Python, no Spark import.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flightdeck.core.config import PipelineConfig, load_config
+from flightdeck.core.errors import FlightdeckError
+
 ZONES = ("landing", "bronze", "quarantine", "features", "predictions", "monitoring", "runs")
 COMMIT_MARKER = "_SUCCESS"
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
@@ -40,7 +43,7 @@ def reference_table(name: str) -> str:
     return f"ref_{name}"
 
 
-class LakeError(ValueError):
+class LakeError(FlightdeckError):
     """A lake path or partition is invalid, or a document is missing."""
 
 
@@ -312,10 +315,10 @@ def copy_file(src: str, dst: str) -> None:
     write_bytes(dst, read_bytes(src))
 
 
-def delete_file(path: str) -> None:
-    """Delete one file; deleting a missing file is not an error (reruns)."""
-    if is_s3(path):
-        bucket, key = _s3_split(path)
-        _s3_client().delete_object(Bucket=bucket, Key=key)
-        return
-    _local(path).unlink(missing_ok=True)
+def configured() -> tuple[PipelineConfig, Lake]:
+    """The pipeline config (``$FLIGHTDECK_CONFIG`` plus environment overrides) and its lake.
+
+    What a task entry point starts from; library functions below it take both as arguments.
+    """
+    cfg = load_config()
+    return cfg, Lake(cfg.lake.root)

@@ -1,6 +1,6 @@
 """Drift: population stability index, binned counts in one Spark pass, report and retrain policy.
 
-A *reference profile* (built at training time, see :func:`flightdeck.training.reference_profile`)
+A *reference profile* (built at training time, see :func:`flightdeck.model.training.reference_profile`)
 holds, for every model input, the bins of the training data and the share of rows per bin;
 and the holdout's score distribution. Monitoring bins a new partition the same way
 (:func:`profile_counts`, one Spark pass), compares with :func:`psi`, summarises with
@@ -24,12 +24,10 @@ import bisect
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.config import Drift
-from flightdeck.lake import parse_date
+from flightdeck.core.config import Drift
+from flightdeck.core.lake import parse_date
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -222,201 +220,6 @@ def prediction_threshold(policy: Drift) -> float:
     return policy.prediction_psi_threshold if policy.prediction_psi_threshold is not None else policy.psi_threshold
 
 
-def _drifted_features(report: Mapping[str, Any]) -> dict[str, float]:
-    psis: Mapping[str, float | None] = report.get("psi", {})
-    names = sorted(report.get("drifted", []), key=lambda n: -float(psis.get(n) or 0.0))
-    return {n: float(psis.get(n) or 0.0) for n in names}
-
-
-def feature_summary(report: Mapping[str, Any], policy: Drift) -> str:
-    """``"5 of 20 features drifted (share 0.25 >= 0.20): a PSI 1.93, ..."``."""
-    drifted = _drifted_features(report)
-    share = float(report.get("drifted_share", 0.0))
-    n_features = int(report.get("n_features", len(report.get("psi", {}))))
-    op = ">=" if share >= policy.drifted_share else "<"
-    listing = ", ".join(f"{n} PSI {v:.2f}" for n, v in drifted.items())
-    text = f"{len(drifted)} of {n_features} features drifted (share {share:.2f} {op} {policy.drifted_share:.2f})"
-    return text + (f": {listing}" if listing else "")
-
-
-def window_breaches(report: Mapping[str, Any], policy: Drift) -> dict[str, Any]:
-    """Which statistics of one monitored window breached their thresholds, each with a sentence.
-
-    Returns ``{"judged": bool, "breaches": [sentences], "notes": [sentences]}``: ``judged`` is
-    False when no statistic had enough data (such a window is not counted among the last n).
-    """
-    breaches: list[str] = []
-    notes: list[str] = []
-    judged = False
-    if report.get("status") == STATUS_INSUFFICIENT:
-        notes.append(
-            f"insufficient rows for drift on {report.get('date', 'this day')}: "
-            f"{report.get('n_rows')} < minimum {report.get('min_rows')}"
-        )
-    else:
-        judged = True
-        summary = feature_summary(report, policy)
-        (breaches if float(report.get("drifted_share", 0.0)) >= policy.drifted_share else notes).append(summary)
-        pred = report.get("prediction_psi")
-        if pred is not None:
-            limit = prediction_threshold(policy)
-            if pred >= limit:
-                breaches.append(f"prediction PSI {pred:.2f} >= {limit:.2f}")
-            else:
-                notes.append(f"prediction PSI {pred:.2f} < {limit:.2f}")
-    perf = report.get("performance") or {}
-    if perf.get("status") == STATUS_OK:
-        judged = True
-        ref = perf.get("reference", {})
-        on = f"labels of {perf.get('date')}"
-        auc_text = f"AUC {perf['roc_auc']:.3f} vs holdout {float(ref.get('roc_auc', float('nan'))):.3f}"
-        if perf.get("auc_breach"):
-            breaches.append(f"{auc_text} (drop {perf['auc_drop']:.3f} >= {policy.max_auc_drop:.3f}, {on})")
-        ll_text = f"log loss {perf['log_loss']:.3f} vs holdout {float(ref.get('log_loss', float('nan'))):.3f}"
-        if perf.get("log_loss_breach"):
-            breaches.append(f"{ll_text} (rise {perf['log_loss_rise']:.3f} >= {policy.max_log_loss_rise:.3f}, {on})")
-        if not perf.get("auc_breach") and not perf.get("log_loss_breach"):
-            notes.append(f"performance holds on {on}: {auc_text}, {ll_text}")
-    elif perf:
-        notes.append(f"performance not judged: {perf.get('status')} ({perf.get('n_rows', 0)} labelled rows)")
-    return {"judged": judged, "breaches": breaches, "notes": notes}
-
-
-@dataclass(frozen=True)
-class History:
-    """What the policy looks at: the monitored windows (drift reports) and the retrain requests.
-
-    ``windows`` are drift reports (each with a ``date``); ``requests`` are retrain request docs
-    (``partition``; ``consumed_by``/``consumed_at`` once a training run took them); ``day`` is the
-    window being decided.
-    """
-
-    day: dt.date
-    windows: Sequence[Mapping[str, Any]]
-    requests: Sequence[Mapping[str, Any]] = ()
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The drift policy's verdict for one window: retrain or not, why, and the evidence."""
-
-    retrain: bool
-    reason: str
-    details: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-RetrainDecision = Decision  # the name before issue 6
-
-
-def is_open(request: Mapping[str, Any], day: dt.date, policy: Drift) -> bool:
-    """A request is open until a training run consumed it, or until it is ``request_ttl_days`` old."""
-    if request.get("consumed_by") or request.get("consumed_at"):
-        return False
-    return (day - parse_date(request["partition"])).days < policy.request_ttl_days
-
-
-def _request_block(
-    requests_in: Sequence[Mapping[str, Any]], day: dt.date, pol: Drift, details: dict[str, Any]
-) -> str | None:
-    """Why the request history forbids a new request for ``day`` (rules 3-5), or None."""
-    requests = [r for r in requests_in if "partition" in r]
-    same = [r for r in requests if parse_date(r["partition"]) == day]
-    if same:
-        details["existing_request"] = dict(same[0])
-        return f"a retrain request for {day} exists already"
-    open_ = [r for r in requests if is_open(r, day, pol)]
-    if open_:
-        details["open_request"] = dict(open_[-1])
-        return (
-            f"the retrain request for {open_[-1]['partition']} is still open "
-            f"(no training run consumed it yet; it expires after {pol.request_ttl_days} days)"
-        )
-    previous = sorted((parse_date(r["partition"]) for r in requests if parse_date(r["partition"]) <= day), reverse=True)
-    if previous and pol.cooldown_days > 0 and (day - previous[0]).days < pol.cooldown_days:
-        details["cooldown_from"] = previous[0].isoformat()
-        return (
-            f"in cooldown: last retrain request was for {previous[0]}, "
-            f"{(day - previous[0]).days} day(s) before {day} (cooldown {pol.cooldown_days} days)"
-        )
-    return None
-
-
-def should_retrain(history: History | Mapping[str, Any], policy: Any, *legacy: Any) -> Decision:
-    """Ask for a retrain when k of the last n windows breached, nothing is open, no cooldown.
-
-    Rules, in order (the first that says no wins, and its sentence is the reason):
-
-    1. the current window (``history.day``) must itself breach a threshold: share of drifted
-       features, prediction PSI, or (once labels arrived) AUC drop / log-loss rise;
-    2. at least ``policy.breaches`` of the last ``policy.windows`` judged windows up to the
-       current one breached (windows without enough data are skipped, not counted);
-    3. no request for this partition exists already (a rerun never asks twice);
-    4. no other request is open (at most one open request; see :func:`is_open`);
-    5. no request for a partition P with P <= day < P + ``cooldown_days`` (cooldown after a
-       retrain; requests for later partitions, e.g. a backfill, do not count).
-
-    The legacy form ``should_retrain(report, requests, policy, partition)`` is still accepted.
-    """
-    if legacy:
-        if isinstance(history, History) or len(legacy) != 2:
-            raise TypeError("should_retrain(history, policy) or legacy should_retrain(report, requests, policy, day)")
-        day = parse_date(legacy[1])
-        report = dict(history)
-        history = History(day=day, windows=[{**report, "date": day.isoformat()}], requests=list(policy))
-        policy = legacy[0]
-    if not isinstance(history, History):
-        raise TypeError(f"should_retrain needs a History, got {type(history).__name__}")
-    pol: Drift = policy
-    day = history.day
-    by_date: dict[dt.date, Mapping[str, Any]] = {}
-    for w in history.windows:
-        d = parse_date(w["date"])
-        if d <= day:
-            by_date[d] = w
-    current = by_date.get(day)
-    if current is None:
-        return Decision(False, f"no drift report for {day}", {"day": day.isoformat()})
-    verdict = window_breaches(current, pol)
-    features = _drifted_features(current)
-    details: dict[str, Any] = {
-        "day": day.isoformat(),
-        "breaches": verdict["breaches"],
-        "notes": verdict["notes"],
-        "prediction_psi": current.get("prediction_psi"),
-        "performance": current.get("performance"),
-        "k": pol.breaches,
-        "n": pol.windows,
-    }
-    if not verdict["breaches"]:
-        reason = "; ".join(verdict["notes"]) or f"nothing measured on {day}"
-        return Decision(False, f"no threshold breached on {day}: {reason}" if verdict["judged"] else reason,
-                        details, features)  # fmt: skip
-    judged = []
-    for d in sorted(by_date, reverse=True):
-        v = window_breaches(by_date[d], pol) if d != day else verdict
-        if v["judged"]:
-            judged.append((d, bool(v["breaches"])))
-        if len(judged) == pol.windows:
-            break
-    hits = sum(1 for _, b in judged if b)
-    details["windows"] = [{"date": d.isoformat(), "breached": b} for d, b in reversed(judged)]
-    details["breached_windows"] = hits
-    evidence = "; ".join(verdict["breaches"])
-    k_of_n = f"{hits} of the last {len(judged)} windows breached, need {pol.breaches} of {pol.windows}"
-    if hits < pol.breaches:
-        return Decision(False, f"{evidence} but only {k_of_n}", details, features)
-
-    blocked = _request_block(history.requests, day, pol, details)
-    if blocked:
-        return Decision(False, f"{evidence} but {blocked}", details, features)
-    suffix = f" ({k_of_n})" if pol.windows > 1 else ""
-    return Decision(True, evidence + suffix, details, features)
-
-
 # --- Spark: binned counts in one pass -------------------------------------------------------
 
 
@@ -546,36 +349,6 @@ def profile_counts(df: DataFrame, profile: Mapping[str, Any], predictions: DataF
             {"column": PREDICTION, "edges": list(pred_edges), "proportions": summary["proportions"]} if n_pred else None
         )
     return result
-
-
-def plot_psi(report: Mapping[str, Any], path: str | Path, title: str = "PSI per feature") -> str:
-    """A bar chart of PSI per feature (and the prediction) with the threshold line; returns the path.
-
-    Red: counted as drifted; grey: excluded by policy; blue: the rest.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    values = {n: v for n, v in report.get("psi", {}).items() if v is not None}
-    if report.get("prediction_psi") is not None:
-        values["(prediction)"] = report["prediction_psi"]
-    names = sorted(values, key=lambda n: values[n])
-    threshold = float(report.get("psi_threshold", 0.0))
-    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.3 * len(names) + 1)))
-    drifted = {*report.get("drifted", []), *(["(prediction)"] if report.get("prediction_drifted") else [])}
-    excluded = set(report.get("excluded", []))
-    colors = ["tab:red" if n in drifted else "tab:gray" if n in excluded else "tab:blue" for n in names]
-    ax.barh(names, [values[n] for n in names], color=colors)
-    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:g}")
-    ax.set_xlabel("PSI")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return str(path)
 
 
 # --- the monitoring table: one row per (date, statistic) --------------------------------------

@@ -32,8 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.config import ExtraColumns, PipelineConfig, ReferenceSource, TimeSeriesSource
-from flightdeck.lake import Lake, LakeError, parse_date, read_bytes, reference_table
+from flightdeck.core.config import ExtraColumns, PipelineConfig, ReferenceSource, TimeSeriesSource
+from flightdeck.core.errors import FlightdeckError, MissingPartition
+from flightdeck.core.lake import Lake, LakeError, parse_date, read_bytes, reference_table
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -65,7 +66,7 @@ LEDGER_TABLE = "ingest_ledger"
 _OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
-class IngestError(ValueError):
+class IngestError(FlightdeckError):
     """Ingest cannot proceed; the message says what to fix."""
 
 
@@ -522,7 +523,7 @@ def read_reference(spark: SparkSession, path: str, ref: ReferenceSource) -> Data
 
 def ingest_reference(spark: SparkSession, cfg: PipelineConfig, lake: Lake) -> dict[str, int]:
     """Read every landed reference table and replace ``bronze/ref_<name>``; returns rows per table."""
-    from flightdeck.sparkio import write_table
+    from flightdeck.data.sparkio import write_table
 
     counts: dict[str, int] = {}
     for ref in cfg.dataset.reference:
@@ -540,12 +541,12 @@ def read_reference_tables(spark: SparkSession, lake: Lake, names: Sequence[str])
     Raises:
         FileNotFoundError: a table is not in bronze yet.
     """
-    from flightdeck.lake import COMMIT_MARKER, json_exists
+    from flightdeck.core.lake import COMMIT_MARKER, json_exists
 
     frames: dict[str, DataFrame] = {}
     for name in names:
         path = lake.table("bronze", reference_table(name))
         if not json_exists(f"{path}/{COMMIT_MARKER}"):
-            raise FileNotFoundError(f"reference table {path} not found; run jobs/ingest.py to ingest references")
+            raise MissingPartition(f"reference table {path} not found; run jobs/ingest.py to ingest references")
         frames[name] = spark.read.parquet(path)
     return frames

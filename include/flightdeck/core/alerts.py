@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flightdeck.config import Alerts, PipelineConfig
-from flightdeck.lake import Lake, write_json
+from flightdeck.core.config import Alerts, PipelineConfig
+from flightdeck.core.lake import Lake, write_json
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def notify(
 ) -> dict[str, Any]:
     """Build and deliver an alert with the configuration in force; returns the alert and outcome."""
     if cfg is None:
-        from flightdeck.config import load_config
+        from flightdeck.core.config import load_config
 
         cfg = load_config()
     alert = build_alert(event, summary, details)

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flightdeck.airflow_api import AirflowApi, AirflowApiError
-from flightdeck.lake import parse_date, parse_partitions
-from flightdeck.status import DAG_IDS
+from flightdeck.core.lake import parse_date, parse_partitions
+from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
+from flightdeck.ops.status import DAG_IDS
 
 CHAIN = ("flightdeck_features", "flightdeck_score", "flightdeck_monitor")
 

@@ -1,0 +1,184 @@
+"""Inference: the model's input frame, its positive-class probability, and scoring a features partition.
+
+One place applies a fitted pipeline to rows, for training's validation, evaluation on the
+holdout and batch scoring alike; every prediction row carries the model version that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from flightdeck.core.config import PipelineConfig
+from flightdeck.core.errors import FlightdeckError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame
+
+
+class ModelInputError(FlightdeckError):
+    """The rows lack what the model needs (feature or key columns): rebuild the features."""
+
+
+INDEX_SUFFIX = "__idx"
+
+
+def model_input_frame(df: DataFrame, cfg: PipelineConfig, *, require_label: bool = True) -> DataFrame:
+    """The model inputs (numerics as double, categoricals as string) and label, other columns kept."""
+    from pyspark.sql import functions as F
+
+    label = cfg.label.name
+    needed = [*cfg.features.model_inputs, *([label] if require_label else [])]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ModelInputError(f"feature columns {missing} missing from the features zone; rebuild the features")
+    has_label = label in df.columns
+    return df.select(
+        *[F.col(c).cast("double").alias(c) for c in cfg.features.numeric],
+        *[F.col(c).cast("string").alias(c) for c in cfg.features.categorical],
+        *([F.col(label).cast("int").alias(label)] if has_label else []),
+        *[c for c in df.columns if c not in {*cfg.features.model_inputs, label}],
+    )
+
+
+def feature_names(model: PipelineModel) -> list[str]:
+    """Booster feature order (f0, f1, ...) mapped back to config feature names."""
+    from pyspark.ml.feature import VectorAssembler
+
+    for stage in model.stages:
+        if isinstance(stage, VectorAssembler):
+            return [c.removesuffix(INDEX_SUFFIX) for c in stage.getInputCols()]
+    raise ModelInputError("the pipeline has no VectorAssembler producing 'features'; was it trained by flightdeck?")
+
+
+PROBABILITY = "probability"
+
+
+def positive_probability(scored: DataFrame) -> Any:
+    """The positive-class probability (element 1 of xgboost.spark's probability vector) as a Column."""
+    from pyspark.ml.functions import vector_to_array
+
+    return vector_to_array(scored[PROBABILITY]).getItem(1).cast("double")
+
+
+def with_probability(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
+    """``df`` plus ``column``: the model's positive-class probability, as ``model.transform`` gives it.
+
+    For the pipelines flightdeck trains (indexers -> VectorAssembler -> SparkXGBClassifierModel)
+    the booster runs on the assembler's input columns in one vectorised pandas UDF: no vector
+    column, no per-row arrays, only the feature columns cross to Python. The values are the
+    model's own (margins over the early-stopped tree range, then the logistic function, as
+    xgboost.spark computes them); its prediction is ``probability > 0.5``. Any other pipeline
+    falls back to ``model.transform``.
+    """
+    from pyspark.ml import PipelineModel as Pipeline
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+    from xgboost.spark import SparkXGBClassifierModel
+
+    stages: list[Any] = list(model.stages)
+    head, (assembler, booster_model) = stages[:-2], (stages[-2:] if len(stages) >= 2 else [None, None])
+    if not (
+        isinstance(booster_model, SparkXGBClassifierModel)
+        and isinstance(assembler, VectorAssembler)
+        and not any(isinstance(st, VectorAssembler) for st in head)
+    ):
+        scored = model.transform(df)
+        return scored.withColumn(column, positive_probability(scored)).select(*df.columns, column)
+    from flightdeck.model.predict import probability_udf
+
+    inputs = list(assembler.getInputCols())
+    indexed = Pipeline(stages=head).transform(df) if head else df
+    predict = probability_udf(booster_model.get_booster(), len(inputs))
+    features = F.struct(*[F.col(c).cast("double") for c in inputs])
+    return indexed.withColumn(column, predict(features)).select(*df.columns, column)
+
+
+def collect_scores(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Score ``holdout_df`` and collect only (label, probability) to the driver."""
+    import numpy as np
+
+    scored = with_probability(model, model_input_frame(holdout_df, cfg), "p")
+    pdf: Any = scored.select(scored[cfg.label.name].cast("int").alias("y"), "p").toPandas()
+    return pdf["y"].to_numpy(dtype=np.int64), pdf["p"].to_numpy(dtype=np.float64)
+
+
+def collect_keyed_scores(
+    model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig, key: str, extra: Sequence[str] = ()
+) -> Any:
+    """Score ``holdout_df``; a pandas frame of ``key``, label ``y``, probability ``p`` and ``extra``
+    columns, sorted by ``key`` (so two models' scores of the same holdout line up row by row)."""
+    scored = with_probability(model, model_input_frame(holdout_df, cfg), "p")
+    cols = [scored[key], *(scored[c].cast("string").alias(c) for c in extra if c != key)]
+    pdf: Any = scored.select(*cols, scored[cfg.label.name].cast("int").alias("y"), "p").toPandas()
+    return pdf.sort_values(key, kind="stable").reset_index(drop=True)
+
+
+EVENT_TS = "event_ts"
+
+
+def shadow_table(entity: str) -> str:
+    """The predictions table of shadow scoring: ``predictions/<entity>_shadow``."""
+    return f"{entity}_shadow"
+
+
+def shadow_version(cfg: PipelineConfig, champion: str | None) -> str:
+    """The version to shadow-score with (``challenger``), or "" when shadow scoring is off, there is
+    no challenger, or it is the champion itself. Shadow predictions are written, never served."""
+    if not cfg.scoring.shadow:
+        return ""
+    from flightdeck.model.registry import alias_version
+
+    version = alias_version(cfg.model.name, "challenger")
+    return "" if version is None or version == champion else str(version)
+
+
+def key_columns(cfg: PipelineConfig) -> list[str]:
+    """Columns carried from features to predictions: the passthrough columns and ``event_ts``."""
+    return list(dict.fromkeys([*cfg.features.passthrough, EVENT_TS]))
+
+
+def score(
+    model: PipelineModel,
+    features_df: DataFrame,
+    *,
+    model_name: str,
+    model_version: str,
+    run_key: str | None,
+    cfg: PipelineConfig,
+    feature_partition: str | None = None,
+) -> DataFrame:
+    """Predictions for ``features_df``: keys, ``probability`` (positive class), ``prediction`` and lineage.
+
+    ``feature_partition`` defaults to the ``date`` column added by
+    :func:`flightdeck.data.sparkio.read_partitions`.
+    """
+    from pyspark.sql import functions as F
+
+    keys = key_columns(cfg)
+    missing = [c for c in keys if c not in features_df.columns]
+    if missing:
+        raise ModelInputError(f"features are missing key/passthrough columns {missing}; rebuild the features partition")
+    if feature_partition is None and "date" not in features_df.columns:
+        raise ModelInputError("features have no 'date' column; pass feature_partition= or read with read_partitions")
+    partition_col = F.lit(feature_partition) if feature_partition is not None else F.col("date").cast("string")
+    # keys that are also model inputs (carrier, origin, dest) keep their original form
+    carried = features_df.select(
+        *[F.col(c).alias(f"__key_{i}") for i, c in enumerate(keys)],
+        partition_col.alias("__partition"),
+        *features_df.columns,
+    )
+    scored = with_probability(model, model_input_frame(carried, cfg, require_label=False), "__probability")
+    probability = F.col("__probability")
+    return scored.select(
+        *[F.col(f"__key_{i}").alias(c) for i, c in enumerate(keys)],
+        probability.alias("probability"),
+        # xgboost.spark's prediction: the argmax of (1 - p, p)
+        (probability > 0.5).cast("int").alias("prediction"),
+        F.lit(model_name).alias("model_name"),
+        F.lit(str(model_version)).alias("model_version"),
+        F.lit(run_key).cast("string").alias("scoring_run"),
+        F.col("__partition").alias("feature_partition"),
+    )

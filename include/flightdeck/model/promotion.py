@@ -1,0 +1,100 @@
+"""Gate and promotion as the DAG's tasks see them: apply the gate, move the alias, roll it back.
+
+The decision itself is pure (:func:`flightdeck.model.gate.decide`); the alias moves and the
+ledger live in :mod:`flightdeck.model.registry`. These functions join the two with the run's
+hand-off documents and the alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flightdeck.core import alerts
+from flightdeck.core.lake import configured, read_json, write_json
+from flightdeck.model import gate, registry
+
+log = logging.getLogger(__name__)
+
+
+def resolve_champion() -> str | None:
+    """The current champion version, resolved once per run (None before the first promotion)."""
+    cfg, _ = configured()
+    return registry.champion_version(cfg.model.name)
+
+
+def gate_candidate(run_key: str) -> dict[str, Any]:
+    """Apply the evaluation gate to this run's candidate and record the decision on its version.
+
+    The evaluation document holds both models' metrics on the same frozen holdout, the
+    per-slice AUCs and the bootstrap interval of the AUC difference; the decision is pure.
+    """
+    cfg, lake = configured()
+    evaluation = read_json(lake.run_doc(run_key, "evaluate"))
+    candidate = evaluation["candidate"]
+    champion = evaluation.get("champion")
+    comparison = evaluation.get("comparison") or {}
+    ci = comparison.get("auc_diff_ci")
+    decision = gate.decide(
+        candidate["metrics"],
+        champion["metrics"] if champion else None,
+        cfg.gate,
+        slices=comparison.get("slices") if champion else None,
+        auc_diff_ci=(ci["low"], ci["high"]) if champion and ci else None,
+    )
+    registry.tag_decision(cfg.model.name, str(candidate["version"]), decision)
+    result = {
+        "candidate_version": str(candidate["version"]),
+        "champion_version": str(champion["version"]) if champion else None,
+        "candidate_roc_auc": candidate["metrics"].get("roc_auc"),
+        "champion_roc_auc": champion["metrics"].get("roc_auc") if champion else None,
+        **decision.to_dict(),
+    }
+    write_json(lake.run_doc(run_key, "gate"), result)
+    log.info(
+        "gate for version %s (champion %s): %s",
+        candidate["version"],
+        result["champion_version"] or "none",
+        "PASS" if decision.passed else "FAIL",
+    )
+    for reason in decision.reasons:
+        log.info("  %s", reason)
+    return result
+
+
+def promote_candidate(run_key: str, decision: Mapping[str, Any], who: str | None = None) -> dict[str, Any]:
+    """Move the ``champion`` alias to the candidate, if the champion is still the one it was compared with.
+
+    Raises:
+        registry.PromotionConflict: another run moved the champion since evaluation (nothing moved).
+    """
+    cfg, lake = configured()
+    if not decision.get("passed"):
+        version = decision.get("candidate_version")
+        raise registry.RegistryError(f"gate did not pass for version {version}; refusing to promote")
+    record = registry.promote(
+        cfg.model.name,
+        str(decision["candidate_version"]),
+        expected_current=decision.get("champion_version"),
+        decision_ref=run_key,
+        why="gate passed: " + "; ".join(decision.get("reasons", [])),
+        who=who,
+        lake=lake,
+    )
+    write_json(lake.run_doc(run_key, "promote"), record)
+    if not record.get("noop"):
+        summary = f"{cfg.model.name} champion v{record.get('previous')} -> v{record['version']}"
+        alerts.notify(alerts.PROMOTION, summary, record, cfg=cfg)
+    return dict(record)
+
+
+def rollback_champion(to_version: str | None = None, reason: str = "", who: str | None = None) -> dict[str, Any]:
+    """Restore the previous champion, or the named version."""
+    cfg, lake = configured()
+    record = dict(
+        registry.rollback(cfg.model.name, to_version=to_version or None, why=reason or None, who=who, lake=lake)
+    )
+    summary = f"{cfg.model.name} champion rolled back v{record.get('previous')} -> v{record.get('version')}"
+    alerts.notify(alerts.ROLLBACK, summary, record, cfg=cfg)
+    return record

@@ -1,0 +1,332 @@
+"""Where drift becomes a retrain: the policy, the request records and their consumption.
+
+The monitoring DAG calls :func:`decide_retrain` (the pure :func:`should_retrain` over the drift
+reports and the requests so far) and :func:`record_retrain_request` (the request document, its
+alert; its content becomes the ``retrain_request`` asset event). The training DAG turns a
+request into its window (:func:`training_window`) and marks it consumed
+(:func:`consume_retrain_request`), so the policy may ask again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from flightdeck.core import alerts
+from flightdeck.core.config import Drift, PipelineConfig
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import Lake, configured, json_exists, list_docs, parse_date, read_json, write_json
+from flightdeck.monitoring.drift import STATUS_INSUFFICIENT, STATUS_OK, prediction_threshold
+
+log = logging.getLogger(__name__)
+
+
+class RetrainError(FlightdeckError):
+    """A training window or retrain request that cannot be honoured (e.g. end before start)."""
+
+
+def _drifted_features(report: Mapping[str, Any]) -> dict[str, float]:
+    psis: Mapping[str, float | None] = report.get("psi", {})
+    names = sorted(report.get("drifted", []), key=lambda n: -float(psis.get(n) or 0.0))
+    return {n: float(psis.get(n) or 0.0) for n in names}
+
+
+def feature_summary(report: Mapping[str, Any], policy: Drift) -> str:
+    """``"5 of 20 features drifted (share 0.25 >= 0.20): a PSI 1.93, ..."``."""
+    drifted = _drifted_features(report)
+    share = float(report.get("drifted_share", 0.0))
+    n_features = int(report.get("n_features", len(report.get("psi", {}))))
+    op = ">=" if share >= policy.drifted_share else "<"
+    listing = ", ".join(f"{n} PSI {v:.2f}" for n, v in drifted.items())
+    text = f"{len(drifted)} of {n_features} features drifted (share {share:.2f} {op} {policy.drifted_share:.2f})"
+    return text + (f": {listing}" if listing else "")
+
+
+def window_breaches(report: Mapping[str, Any], policy: Drift) -> dict[str, Any]:
+    """Which statistics of one monitored window breached their thresholds, each with a sentence.
+
+    Returns ``{"judged": bool, "breaches": [sentences], "notes": [sentences]}``: ``judged`` is
+    False when no statistic had enough data (such a window is not counted among the last n).
+    """
+    breaches: list[str] = []
+    notes: list[str] = []
+    judged = False
+    if report.get("status") == STATUS_INSUFFICIENT:
+        notes.append(
+            f"insufficient rows for drift on {report.get('date', 'this day')}: "
+            f"{report.get('n_rows')} < minimum {report.get('min_rows')}"
+        )
+    else:
+        judged = True
+        summary = feature_summary(report, policy)
+        (breaches if float(report.get("drifted_share", 0.0)) >= policy.drifted_share else notes).append(summary)
+        pred = report.get("prediction_psi")
+        if pred is not None:
+            limit = prediction_threshold(policy)
+            if pred >= limit:
+                breaches.append(f"prediction PSI {pred:.2f} >= {limit:.2f}")
+            else:
+                notes.append(f"prediction PSI {pred:.2f} < {limit:.2f}")
+    perf = report.get("performance") or {}
+    if perf.get("status") == STATUS_OK:
+        judged = True
+        ref = perf.get("reference", {})
+        on = f"labels of {perf.get('date')}"
+        auc_text = f"AUC {perf['roc_auc']:.3f} vs holdout {float(ref.get('roc_auc', float('nan'))):.3f}"
+        if perf.get("auc_breach"):
+            breaches.append(f"{auc_text} (drop {perf['auc_drop']:.3f} >= {policy.max_auc_drop:.3f}, {on})")
+        ll_text = f"log loss {perf['log_loss']:.3f} vs holdout {float(ref.get('log_loss', float('nan'))):.3f}"
+        if perf.get("log_loss_breach"):
+            breaches.append(f"{ll_text} (rise {perf['log_loss_rise']:.3f} >= {policy.max_log_loss_rise:.3f}, {on})")
+        if not perf.get("auc_breach") and not perf.get("log_loss_breach"):
+            notes.append(f"performance holds on {on}: {auc_text}, {ll_text}")
+    elif perf:
+        notes.append(f"performance not judged: {perf.get('status')} ({perf.get('n_rows', 0)} labelled rows)")
+    return {"judged": judged, "breaches": breaches, "notes": notes}
+
+
+@dataclass(frozen=True)
+class History:
+    """What the policy looks at: the monitored windows (drift reports) and the retrain requests.
+
+    ``windows`` are drift reports (each with a ``date``); ``requests`` are retrain request docs
+    (``partition``; ``consumed_by``/``consumed_at`` once a training run took them); ``day`` is the
+    window being decided.
+    """
+
+    day: dt.date
+    windows: Sequence[Mapping[str, Any]]
+    requests: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The drift policy's verdict for one window: retrain or not, why, and the evidence."""
+
+    retrain: bool
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def is_open(request: Mapping[str, Any], day: dt.date, policy: Drift) -> bool:
+    """A request is open until a training run consumed it, or until it is ``request_ttl_days`` old."""
+    if request.get("consumed_by") or request.get("consumed_at"):
+        return False
+    return (day - parse_date(request["partition"])).days < policy.request_ttl_days
+
+
+def _request_block(
+    requests_in: Sequence[Mapping[str, Any]], day: dt.date, pol: Drift, details: dict[str, Any]
+) -> str | None:
+    """Why the request history forbids a new request for ``day`` (rules 3-5), or None."""
+    requests = [r for r in requests_in if "partition" in r]
+    same = [r for r in requests if parse_date(r["partition"]) == day]
+    if same:
+        details["existing_request"] = dict(same[0])
+        return f"a retrain request for {day} exists already"
+    open_ = [r for r in requests if is_open(r, day, pol)]
+    if open_:
+        details["open_request"] = dict(open_[-1])
+        return (
+            f"the retrain request for {open_[-1]['partition']} is still open "
+            f"(no training run consumed it yet; it expires after {pol.request_ttl_days} days)"
+        )
+    previous = sorted((parse_date(r["partition"]) for r in requests if parse_date(r["partition"]) <= day), reverse=True)
+    if previous and pol.cooldown_days > 0 and (day - previous[0]).days < pol.cooldown_days:
+        details["cooldown_from"] = previous[0].isoformat()
+        return (
+            f"in cooldown: last retrain request was for {previous[0]}, "
+            f"{(day - previous[0]).days} day(s) before {day} (cooldown {pol.cooldown_days} days)"
+        )
+    return None
+
+
+def should_retrain(history: History, pol: Drift) -> Decision:
+    """Ask for a retrain when k of the last n windows breached, nothing is open, no cooldown.
+
+    Rules, in order (the first that says no wins, and its sentence is the reason):
+
+    1. the current window (``history.day``) must itself breach a threshold: share of drifted
+       features, prediction PSI, or (once labels arrived) AUC drop / log-loss rise;
+    2. at least ``policy.breaches`` of the last ``policy.windows`` judged windows up to the
+       current one breached (windows without enough data are skipped, not counted);
+    3. no request for this partition exists already (a rerun never asks twice);
+    4. no other request is open (at most one open request; see :func:`is_open`);
+    5. no request for a partition P with P <= day < P + ``cooldown_days`` (cooldown after a
+       retrain; requests for later partitions, e.g. a backfill, do not count).
+    """
+    day = history.day
+    by_date: dict[dt.date, Mapping[str, Any]] = {}
+    for w in history.windows:
+        d = parse_date(w["date"])
+        if d <= day:
+            by_date[d] = w
+    current = by_date.get(day)
+    if current is None:
+        return Decision(False, f"no drift report for {day}", {"day": day.isoformat()})
+    verdict = window_breaches(current, pol)
+    features = _drifted_features(current)
+    details: dict[str, Any] = {
+        "day": day.isoformat(),
+        "breaches": verdict["breaches"],
+        "notes": verdict["notes"],
+        "prediction_psi": current.get("prediction_psi"),
+        "performance": current.get("performance"),
+        "k": pol.breaches,
+        "n": pol.windows,
+    }
+    if not verdict["breaches"]:
+        reason = "; ".join(verdict["notes"]) or f"nothing measured on {day}"
+        return Decision(False, f"no threshold breached on {day}: {reason}" if verdict["judged"] else reason,
+                        details, features)  # fmt: skip
+    judged = []
+    for d in sorted(by_date, reverse=True):
+        v = window_breaches(by_date[d], pol) if d != day else verdict
+        if v["judged"]:
+            judged.append((d, bool(v["breaches"])))
+        if len(judged) == pol.windows:
+            break
+    hits = sum(1 for _, b in judged if b)
+    details["windows"] = [{"date": d.isoformat(), "breached": b} for d, b in reversed(judged)]
+    details["breached_windows"] = hits
+    evidence = "; ".join(verdict["breaches"])
+    k_of_n = f"{hits} of the last {len(judged)} windows breached, need {pol.breaches} of {pol.windows}"
+    if hits < pol.breaches:
+        return Decision(False, f"{evidence} but only {k_of_n}", details, features)
+
+    blocked = _request_block(history.requests, day, pol, details)
+    if blocked:
+        return Decision(False, f"{evidence} but {blocked}", details, features)
+    suffix = f" ({k_of_n})" if pol.windows > 1 else ""
+    return Decision(True, evidence + suffix, details, features)
+
+
+RETRAIN_FOLDER = ("monitoring", "retrain_requests")
+
+
+DRIFT_REPORTS = ("monitoring", "drift_reports")
+
+
+def training_window(
+    partition_key: str | None, params: Mapping[str, Any], request: Mapping[str, Any] | None, cfg: PipelineConfig
+) -> dict[str, str]:
+    """The training window of a run: from a retrain request's partition, else from the Params.
+
+    A retrain request for partition D trains on the ``retrain_window_days`` days ending at D
+    (day D's outcomes are known once it has been scored). A manual run uses the Params,
+    which default to the config's first training window.
+    """
+    if partition_key:
+        end = parse_date(partition_key)
+        start = end - dt.timedelta(days=cfg.model.retrain_window_days - 1)
+        reason = str((request or {}).get("reason") or f"retrain requested for {end}")
+        return {"train_start": start.isoformat(), "train_end": end.isoformat(), "reason": reason}
+    start = parse_date(str(params.get("train_start") or cfg.model.train_start))
+    end = parse_date(str(params.get("train_end") or cfg.model.train_end))
+    if end < start:
+        raise RetrainError(f"train_end {end} is before train_start {start}")
+    reason = str(params.get("reason") or "manual training run")
+    return {"train_start": start.isoformat(), "train_end": end.isoformat(), "reason": reason}
+
+
+def retrain_history(lake: Lake) -> list[dict[str, Any]]:
+    """Every retrain request recorded so far, oldest first."""
+    return [dict(read_json(path)) for path in list_docs(lake.path(*RETRAIN_FOLDER))]
+
+
+def drift_windows(lake: Lake) -> list[dict[str, Any]]:
+    """Every monitored window so far (the drift reports ``monitoring/drift_reports/D.json``)."""
+    return [dict(read_json(path)) for path in list_docs(lake.path(*DRIFT_REPORTS))]
+
+
+def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
+    """Apply the drift policy to this window and the history (a pure decision, with a reason)."""
+    cfg, lake = configured()
+    report = dict(read_json(lake.run_doc(run_key, "detect_drift")))
+    day = parse_date(partition)
+    report.setdefault("date", day.isoformat())
+    windows = [w for w in drift_windows(lake) if w.get("date") != day.isoformat()] + [report]
+    requests = mark_consumed_requests(cfg, lake, retrain_history(lake))
+    history = History(day=day, windows=windows, requests=requests)
+    decision = should_retrain(history, cfg.drift)
+    result = {"partition": partition, **decision.to_dict()}
+    log.info("drift policy for %s: retrain=%s: %s", partition, decision.retrain, decision.reason)
+    return result
+
+
+def record_retrain_request(partition: str, decision: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """Write the retrain request to the lake (open until a training run consumes it) and alert.
+
+    Its content becomes the asset event's extra.
+    """
+    cfg, lake = configured()
+    details = decision.get("details") or {}
+    request = {
+        "partition": partition,
+        "reason": decision["reason"],
+        "features": decision.get("features", {}),
+        "breaches": details.get("breaches", []),
+        "monitoring_run": run_id,
+    }
+    write_json(lake.path(*RETRAIN_FOLDER, f"{parse_date(partition).isoformat()}.json"), request)
+    alerts.notify(
+        alerts.RETRAIN_REQUESTED, f"retrain requested for {partition}: {decision['reason']}", request, cfg=cfg
+    )
+    return request
+
+
+def mark_consumed_requests(cfg: PipelineConfig, lake: Lake, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark open requests consumed when MLflow has a training run whose window ends at their partition.
+
+    A drift-triggered training run for partition D trains on the window ending at D (its
+    ``train_end`` param), so such a run consuming the request is visible without the training
+    DAG writing anything. Found consumers are written back to the request documents. When MLflow
+    cannot be asked the requests stay as they are (open: the conservative side).
+    """
+    open_ = [r for r in requests if "partition" in r and not r.get("consumed_by")]
+    if not open_:
+        return requests
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name(cfg.model.name)
+        if experiment is None:
+            return requests
+        for request in open_:
+            day = parse_date(request["partition"]).isoformat()
+            runs = client.search_runs(
+                [experiment.experiment_id], filter_string=f"params.train_end = '{day}'", max_results=1
+            )
+            if runs:
+                request["consumed_by"] = f"mlflow-run:{runs[0].info.run_id}"
+                write_json(lake.path(*RETRAIN_FOLDER, f"{day}.json"), request)
+                log.info("retrain request for %s consumed by training run %s", day, runs[0].info.run_id)
+    except Exception as err:  # MLflow unreachable: keep the requests open
+        log.warning("could not check MLflow for consumed retrain requests: %s", err)
+    return requests
+
+
+def consume_retrain_request(partition: str | None, consumer: str) -> dict[str, Any] | None:
+    """Mark the retrain request for ``partition`` consumed by a training run (``consumer``: its run id).
+
+    The training DAG calls this once it has taken the request, so the drift policy may ask
+    again (at most one request is open at a time). Returns the updated request, or None when
+    there is none for that partition (a manual run).
+    """
+    if not partition:
+        return None
+    _, lake = configured()
+    path = lake.path(*RETRAIN_FOLDER, f"{parse_date(partition).isoformat()}.json")
+    if not json_exists(path):
+        return None
+    request = {**dict(read_json(path)), "consumed_by": consumer}
+    write_json(path, request)
+    return request
