@@ -82,9 +82,10 @@ down: ## stop what `make up` / `make demo` started
 status: install ## where the pipeline stands (flightdeck status)
 	$(VENV)/bin/flightdeck status
 
-lint: install ## ruff (with the Airflow AIR rules)
+lint: install ## ruff (with the Airflow AIR rules) and the plane layers (import-linter)
 	$(VENV)/bin/ruff check dags plugins jobs include tests bench
 	$(VENV)/bin/ruff format --check dags plugins jobs include tests bench
+	$(VENV)/bin/lint-imports
 
 typecheck: install ## mypy on the library
 	$(VENV)/bin/mypy

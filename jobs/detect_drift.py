@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flightdeck.jobs.detect_drift")
 
-REPORTS = ("monitoring", "drift_reports")
-
 
 def load_reference_profile(name: str, version: str) -> tuple[dict[str, Any], str]:
     """The reference profile logged by the training run of ``name`` v``version``, and that run's id."""
@@ -173,9 +171,9 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     rows = monitoring_rows(report, cfg.drift)
     write_partitions(monitoring_frame(spark, rows).coalesce(1), lake, "monitoring", MONITORING_TABLE, [day])
     page = render_report(report, profile, current)
-    html_path = lake.path(*REPORTS, f"{day.isoformat()}.html")
+    html_path = lake.drift_report(day, "html")
     write_bytes(html_path, page.encode("utf-8"))
-    write_json(lake.path(*REPORTS, f"{day.isoformat()}.json"), report)
+    write_json(lake.drift_report(day), report)
 
     mlflow.set_experiment(f"{name}-monitoring")
     with mlflow.start_run(run_name=f"drift {day} v{version}") as active:

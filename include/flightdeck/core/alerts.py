@@ -34,7 +34,6 @@ RETRAIN_REQUESTED = "retrain_requested"
 PROMOTION = "promotion"
 ROLLBACK = "rollback"
 EVENTS = (DAG_FAILURE, RETRAIN_REQUESTED, PROMOTION, ROLLBACK)
-ALERTS_FOLDER = ("monitoring", "alerts")
 _SEVERITY = {DAG_FAILURE: "error", RETRAIN_REQUESTED: "warning", PROMOTION: "info", ROLLBACK: "warning"}
 
 
@@ -61,7 +60,7 @@ def alerts_file(cfg: Alerts, lake: Lake | None) -> str | None:
         return None
     if Path(cfg.file).is_absolute() or lake is None:
         return cfg.file
-    return lake.path(*ALERTS_FOLDER, cfg.file)
+    return lake.alerts_file(cfg.file)
 
 
 def _write_file(alert: Mapping[str, Any], cfg: Alerts, lake: Lake | None) -> str | None:

@@ -119,6 +119,47 @@ class Lake:
         safe_key = re.sub(r"[^A-Za-z0-9_.=-]", "_", run_key)
         return self.path("runs", safe_key, f"{name}.json")
 
+    # --- documents of the monitoring zone: every path has one method here -------------------
+
+    def retrain_requests(self) -> str:
+        """Folder of the retrain requests (``monitoring/retrain_requests/D.json``)."""
+        return self.path("monitoring", "retrain_requests")
+
+    def retrain_request(self, date: dt.date | str) -> str:
+        return self.path("monitoring", "retrain_requests", f"{parse_date(date).isoformat()}.json")
+
+    def drift_reports(self) -> str:
+        """Folder of the daily drift reports (``D.json`` and its ``D.html`` page)."""
+        return self.path("monitoring", "drift_reports")
+
+    def drift_report(self, date: dt.date | str, ext: str = "json") -> str:
+        return self.path("monitoring", "drift_reports", f"{parse_date(date).isoformat()}.{ext}")
+
+    def promotions(self) -> str:
+        """Folder of the alias ledger (``monitoring/promotions/<model>-<alias>-<seq>.json``)."""
+        return self.path("monitoring", "promotions")
+
+    def promotion(self, name: str) -> str:
+        return self.path("monitoring", "promotions", name)
+
+    def alerts_file(self, name: str) -> str:
+        return self.path("monitoring", "alerts", name)
+
+    def validation_report(self, suite: str, date: dt.date | str) -> str:
+        return self.path("monitoring", "validation", suite, f"{parse_date(date).isoformat()}.json")
+
+    def data_docs(self, suite: str, date: dt.date | str) -> str:
+        return self.path("monitoring", "data_docs", suite, f"{parse_date(date).isoformat()}.html")
+
+    def landing_inbox(self, source: str) -> str:
+        return self.path("landing", source)
+
+    def landing_marker(self, marker_dir: str, source: str, file_name: str) -> str:
+        return self.path("landing", marker_dir, source, f"{file_name}.json")
+
+    def landing_archive(self, archive_dir: str, source: str, fingerprint: str, file_name: str) -> str:
+        return self.path("landing", archive_dir, source, fingerprint, file_name)
+
     def committed_partitions(self, zone: str, table: str) -> list[dt.date]:
         """Dates whose partition is committed (has the marker), oldest first."""
         return sorted(

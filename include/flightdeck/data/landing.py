@@ -190,11 +190,11 @@ class LandedFile:
 
 
 def _marker(lake: Lake, landed: LandedFile) -> str:
-    return lake.path("landing", MARKER_DIR, landed.source, f"{landed.file.name}.json")
+    return lake.landing_marker(MARKER_DIR, landed.source, landed.file.name)
 
 
 def _archive(lake: Lake, landed: LandedFile) -> str:
-    return lake.path("landing", ARCHIVE_DIR, landed.source, landed.file.fingerprint, landed.file.name)
+    return lake.landing_archive(ARCHIVE_DIR, landed.source, landed.file.fingerprint, landed.file.name)
 
 
 def landed_files(cfg: PipelineConfig, lake: Lake) -> list[LandedFile]:
@@ -205,7 +205,7 @@ def landed_files(cfg: PipelineConfig, lake: Lake) -> list[LandedFile]:
     found: list[LandedFile] = []
     for source in [cfg.dataset.entity, *cfg.dataset.timeseries]:
         pattern = re.compile(rf"^{re.escape(source.name)}_(\d{{4}}-\d{{2}}-\d{{2}})\.csv$")
-        for info in list_files(lake.path("landing", source.name)):
+        for info in list_files(lake.landing_inbox(source.name)):
             match = pattern.match(info.name)
             if match is None:
                 log.warning(

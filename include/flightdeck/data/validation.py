@@ -574,12 +574,12 @@ def _validate_batch(
 
 def report_path(lake: Lake, suite: str, date: str) -> str:
     """Where the JSON validation report of a partition goes."""
-    return lake.path("monitoring", "validation", suite, f"{date}.json")
+    return lake.validation_report(suite, date)
 
 
 def data_docs_path(lake: Lake, suite: str, date: str) -> str:
     """Where the Data Docs page of a partition goes."""
-    return lake.path("monitoring", "data_docs", suite, f"{date}.html")
+    return lake.data_docs(suite, date)
 
 
 def write_reports(lake: Lake, reports: Mapping[str, ValidationReport], table: str) -> list[str]:

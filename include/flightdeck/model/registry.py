@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PROMOTIONS = ("monitoring", "promotions")
 NO_VERSION = "none"
 ACTOR_ENV = "FLIGHTDECK_ACTOR"
 STALE_CLAIM_SECONDS = 300
@@ -102,6 +101,24 @@ def champion_version(name: str, *, client: MlflowClient | None = None) -> str | 
     return alias_version(name, CHAMPION, client=client)
 
 
+def resolve_version(name: str, spec: str | int, *, client: MlflowClient | None = None) -> str:
+    """A concrete version for ``spec``: a version number as it is, an alias (``champion``) resolved once.
+
+    The one alias resolution of the platform: scoring, drift and the DAGs call it once per run
+    and use the version they got for every row.
+
+    Raises:
+        RegistryError: the alias points at no version (train and promote a model first).
+    """
+    text = str(spec).strip()
+    if text.isdigit():
+        return text
+    version = alias_version(name, text, client=client)
+    if version is None:
+        raise RegistryError(f"model {name} has no version with alias {text!r}; train and promote a model first")
+    return version
+
+
 # --- the alias ledger -------------------------------------------------------------------------------
 
 
@@ -114,7 +131,7 @@ def ledger(name: str, *, alias: str | None = None, lake: Lake | None = None) -> 
     the_lake = _lake(lake)
     aliases = [alias] if alias else [CHAMPION, CHALLENGER]
     records = []
-    for path in list_docs(the_lake.path(*PROMOTIONS)):
+    for path in list_docs(the_lake.promotions()):
         base = path.rsplit("/", 1)[-1]
         if any(base.startswith(_prefix(name, a)) for a in aliases):
             records.append(dict(read_json(path)))
@@ -158,7 +175,7 @@ def _create_exclusive(path: str, doc: Mapping[str, Any]) -> bool:
 
 
 def _ledger_path(lake: Lake, name: str, alias: str, seq: int) -> str:
-    return lake.path(*PROMOTIONS, f"{_prefix(name, alias)}{seq:06d}.json")
+    return lake.promotion(f"{_prefix(name, alias)}{seq:06d}.json")
 
 
 def _claim(lake: Lake, record: dict[str, Any]) -> str | None:

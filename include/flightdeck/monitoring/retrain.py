@@ -208,12 +208,6 @@ def should_retrain(history: History, pol: Drift) -> Decision:
     return Decision(True, evidence + suffix, details, features)
 
 
-RETRAIN_FOLDER = ("monitoring", "retrain_requests")
-
-
-DRIFT_REPORTS = ("monitoring", "drift_reports")
-
-
 def training_window(
     partition_key: str | None, params: Mapping[str, Any], request: Mapping[str, Any] | None, cfg: PipelineConfig
 ) -> dict[str, str]:
@@ -238,12 +232,12 @@ def training_window(
 
 def retrain_history(lake: Lake) -> list[dict[str, Any]]:
     """Every retrain request recorded so far, oldest first."""
-    return [dict(read_json(path)) for path in list_docs(lake.path(*RETRAIN_FOLDER))]
+    return [dict(read_json(path)) for path in list_docs(lake.retrain_requests())]
 
 
 def drift_windows(lake: Lake) -> list[dict[str, Any]]:
     """Every monitored window so far (the drift reports ``monitoring/drift_reports/D.json``)."""
-    return [dict(read_json(path)) for path in list_docs(lake.path(*DRIFT_REPORTS))]
+    return [dict(read_json(path)) for path in list_docs(lake.drift_reports())]
 
 
 def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
@@ -275,7 +269,7 @@ def record_retrain_request(partition: str, decision: Mapping[str, Any], run_id: 
         "breaches": details.get("breaches", []),
         "monitoring_run": run_id,
     }
-    write_json(lake.path(*RETRAIN_FOLDER, f"{parse_date(partition).isoformat()}.json"), request)
+    write_json(lake.retrain_request(partition), request)
     alerts.notify(
         alerts.RETRAIN_REQUESTED, f"retrain requested for {partition}: {decision['reason']}", request, cfg=cfg
     )
@@ -307,7 +301,7 @@ def mark_consumed_requests(cfg: PipelineConfig, lake: Lake, requests: list[dict[
             )
             if runs:
                 request["consumed_by"] = f"mlflow-run:{runs[0].info.run_id}"
-                write_json(lake.path(*RETRAIN_FOLDER, f"{day}.json"), request)
+                write_json(lake.retrain_request(day), request)
                 log.info("retrain request for %s consumed by training run %s", day, runs[0].info.run_id)
     except Exception as err:  # MLflow unreachable: keep the requests open
         log.warning("could not check MLflow for consumed retrain requests: %s", err)
@@ -324,7 +318,7 @@ def consume_retrain_request(partition: str | None, consumer: str) -> dict[str, A
     if not partition:
         return None
     _, lake = configured()
-    path = lake.path(*RETRAIN_FOLDER, f"{parse_date(partition).isoformat()}.json")
+    path = lake.retrain_request(partition)
     if not json_exists(path):
         return None
     request = {**dict(read_json(path)), "consumed_by": consumer}

@@ -156,9 +156,9 @@ def lake_status(cfg: PipelineConfig) -> dict[str, Any]:
         out["quarantine"] = None
 
     out["drift"] = drift_state(lake)
-    out["retrain_requests"] = [read_json(p) for p in list_docs(lake.path("monitoring", "retrain_requests"))]
+    out["retrain_requests"] = [read_json(p) for p in list_docs(lake.retrain_requests())]
     # the alias ledger also records challenger moves; promotions are the champion's moves
-    moves = [read_json(p) for p in list_docs(lake.path("monitoring", "promotions"))]
+    moves = [read_json(p) for p in list_docs(lake.promotions())]
     out["promotions"] = [m for m in moves if m.get("alias", "champion") == "champion"]
     out["alerts"] = recent_alerts(cfg, lake)
     return out

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/flightdeck"
-REPORTS = ("monitoring", "drift_reports")
 MAX_VERSIONS = 50
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1rem 1.5rem;color:#222}h1{margin:.2rem 0}
@@ -145,7 +144,7 @@ def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: La
         "ingest": _guard("monitoring/ingest_ledger", lambda: _local_table(lake, "ingest_ledger")),
         "requests": _guard(
             "retrain requests",
-            lambda: [dict(read_json(p)) for p in list_docs(lake.path("monitoring", "retrain_requests"))],
+            lambda: [dict(read_json(p)) for p in list_docs(lake.retrain_requests())],
         ),
         "mlflow_url": mlflow_ui_url(),
         "airflow_url": airflow_ui_url(),
@@ -476,7 +475,7 @@ def create_app(
             date = parse_date(day)
         except ValueError:
             return HTMLResponse(f"not a date: {html.escape(day)}", status_code=400)
-        path = Lake((cfg or load_config()).lake.root).path(*REPORTS, f"{date.isoformat()}.html")
+        path = Lake((cfg or load_config()).lake.root).drift_report(date, "html")
         if not json_exists(path):  # plain existence check, local or S3
             return HTMLResponse(f"no drift report for {date}", status_code=404)
         return HTMLResponse(read_bytes(path).decode("utf-8"))
