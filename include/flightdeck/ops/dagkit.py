@@ -17,7 +17,6 @@ from flightdeck.ops.notifiers import on_failure
 
 SPARK_CONN_ID = "spark_default"
 OWNER = "flightdeck"
-START_DATE = dt.datetime(2013, 1, 1, tzinfo=dt.UTC)
 
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": OWNER,
