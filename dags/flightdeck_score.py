@@ -46,9 +46,9 @@ with DAG(
     def resolve_shadow(champion: str) -> str:
         """The challenger to shadow-score with when `scoring.shadow` is on, else "" (no shadow)."""
         from flightdeck.core.config import load_config
-        from flightdeck.model import scoring
+        from flightdeck.model import inference
 
-        return scoring.shadow_version(load_config(), champion)
+        return inference.shadow_version(load_config(), champion)
 
     version = resolve_champion()
     shadow = resolve_shadow(version)

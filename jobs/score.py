@@ -24,19 +24,6 @@ from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
 log = logging.getLogger("flightdeck.jobs.score")
 
 
-def resolve_version(name: str, spec: str) -> str:
-    """A concrete version for ``spec`` (a number, or an alias such as ``champion``), resolved once."""
-    if spec.isdigit():
-        return spec
-    from flightdeck.model.registry import alias_version
-
-    version = alias_version(name, spec)
-    if version is None:
-        raise ValueError(f"model {name} has no version with alias {spec!r}; train and promote a model first")
-    log.info("resolved %s@%s to version %s", name, spec, version)
-    return version
-
-
 def main(argv: Sequence[str]) -> dict[str, Any]:
     p = parser("score", __doc__ or "")
     p.add_argument("--model-version", required=True, help="model version number, or 'champion'")
@@ -53,6 +40,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
 
     from flightdeck.data.sparkio import build_session, read_partitions, write_partition
     from flightdeck.model.inference import score, shadow_table
+    from flightdeck.model.registry import resolve_version
 
     name = cfg.model.name
     version = resolve_version(name, args.model_version)

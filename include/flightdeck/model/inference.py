@@ -129,9 +129,9 @@ def shadow_version(cfg: PipelineConfig, champion: str | None) -> str:
     no challenger, or it is the champion itself. Shadow predictions are written, never served."""
     if not cfg.scoring.shadow:
         return ""
-    from flightdeck.model.registry import alias_version
+    from flightdeck.model import registry
 
-    version = alias_version(cfg.model.name, "challenger")
+    version = registry.alias_version(cfg.model.name, registry.CHALLENGER)
     return "" if version is None or version == champion else str(version)
 
 
