@@ -1,5 +1,5 @@
-"""The monitoring tasks over a lake and a SQLite MLflow store: history from the lake, a request stays
-open until a training run for its partition exists, and a recorded request raises an alert."""
+"""The monitoring tasks over a lake: history from the lake, a request stays open until the training
+DAG consumes it (``consume_retrain_request``), and a recorded request raises an alert."""
 
 from __future__ import annotations
 
@@ -21,21 +21,15 @@ def _report(day: str) -> dict[str, Any]:
 
 
 @pytest.fixture()
-def env(lake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def env(lake_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("FLIGHTDECK__DRIFT__COOLDOWN_DAYS", "0")
     lake = Lake(str(lake_root))
-    write_json(lake.path("monitoring", "drift_reports", "2013-07-01.json"), _report("2013-07-01"))
+    write_json(lake.drift_report("2013-07-01"), _report("2013-07-01"))
     write_json(lake.run_doc("mon-2", "detect_drift"), _report("2013-07-02"))
-    return {"lake": lake, "uri": uri, "root": lake_root}
+    return {"lake": lake, "root": lake_root}
 
 
-def test_request_is_open_until_a_training_run_for_its_partition_exists(env: dict[str, Any]) -> None:
-    from mlflow import MlflowClient
-
-    from flightdeck.core.config import load_config
-
+def test_request_is_open_until_the_training_dag_consumes_it(env: dict[str, Any]) -> None:
     request = retrain.record_retrain_request(
         "2013-07-01", {"reason": "2 of 4 features drifted", "features": {}}, "mon-1"
     )
@@ -46,16 +40,14 @@ def test_request_is_open_until_a_training_run_for_its_partition_exists(env: dict
     blocked = retrain.decide_retrain("2013-07-02", "mon-2")
     assert not blocked["retrain"] and "request for 2013-07-01 is still open" in blocked["reason"]
 
-    client = MlflowClient(env["uri"])
-    experiment = client.create_experiment(load_config().model.name, artifact_location=str(env["root"] / "art"))
-    run = client.create_run(experiment)
-    client.log_param(run.info.run_id, "train_end", "2013-07-01")
+    assert retrain.consume_retrain_request(None, "manual") is None
+    assert retrain.consume_retrain_request("2013-06-30", "train-run-8") is None  # no request for that day
+    consumed = retrain.consume_retrain_request("2013-07-01", "airflow:flightdeck_train/run-9")
+    assert consumed is not None and consumed["consumed_by"] == "airflow:flightdeck_train/run-9"
+    stored = read_json(env["lake"].retrain_request("2013-07-01"))
+    assert stored["consumed_by"] == "airflow:flightdeck_train/run-9"
+    assert stored["reason"] == "2 of 4 features drifted" and stored["monitoring_run"] == "mon-1"
 
     allowed = retrain.decide_retrain("2013-07-02", "mon-2")
     assert allowed["retrain"], allowed["reason"]
     assert allowed["reason"].startswith("2 of 4 features drifted (share 0.50 >= 0.20): wx_temp PSI 1.90")
-    stored = read_json(env["lake"].path("monitoring", "retrain_requests", "2013-07-01.json"))
-    assert stored["consumed_by"] == f"mlflow-run:{run.info.run_id}"
-
-    assert retrain.consume_retrain_request(None, "manual") is None
-    assert retrain.consume_retrain_request("2013-07-01", "train-run-9")["consumed_by"] == "train-run-9"

@@ -247,8 +247,7 @@ def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
     day = parse_date(partition)
     report.setdefault("date", day.isoformat())
     windows = [w for w in drift_windows(lake) if w.get("date") != day.isoformat()] + [report]
-    requests = mark_consumed_requests(cfg, lake, retrain_history(lake))
-    history = History(day=day, windows=windows, requests=requests)
+    history = History(day=day, windows=windows, requests=retrain_history(lake))
     decision = should_retrain(history, cfg.drift)
     result = {"partition": partition, **decision.to_dict()}
     log.info("drift policy for %s: retrain=%s: %s", partition, decision.retrain, decision.reason)
@@ -276,43 +275,12 @@ def record_retrain_request(partition: str, decision: Mapping[str, Any], run_id: 
     return request
 
 
-def mark_consumed_requests(cfg: PipelineConfig, lake: Lake, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mark open requests consumed when MLflow has a training run whose window ends at their partition.
-
-    A drift-triggered training run for partition D trains on the window ending at D (its
-    ``train_end`` param), so such a run consuming the request is visible without the training
-    DAG writing anything. Found consumers are written back to the request documents. When MLflow
-    cannot be asked the requests stay as they are (open: the conservative side).
-    """
-    open_ = [r for r in requests if "partition" in r and not r.get("consumed_by")]
-    if not open_:
-        return requests
-    try:
-        from mlflow import MlflowClient
-
-        client = MlflowClient()
-        experiment = client.get_experiment_by_name(cfg.model.name)
-        if experiment is None:
-            return requests
-        for request in open_:
-            day = parse_date(request["partition"]).isoformat()
-            runs = client.search_runs(
-                [experiment.experiment_id], filter_string=f"params.train_end = '{day}'", max_results=1
-            )
-            if runs:
-                request["consumed_by"] = f"mlflow-run:{runs[0].info.run_id}"
-                write_json(lake.retrain_request(day), request)
-                log.info("retrain request for %s consumed by training run %s", day, runs[0].info.run_id)
-    except Exception as err:  # MLflow unreachable: keep the requests open
-        log.warning("could not check MLflow for consumed retrain requests: %s", err)
-    return requests
-
-
 def consume_retrain_request(partition: str | None, consumer: str) -> dict[str, Any] | None:
     """Mark the retrain request for ``partition`` consumed by a training run (``consumer``: its run id).
 
     The training DAG calls this once it has taken the request, so the drift policy may ask
-    again (at most one request is open at a time). Returns the updated request, or None when
+    again (at most one request is open at a time). This is the only way a request becomes
+    consumed: the policy never guesses it from MLflow runs. Returns the updated request, or None when
     there is none for that partition (a manual run).
     """
     if not partition:
