@@ -131,6 +131,43 @@ def render(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_stages(scale: Any, args: argparse.Namespace, out: dict[str, Any], checkpoint: Any) -> None:
+    """Each wanted stage of one scale, in order, with the results saved after each."""
+    from bench import stages
+
+    wanted = set(args.stage_list)
+    if wanted - {"features"} and "features" not in wanted:
+        stages.run_job("build_features", ["--partition", stages.span(scale.dates)])  # the others read features
+    for name in STAGES:
+        if name not in wanted:
+            continue
+        if name == "training":
+            out["stages"][name] = stages.bench_training(scale, args.nthread)
+        elif name == "scoring":
+            out["stages"][name] = stages.bench_scoring(scale, args.nthread)
+        else:
+            out["stages"][name] = getattr(stages, f"bench_{name}")(scale)
+        checkpoint()
+
+
+def run_threads_variant(lake_root: Path, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Training as 1 worker x ``--threads-per-worker`` threads, in a child with its own Spark session."""
+    from bench import threads
+
+    n = args.threads_per_worker
+    log(f"  training: 1 worker x {n} threads, in its own Spark session ...")
+    variant = threads.run(lake_root, args, n)
+    if "error" in variant:
+        log(f"  training 1 worker x {n} threads failed: {variant['error']}")
+        out.setdefault("errors", {})["training_threads"] = variant["error"]
+        return
+    out["stages"]["training_threads"] = variant
+    log(
+        f"  training 1 worker x {n} threads: {variant['pipeline']['seconds']:.2f}s "
+        f"vs native {variant['reference']['seconds']:.2f}s"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render is not None:
@@ -144,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FLIGHTDECK__MODEL__NUM_WORKERS"] = str(args.num_workers)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    from bench import probe, report, stages, threads
+    from bench import probe, report, stages
     from flightdeck.core.config import load_config
     from flightdeck.core.lake import Lake, parse_partitions
     from flightdeck.data.sparkio import build_session
@@ -184,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         "scales": {},
         "notes": list(args.note),
     }
+
+    def checkpoint() -> None:
+        """The partial results are on disk as soon as a stage is done."""
+        results["total_seconds"] = round(time.perf_counter() - started, 1)
+        (args.work / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+
     for factor in args.scale_list:
         cfg, lake = use_lake(args.work / f"scale-{factor}")
         log(f"scale {factor}x: generating bronze from the base window ...")
@@ -192,36 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         scale = stages.Scale(spark, cfg, lake, dates, args.repeats, sampler, log, slow_seconds=args.slow_seconds)
         out: dict[str, Any] = {"bronze_rows": rows, "stages": {}}
         results["scales"][str(factor)] = out
-        wanted = set(args.stage_list)
-        if wanted - {"features"} and "features" not in wanted:
-            stages.run_job("build_features", ["--partition", stages.span(dates)])  # the others read features
-        for name in STAGES:
-            if name not in wanted:
-                continue
-            if name == "training":
-                out["stages"][name] = stages.bench_training(scale, args.nthread)
-            elif name == "scoring":
-                out["stages"][name] = stages.bench_scoring(scale, args.nthread)
-            else:
-                out["stages"][name] = getattr(stages, f"bench_{name}")(scale)
-            # the partial results are on disk as soon as a stage is done
-            results["total_seconds"] = round(time.perf_counter() - started, 1)
-            (args.work / "partial.json").write_text(json.dumps(results, indent=2, default=str))
+        run_stages(scale, args, out, checkpoint)
         spark.catalog.clearCache()
-        if "training" in wanted and args.threads_per_worker > 0:
-            log(f"  training: 1 worker x {args.threads_per_worker} threads, in its own Spark session ...")
-            variant = threads.run(
-                Path(lake.root), args.base, 1, args.threads_per_worker, args.repeats, args.master, args.driver_memory
-            )
-            if "error" in variant:
-                log(f"  training 1 worker x {args.threads_per_worker} threads failed: {variant['error']}")
-                out.setdefault("errors", {})["training_threads"] = variant["error"]
-            else:
-                out["stages"]["training_threads"] = variant
-                log(
-                    f"  training 1 worker x {args.threads_per_worker} threads: {variant['pipeline']['seconds']:.2f}s "
-                    f"vs native {variant['reference']['seconds']:.2f}s"
-                )
+        if "training" in args.stage_list and args.threads_per_worker > 0:
+            run_threads_variant(Path(lake.root), args, out)
 
     results["orchestration"] = orchestration()
     results["total_seconds"] = round(time.perf_counter() - started, 1)

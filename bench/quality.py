@@ -59,6 +59,99 @@ def raw_columns(cfg: Any) -> tuple[list[str], list[str]]:
     return [c for c in cfg.features.numeric if c not in engineered], list(cfg.features.categorical)
 
 
+def logistic_baseline(
+    train: Any, hold: Any, numeric: list[str], categorical: list[str], label: str
+) -> dict[str, float]:
+    """Holdout metrics of a scaled, one-hot logistic regression on the raw columns (the simple baseline)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from flightdeck.model.evaluation import metrics
+
+    logreg = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+                ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=50), categorical),
+            ]
+        ),
+        LogisticRegression(max_iter=2000),
+    )
+    logreg.fit(train[numeric + categorical], train[label].to_numpy())
+    return metrics(hold[label].to_numpy(), logreg.predict_proba(hold[numeric + categorical])[:, 1])
+
+
+def native_xgboost(cfg: Any, train: Any, hold: Any, columns: list[str], label: str) -> dict[str, float]:
+    """Holdout metrics of native XGBoost (the config's parameters, 2 threads) on ``columns``."""
+    import numpy as np
+    import xgboost as xgb
+
+    from flightdeck.model.evaluation import metrics
+
+    params = dict(cfg.model.params)
+    native = {
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "max_depth": params.get("max_depth", 6),
+        "eta": params.get("learning_rate", 0.1),
+        "subsample": params.get("subsample", 1.0),
+        "colsample_bytree": params.get("colsample_bytree", 1.0),
+        "min_child_weight": params.get("min_child_weight", 1),
+        "seed": cfg.model.seed,
+        "nthread": 2,
+    }
+    categorical = [c for c in columns if c in cfg.features.categorical]
+    x_train, x_hold = train[columns].copy(), hold[columns].copy()
+    for c in categorical:  # the same category codes in both
+        x_train[c] = x_train[c].astype("category")
+        x_hold[c] = x_hold[c].astype("category").cat.set_categories(x_train[c].cat.categories)
+    booster = xgb.train(
+        native,
+        xgb.DMatrix(x_train, label=train[label].to_numpy(), enable_categorical=True, missing=np.nan),
+        num_boost_round=int(params.get("n_estimators", 200)),
+    )
+    return metrics(
+        hold[label].to_numpy(), booster.predict(xgb.DMatrix(x_hold, enable_categorical=True, missing=np.nan))
+    )
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The holdout and one Markdown row per model."""
+    print(
+        f"\nholdout {report['holdout']} ({report['holdout_rows']:,} flights, "
+        f"{report['holdout_positive_rate']:.1%} late); "
+        f"trained on {report['train']} ({report['train_rows']:,} flights)\n"
+    )
+    print("| model | ROC AUC | PR AUC | log loss | Brier | calibration error |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for title, m in report["results"].items():
+        print(
+            f"| {title} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | {m['log_loss']:.3f} | {m['brier']:.3f} "
+            f"| {m['calibration_error']:.3f} |"
+        )
+
+
+def champion_recipe(
+    cfg: Any, df: Any, train_keys: list[str], holdout_keys: list[str]
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Holdout metrics of flightdeck's own training (xgboost.spark, the search, early stopping), and its trials."""
+    from pyspark.sql import functions as F
+
+    from flightdeck.model.evaluation import metrics
+    from flightdeck.model.inference import collect_scores
+    from flightdeck.model.training import fit_search, search_trials, split_validation
+
+    _, validation = split_validation([dt.date.fromisoformat(k) for k in train_keys], cfg.model.validation_days)
+    train_df = df.filter(F.col("date").isin(train_keys)).persist()
+    model, trials = fit_search(train_df, cfg, trials=search_trials(cfg), validation_dates=validation)
+    y, p = collect_scores(model, df.filter(F.col("date").isin(holdout_keys)), cfg)
+    train_df.unpersist()
+    return metrics(y, p), trials
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lake", default=str(ROOT / ".flightdeck" / "bench-lake"), help="lake folder for the 2013 build")
@@ -71,21 +164,9 @@ def main() -> int:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers need this venv (pandas, xgboost)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
-    import numpy as np
-    import xgboost as xgb
-    from pyspark.sql import functions as F
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
     from flightdeck.core.config import load_config
     from flightdeck.core.lake import Lake
     from flightdeck.data.sparkio import build_session, read_available_partitions
-    from flightdeck.model.evaluation import metrics
-    from flightdeck.model.inference import collect_scores
-    from flightdeck.model.training import fit_search, search_trials, split_validation
 
     cfg = load_config()
     lake = Lake(cfg.lake.root)
@@ -101,74 +182,26 @@ def main() -> int:
     cols = [*cfg.features.numeric, *cfg.features.categorical, label, "date"]
     pdf: Any = df.select(*cols).toPandas()
     train, hold = pdf[pdf["date"].isin(train_keys)], pdf[pdf["date"].isin(holdout_keys)]
-    y_train, y_hold = train[label].to_numpy(), hold[label].to_numpy()
+    y_hold = hold[label].to_numpy()
     results: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
 
     t0 = time.monotonic()
-    logreg = make_pipeline(
-        ColumnTransformer(
-            [
-                ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-                ("cat", OneHotEncoder(handle_unknown="ignore", min_frequency=50), categorical),
-            ]
-        ),
-        LogisticRegression(max_iter=2000),
-    )
-    logreg.fit(train[numeric + categorical], y_train)
-    results["logistic regression, raw columns"] = metrics(
-        y_hold, logreg.predict_proba(hold[numeric + categorical])[:, 1]
-    )
+    results["logistic regression, raw columns"] = logistic_baseline(train, hold, numeric, categorical, label)
     seconds["logistic regression, raw columns"] = time.monotonic() - t0
-
-    params = dict(cfg.model.params)
-    native = {
-        "objective": "binary:logistic",
-        "tree_method": "hist",
-        "max_depth": params.get("max_depth", 6),
-        "eta": params.get("learning_rate", 0.1),
-        "subsample": params.get("subsample", 1.0),
-        "colsample_bytree": params.get("colsample_bytree", 1.0),
-        "min_child_weight": params.get("min_child_weight", 1),
-        "seed": cfg.model.seed,
-        "nthread": 2,
-    }
-
-    def native_xgb(num: list[str]) -> dict[str, float]:
-        def matrix(frame: Any) -> Any:
-            x = frame[num + categorical].copy()
-            for c in categorical:
-                x[c] = x[c].astype("category")
-            return x
-
-        x_train = matrix(train)
-        x_hold = matrix(hold)
-        for c in categorical:  # the same category codes in both
-            x_hold[c] = x_hold[c].cat.set_categories(x_train[c].cat.categories)
-        booster = xgb.train(
-            native,
-            xgb.DMatrix(x_train, label=y_train, enable_categorical=True, missing=np.nan),
-            num_boost_round=int(params.get("n_estimators", 200)),
-        )
-        return metrics(y_hold, booster.predict(xgb.DMatrix(x_hold, enable_categorical=True, missing=np.nan)))
 
     for title, num in (
         ("XGBoost (native), raw columns", numeric),
         ("XGBoost (native), engineered features", list(cfg.features.numeric)),
     ):
         t0 = time.monotonic()
-        results[title] = native_xgb(num)
+        results[title] = native_xgboost(cfg, train, hold, num + categorical, label)
         seconds[title] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    _, validation = split_validation([dt.date.fromisoformat(k) for k in train_keys], cfg.model.validation_days)
-    train_df = df.filter(F.col("date").isin(train_keys)).persist()
-    model, trials = fit_search(train_df, cfg, trials=search_trials(cfg), validation_dates=validation)
-    y, p = collect_scores(model, df.filter(F.col("date").isin(holdout_keys)), cfg)
     champion_title = "flightdeck champion recipe (xgboost.spark, search + early stopping), engineered features"
-    results[champion_title] = metrics(y, p)
+    results[champion_title], trials = champion_recipe(cfg, df, train_keys, holdout_keys)
     seconds[champion_title] = time.monotonic() - t0
-    train_df.unpersist()
 
     chosen = next(t for t in trials if t["chosen"])
     report = {
@@ -187,17 +220,7 @@ def main() -> int:
         "champion_chosen_params": chosen["params"],
     }
     Path(args.out).write_text(json.dumps(report, indent=2, default=str))
-    print(
-        f"\nholdout {report['holdout']} ({len(hold):,} flights, {y_hold.mean():.1%} late); "
-        f"trained on {report['train']} ({len(train):,} flights)\n"
-    )
-    print("| model | ROC AUC | PR AUC | log loss | Brier | calibration error |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for title, m in results.items():
-        print(
-            f"| {title} | {m['roc_auc']:.3f} | {m['pr_auc']:.3f} | {m['log_loss']:.3f} | {m['brier']:.3f} "
-            f"| {m['calibration_error']:.3f} |"
-        )
+    print_table(report)
     return 0
 
 

@@ -111,6 +111,26 @@ def _met(flag: bool | None) -> str:
     return "not measured" if flag is None else ("**met**" if flag else "**missed**")
 
 
+def _extra(stage: str, st: dict[str, Any], results: dict[str, Any]) -> str:
+    """The stage's own figures for the table's last column."""
+    if stage.startswith("training"):
+        ns = st["ns_per_cell"]
+        workers = st.get("variant", {"num_workers": results["spark"].get("num_workers", "?")})
+        return (
+            f"{workers['num_workers']} worker(s) x {workers.get('threads_per_worker', 1)} thread(s); "
+            f"ns/(row·feature·tree·level): {ns['pipeline']} vs {ns['reference']} "
+            f"({st['rows']:,} rows x {st['features']} x {st['trees']} x {st['max_depth']})"
+        )
+    if stage == "scoring":
+        rps = st["rows_per_second"]
+        return f"rows/s: {rps['pipeline']:,} vs {rps['reference']:,}"
+    if stage == "validation":
+        return f"GX success {st['gx_success']}"
+    if stage == "drift":
+        return "profile {reference_profile}s + counts/PSI {profile_counts_and_psi}s".format(**st["last_run_breakdown"])
+    return ""
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The published table: machine, per scale and stage the times, ratio and peak memory, the verdicts."""
     m = results["machine"]
@@ -137,24 +157,7 @@ def markdown(results: dict[str, Any]) -> str:
         for stage in [name for name in TARGETS if name in sc["stages"]]:
             st = sc["stages"][stage]
             target = TARGETS[stage][0]
-            extra = ""
-            if stage.startswith("training"):
-                ns = st["ns_per_cell"]
-                workers = st.get("variant", {"num_workers": results["spark"].get("num_workers", "?")})
-                extra = (
-                    f"{workers['num_workers']} worker(s) x {workers.get('threads_per_worker', 1)} thread(s); "
-                    f"ns/(row·feature·tree·level): {ns['pipeline']} vs {ns['reference']} "
-                    f"({st['rows']:,} rows x {st['features']} x {st['trees']} x {st['max_depth']})"
-                )
-            elif stage == "scoring":
-                rps = st["rows_per_second"]
-                extra = f"rows/s: {rps['pipeline']:,} vs {rps['reference']:,}"
-            elif stage == "validation":
-                extra = f"GX success {st['gx_success']}"
-            elif stage == "drift":
-                extra = "profile {reference_profile}s + counts/PSI {profile_counts_and_psi}s".format(
-                    **st["last_run_breakdown"]
-                )
+            extra = _extra(stage, st, results)
             lines.append(
                 f"| {scale}x | {sc['bronze_rows']:,} | {stage} | {_fmt(st['pipeline']['seconds'])} | "
                 f"{_fmt(st['reference']['seconds'], 3)} | {_fmt(ratio(st))} | ≤ {target} | "

@@ -19,13 +19,17 @@ from typing import Any
 RESULT_PREFIX = "BENCH_THREADS "
 
 
-def run(lake: Path, base: str, workers: int, threads: int, repeats: int, master: str, memory: str) -> dict[str, Any]:
-    """Spawn the child for one scale's lake; its result (or the error it printed)."""
+def run(lake: Path, bench_args: argparse.Namespace, threads: int) -> dict[str, Any]:
+    """Spawn the child (one worker x ``threads``) for one scale's lake; its result (or the error it printed).
+
+    ``bench_args`` are the parent bench's arguments: its window, repeats, master and driver memory.
+    """
     import subprocess
 
     cmd = [
-        sys.executable, "-m", "bench.threads", "--lake", str(lake), "--base", base, "--workers", str(workers),
-        "--threads", str(threads), "--repeats", str(repeats), "--master", master, "--driver-memory", memory,
+        sys.executable, "-m", "bench.threads", "--lake", str(lake), "--base", bench_args.base, "--workers", "1",
+        "--threads", str(threads), "--repeats", str(bench_args.repeats), "--master", bench_args.master,
+        "--driver-memory", bench_args.driver_memory,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
