@@ -20,7 +20,7 @@ from typing import Any
 
 from flightdeck.core.lake import parse_date, parse_partitions
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
-from flightdeck.ops.status import DAG_IDS
+from flightdeck.ops.readmodel import DAG_IDS
 
 CHAIN = ("flightdeck_features", "flightdeck_score", "flightdeck_monitor")
 

@@ -21,7 +21,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flightdeck.core.config import PipelineConfig
-from flightdeck.core.lake import Lake, list_docs, read_json
+from flightdeck.core.lake import Lake
+from flightdeck.ops import readmodel
+from flightdeck.ops.readmodel import drift_series
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/flightdeck"
-MAX_VERSIONS = 50
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1rem 1.5rem;color:#222}h1{margin:.2rem 0}
 h2{margin-top:1.6rem;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.4rem 0}
@@ -80,51 +81,8 @@ def _guard(part: str, fn: Any) -> Any:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def model_versions(name: str, client: MlflowClient) -> list[dict[str, Any]]:
-    """Every version of the model (newest first) with aliases, gate tags and holdout metrics."""
-    versions = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version))[:MAX_VERSIONS]
-    # search results carry no aliases in MLflow 3; the registered model has them all
-    by_version: dict[str, list[str]] = {}
-    if versions:
-        for alias, version in (client.get_registered_model(name).aliases or {}).items():
-            by_version.setdefault(str(version), []).append(alias)
-    out = []
-    for mv in versions:
-        metrics: dict[str, float] = {}
-        experiment_id = None
-        if mv.run_id:
-            try:
-                run = client.get_run(mv.run_id)
-                metrics = {k: v for k, v in run.data.metrics.items() if k in {"roc_auc", "log_loss", "pr_auc"}}
-                experiment_id = run.info.experiment_id
-            except Exception as err:  # a deleted run leaves the version listed
-                log.info("run %s of %s v%s unreadable: %s", mv.run_id, name, mv.version, err)
-        out.append(
-            {
-                "version": str(mv.version),
-                "run_id": mv.run_id,
-                "experiment_id": experiment_id,
-                "aliases": sorted(by_version.get(str(mv.version), [])),
-                "created": int(mv.creation_timestamp or 0),
-                "metrics": metrics,
-                "tags": dict(mv.tags or {}),
-            }
-        )
-    return out
-
-
-def _local_table(lake: Lake, table: str) -> list[dict[str, Any]]:
-    from flightdeck.ops.status import _read_table
-
-    if lake.is_remote:
-        raise RuntimeError("the page reads monitoring tables of local lakes only")
-    return _read_table(lake, "monitoring", table)
-
-
 def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: Lake | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain data."""
-    from flightdeck.model import registry
-
+    """Everything the page shows, as plain data, from the read model (each part degrades on its own)."""
     lake = lake or Lake(cfg.lake.root)
     name = cfg.model.name
 
@@ -132,20 +90,17 @@ def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: La
         if client is None:
             from mlflow import MlflowClient
 
-            return model_versions(name, MlflowClient())
-        return model_versions(name, client)
+            return readmodel.model_versions(name, MlflowClient())
+        return readmodel.model_versions(name, client)
 
     return {
         "model_name": name,
         "policy": cfg.drift.model_dump(mode="json"),
         "versions": _guard("MLflow registry", versions),
-        "ledger": _guard("alias ledger", lambda: registry.ledger(name, lake=lake)),
-        "drift": _guard("monitoring/drift_daily", lambda: _local_table(lake, "drift_daily")),
-        "ingest": _guard("monitoring/ingest_ledger", lambda: _local_table(lake, "ingest_ledger")),
-        "requests": _guard(
-            "retrain requests",
-            lambda: [dict(read_json(p)) for p in list_docs(lake.retrain_requests())],
-        ),
+        "ledger": _guard("alias ledger", lambda: readmodel.alias_ledger(lake, name)),
+        "drift": _guard("monitoring/drift_daily", lambda: readmodel.drift_rows(lake)),
+        "ingest": _guard("monitoring/ingest_ledger", lambda: readmodel.ingest_ledger(lake)),
+        "requests": _guard("retrain requests", lambda: readmodel.retrain_requests(lake)),
         "mlflow_url": mlflow_ui_url(),
         "airflow_url": airflow_ui_url(),
     }
@@ -222,21 +177,6 @@ def svg_chart(
         )
     parts.append("</svg>")
     return "".join(parts)
-
-
-def drift_series(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, float | None]]]:
-    """Drift over time from ``drift_daily`` rows: drifted share, prediction PSI, AUC drop."""
-    picks = {
-        "drifted share": ("features", "drifted_share"),
-        "prediction PSI": ("prediction", "probability"),
-        "AUC drop": ("performance", "roc_auc"),
-    }
-    out: dict[str, list[tuple[str, float | None]]] = {label: [] for label in picks}
-    for row in rows:
-        for label, (kind, name) in picks.items():
-            if row.get("kind") == kind and row.get("name") == name:
-                out[label].append((str(row["date"]), None if row.get("value") is None else float(row["value"])))
-    return {k: v for k, v in out.items() if v}
 
 
 def _error(part: Any) -> str | None:
@@ -322,11 +262,7 @@ def _drift_section(data: Mapping[str, Any]) -> str:
     if policy.get("max_auc_drop") is not None:
         thresholds["AUC drop"] = float(policy["max_auc_drop"])
     chart = svg_chart(series, thresholds, title="Drift over time (dashed: thresholds)")
-    last = max(r["date"] for r in rows)
-    top = sorted(
-        (r for r in rows if r["date"] == last and r.get("kind") == "feature" and r.get("value") is not None),
-        key=lambda r: -float(r["value"]),
-    )[:8]
+    last, top = readmodel.highest_psi(rows)
     table = ["<table><tr><th>feature</th><th>PSI</th><th>threshold</th><th>counted</th></tr>"]
     for r in top:
         state = "drifted" if r.get("breached") else (r.get("note") or "ok")
@@ -351,11 +287,7 @@ def _quarantine_section(data: Mapping[str, Any]) -> str:
         return f"<p class='err'>ingest ledger unavailable: {html.escape(_error(rows) or '')}</p>"
     if not rows:
         return "<p class='muted'>Nothing ingested yet.</p>"
-    by_day: dict[str, dict[str, int]] = {}
-    for r in rows:
-        day = by_day.setdefault(str(r["date"]), {"rows_in": 0, "rows_quarantined": 0})
-        day["rows_in"] += int(r.get("rows_in") or 0)
-        day["rows_quarantined"] += int(r.get("rows_quarantined") or 0)
+    by_day = readmodel.quarantine_per_day(rows)
     series = {"quarantined rows": [(d, float(v["rows_quarantined"])) for d, v in by_day.items()]}
     chart = svg_chart(series, title="Quarantined rows per day", height=180)
     table = ["<table><tr><th>day</th><th>rows in</th><th>quarantined</th><th>share</th></tr>"]
@@ -469,16 +401,16 @@ def create_app(
     def report(day: str) -> HTMLResponse:
         """The HTML drift report of one monitored partition, from the lake."""
         from flightdeck.core.config import load_config
-        from flightdeck.core.lake import json_exists, parse_date, read_bytes
+        from flightdeck.core.lake import LakeError, parse_date
 
         try:
             date = parse_date(day)
-        except ValueError:
+        except LakeError:
             return HTMLResponse(f"not a date: {html.escape(day)}", status_code=400)
-        path = Lake((cfg or load_config()).lake.root).drift_report(date, "html")
-        if not json_exists(path):  # plain existence check, local or S3
+        body = readmodel.drift_report_html(Lake((cfg or load_config()).lake.root), date)
+        if body is None:
             return HTMLResponse(f"no drift report for {date}", status_code=404)
-        return HTMLResponse(read_bytes(path).decode("utf-8"))
+        return HTMLResponse(body)
 
     @app.get("/api/state")
     def state() -> JSONResponse:
