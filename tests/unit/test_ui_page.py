@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from flightdeck.monitoring.drift import monitoring_rows
-from flightdeck.ops.ui_page import drift_series, render_page, svg_chart
+from flightdeck.ops.readmodel import drift_series
+from flightdeck.ops.ui_page import render_page, svg_chart
 
 PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "flightdeck_plugin.py"
 

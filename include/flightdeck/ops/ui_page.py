@@ -3,27 +3,31 @@
 Served by a small FastAPI app (:func:`create_app`) that ``plugins/flightdeck_plugin.py``
 mounts under the Airflow api-server at ``/flightdeck``. Two halves:
 
-- :func:`collect` reads the MLflow registry (versions, aliases, gate tags, holdout metrics),
-  the lake's alias ledger (:func:`flightdeck.model.registry.ledger`), the monitoring table
-  ``monitoring/drift_daily``, the ingest ledger, retrain requests and alerts — each part
-  degrades to an error message instead of failing the page;
-- :func:`render_page` turns that plain data into server-rendered HTML with inline SVG charts,
-  a pure function tested without Airflow or MLflow.
+- :func:`collect` asks the read model (:mod:`flightdeck.ops.readmodel`, shared with
+  ``flightdeck status``) for the MLflow registry (versions, aliases, gate tags, holdout metrics),
+  the alias ledger, the monitoring table ``monitoring/drift_daily``, the ingest ledger and the
+  retrain requests; each part degrades to an error message instead of failing the page;
+- :func:`render_page` turns that plain data into views (:func:`page_view`) and renders the
+  Jinja2 templates in ``templates/`` (autoescaped HTML, inline SVG charts): pure functions,
+  tested without Airflow or MLflow.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.lake import Lake
 from flightdeck.ops import readmodel
-from flightdeck.ops.readmodel import drift_series
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -32,14 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 URL_PREFIX = "/flightdeck"
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:1rem 1.5rem;color:#222}h1{margin:.2rem 0}
-h2{margin-top:1.6rem;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.4rem 0}
-td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left;font-size:.9rem;vertical-align:top}
-th{background:#f3f3f3}.tag{display:inline-block;padding:0 .4rem;border-radius:.6rem;font-size:.8rem;color:#fff}
-.champion{background:#1b7f3b}.challenger{background:#b26b00}.pass{color:#1b7f3b}.fail,.bad{color:#b00020}
-.muted{color:#777}.err{color:#b00020;font-style:italic}svg{background:#fafafa;border:1px solid #eee}
-"""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+DAG_LINKS = ("flightdeck_train", "flightdeck_score", "flightdeck_monitor")
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+View = dict[str, Any]
 
 
 # --- links ---------------------------------------------------------------------------------
@@ -54,20 +54,6 @@ def mlflow_ui_url() -> str | None:
 def airflow_ui_url() -> str:
     """Base of the Airflow UI links; relative to the page (mounted one level below the root) by default."""
     return os.environ.get("FLIGHTDECK_AIRFLOW_UI_URL", "..").rstrip("/")
-
-
-def _a(href: str | None, text: str) -> str:
-    if not href:
-        return html.escape(text)
-    return f"<a href='{html.escape(href, quote=True)}'>{html.escape(text)}</a>"
-
-
-def _esc(value: Any) -> str:
-    if value is None:
-        return "<span class='muted'>-</span>"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return html.escape(str(value))
 
 
 # --- collect (impure, each part degrades) ----------------------------------------------------
@@ -106,27 +92,54 @@ def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: La
     }
 
 
-# --- render (pure) ---------------------------------------------------------------------------
+# --- templates -------------------------------------------------------------------------------
 
 
-def svg_chart(
+def cell(value: Any) -> Markup:
+    """A table cell's text: a muted dash for None, 4 significant digits for floats, escaped text otherwise."""
+    if value is None:
+        return Markup("<span class='muted'>-</span>")
+    if isinstance(value, float):
+        return escape(f"{value:.4g}")
+    return escape(str(value))
+
+
+@functools.cache
+def templates() -> Environment:
+    """The page's Jinja2 environment: autoescape on, undefined names are errors."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "svg"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    env.filters["cell"] = cell
+    return env
+
+
+# --- views (pure): plain data -> what the templates lay out -------------------------------------
+
+
+def chart_geometry(
     series: Mapping[str, Sequence[tuple[str, float | None]]],
     thresholds: Mapping[str, float] | None = None,
     *,
-    width: int = 760,
-    height: int = 220,
+    size: tuple[int, int] = (760, 220),
     title: str = "",
-) -> str:
-    """A line chart over dates as inline SVG: one polyline per series, dashed threshold lines.
+) -> View | None:
+    """Where a line chart's axes, ticks, threshold lines and points go (None: nothing to draw).
 
-    ``series`` maps a label to ``(date, value)`` points (None values are gaps). Dates are
-    placed in sorted order, evenly (one monitored window per step).
+    Dates are placed in sorted order, evenly (one monitored window per step); values from 0
+    (or the lowest below it) to 10% above the highest.
     """
+    thresholds = thresholds or {}
     dates = sorted({d for points in series.values() for d, _ in points})
-    values = [v for points in series.values() for _, v in points if v is not None]
-    values += list((thresholds or {}).values())
+    values = [v for points in series.values() for _, v in points if v is not None] + list(thresholds.values())
     if not dates or not values:
-        return f"<p class='muted'>{html.escape(title)}: no data yet</p>"
+        return None
+    width, height = size
     pad_l, pad_r, pad_t, pad_b = 50, 140, 20, 40
     top = max(values) * 1.1 or 1.0
     bottom = min(0.0, *values)
@@ -138,234 +151,228 @@ def svg_chart(
     def y(v: float) -> float:
         return pad_t + (height - pad_t - pad_b) * (1 - (v - bottom) / span)
 
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
-    parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
-        f"aria-label='{html.escape(title, quote=True)}'>",
-        f"<text x='{pad_l}' y='14' font-size='12' font-weight='600'>{html.escape(title)}</text>",
-        f"<line x1='{pad_l}' y1='{y(bottom):.1f}' x2='{width - pad_r}' y2='{y(bottom):.1f}' stroke='#999'/>",
-        f"<text x='4' y='{y(top / 1.1):.1f}' font-size='10'>{top / 1.1:.3g}</text>",
-        f"<text x='4' y='{y(bottom):.1f}' font-size='10'>{bottom:.3g}</text>",
-    ]
     step = max(1, len(dates) // 8)
-    for i, d in enumerate(dates):
-        if i % step == 0 or i == len(dates) - 1:
-            parts.append(
-                f"<text x='{x(i):.1f}' y='{height - pad_b + 14}' font-size='9' text-anchor='middle'>{d}</text>"
-            )
-    for k, (label, limit) in enumerate((thresholds or {}).items()):
-        yy = y(limit)
-        parts.append(
-            f"<line x1='{pad_l}' y1='{yy:.1f}' x2='{width - pad_r}' y2='{yy:.1f}' stroke='{colors[k % len(colors)]}' "
-            f"stroke-dasharray='5,4' opacity='0.7'/>"
-            f"<text x='{width - pad_r + 4}' y='{yy + 3:.1f}' font-size='10'>{html.escape(label)} {limit:g}</text>"
-        )
     index = {d: i for i, d in enumerate(dates)}
+    lines = []
     for k, (label, points) in enumerate(series.items()):
-        color = colors[k % len(colors)]
-        coords = [(x(index[d]), y(v)) for d, v in sorted(points) if v is not None]
-        if not coords:
-            continue
-        parts.append(
-            f"<polyline fill='none' stroke='{color}' stroke-width='2' "
-            f"points='{' '.join(f'{a:.1f},{b:.1f}' for a, b in coords)}'/>"
-        )
-        parts += [f"<circle cx='{a:.1f}' cy='{b:.1f}' r='3' fill='{color}'/>" for a, b in coords]
-        parts.append(
-            f"<text x='{width - pad_r + 4}' y='{pad_t + 14 * (k + len(thresholds or {}) + 1)}' font-size='11' "
-            f"fill='{color}'>{html.escape(label)}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
+        coords = [(f"{x(index[d]):.1f}", f"{y(v):.1f}") for d, v in sorted(points) if v is not None]
+        if coords:
+            lines.append(
+                {
+                    "label": label,
+                    "color": COLORS[k % len(COLORS)],
+                    "points": " ".join(f"{a},{b}" for a, b in coords),
+                    "circles": coords,
+                    "label_y": pad_t + 14 * (k + len(thresholds) + 1),
+                }
+            )
+    return {
+        "title": title,
+        "width": width,
+        "height": height,
+        "left": pad_l,
+        "right": width - pad_r,
+        "legend_x": width - pad_r + 4,
+        "axis_y": f"{y(bottom):.1f}",
+        "top_y": f"{y(top / 1.1):.1f}",
+        "top_label": f"{top / 1.1:.3g}",
+        "bottom_label": f"{bottom:.3g}",
+        "tick_y": height - pad_b + 14,
+        "ticks": [
+            {"x": f"{x(i):.1f}", "label": d} for i, d in enumerate(dates) if i % step == 0 or i == len(dates) - 1
+        ],
+        "thresholds": [
+            {
+                "y": f"{y(limit):.1f}",
+                "label_y": f"{y(limit) + 3:.1f}",
+                "color": COLORS[k % len(COLORS)],
+                "label": f"{label} {limit:g}",
+            }
+            for k, (label, limit) in enumerate(thresholds.items())
+        ],
+        "lines": lines,
+    }
+
+
+def svg_chart(
+    series: Mapping[str, Sequence[tuple[str, float | None]]],
+    thresholds: Mapping[str, float] | None = None,
+    *,
+    width: int = 760,
+    height: int = 220,
+    title: str = "",
+) -> Markup:
+    """A line chart over dates as inline SVG: one polyline per series, dashed threshold lines.
+
+    ``series`` maps a label to ``(date, value)`` points (None values are gaps).
+    """
+    chart = chart_geometry(series, thresholds, size=(width, height), title=title)
+    return Markup(templates().get_template("chart.svg").render(chart=chart, title=title))
 
 
 def _error(part: Any) -> str | None:
-    return part["error"] if isinstance(part, dict) and "error" in part else None
+    return str(part["error"]) if isinstance(part, dict) and "error" in part else None
 
 
-def _versions_table(data: Mapping[str, Any]) -> str:
+def _versions_view(data: Mapping[str, Any]) -> View:
     versions = data["versions"]
     if _error(versions):
-        return f"<p class='err'>MLflow registry unavailable: {html.escape(_error(versions) or '')}</p>"
-    if not versions:
-        return "<p class='muted'>No model version registered yet: run flightdeck_train.</p>"
-    mlflow_url = data.get("mlflow_url")
-    rows = [
-        "<table><tr><th>version</th><th>aliases</th><th>holdout AUC</th><th>log loss</th>"
-        "<th>gate</th><th>gate reasons</th><th>promoted</th><th>run</th></tr>"
-    ]
+        return {"error": _error(versions), "rows": []}
+    mlflow_url, name = data.get("mlflow_url"), data["model_name"]
+    rows = []
     for v in versions:
         tags = v.get("tags", {})
-        aliases = " ".join(f"<span class='tag {html.escape(a)}'>{html.escape(a)}</span>" for a in v["aliases"])
         gate = tags.get("gate_passed")
-        gate_html = (
-            "<span class='muted'>-</span>"
-            if gate is None
-            else f"<span class='{'pass' if gate == 'true' else 'fail'}'>{'PASS' if gate == 'true' else 'FAIL'}</span>"
-        )
         promoted = tags.get("promoted_at")
-        promoted_html = _esc(f"at {promoted}" if promoted else None)
-        version_link = f"{mlflow_url}/#/models/{data['model_name']}/versions/{v['version']}" if mlflow_url else None
-        run_link = (
-            f"{mlflow_url}/#/experiments/{v['experiment_id']}/runs/{v['run_id']}"
-            if mlflow_url and v.get("run_id") and v.get("experiment_id")
-            else None
-        )
+        run_id, experiment_id = v.get("run_id"), v.get("experiment_id")
         rows.append(
-            f"<tr><td>{_a(version_link, 'v' + v['version'])}</td><td>{aliases}</td>"
-            f"<td>{_esc(v['metrics'].get('roc_auc'))}</td><td>{_esc(v['metrics'].get('log_loss'))}</td>"
-            f"<td>{gate_html}</td><td>{_esc(tags.get('gate_reasons'))}</td><td>{promoted_html}</td>"
-            f"<td>{_a(run_link, (v.get('run_id') or '')[:8])}</td></tr>"
+            {
+                "version": v["version"],
+                "version_link": f"{mlflow_url}/#/models/{name}/versions/{v['version']}" if mlflow_url else None,
+                "aliases": v["aliases"],
+                "auc": v["metrics"].get("roc_auc"),
+                "log_loss": v["metrics"].get("log_loss"),
+                "gate": None if gate is None else gate == "true",
+                "gate_reasons": tags.get("gate_reasons"),
+                "promoted": f"at {promoted}" if promoted else None,
+                "run_link": (
+                    f"{mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}"
+                    if mlflow_url and run_id and experiment_id
+                    else None
+                ),
+                "run_short": (run_id or "")[:8],
+            }
         )
-    rows.append("</table>")
-    return "".join(rows)
+    return {"error": None, "rows": rows}
 
 
-def _dag_run_link(base: str, dag_id: str, run_id: str | None) -> str:
-    if not run_id:
-        return _esc(None)
-    return _a(f"{base}/dags/{dag_id}/runs/{run_id}", str(run_id))
-
-
-def _ledger_table(data: Mapping[str, Any]) -> str:
+def _ledger_view(data: Mapping[str, Any]) -> View:
     ledger = data["ledger"]
     if _error(ledger):
-        return f"<p class='err'>alias ledger unavailable: {html.escape(_error(ledger) or '')}</p>"
-    if not ledger:
-        return "<p class='muted'>No alias move recorded yet.</p>"
-    rows = ["<table><tr><th>#</th><th>when</th><th>action</th><th>alias</th><th>move</th><th>who</th><th>why</th></tr>"]
-    for r in reversed(ledger):
-        action = str(r.get("action", ""))
-        before, after = r.get("from", r.get("previous")), r.get("to", r.get("version"))
-        move = f"{'v' + html.escape(str(before)) if before else 'none'} &rarr; v{html.escape(str(after))}"
-        rows.append(
-            f"<tr><td>{_esc(r.get('seq'))}</td><td>{_esc(r.get('at'))}</td>"
-            f"<td class='{'bad' if action == 'rollback' else ''}'>{_esc(action)}</td><td>{_esc(r.get('alias'))}</td>"
-            f"<td>{move}</td><td>{_esc(r.get('who'))}</td><td>{_esc(r.get('why') or r.get('decision_ref'))}</td></tr>"
-        )
-    rows.append("</table>")
-    return "".join(rows)
+        return {"error": _error(ledger), "rows": []}
+    rows = [
+        {
+            "seq": r.get("seq"),
+            "at": r.get("at"),
+            "action": str(r.get("action", "")),
+            "alias": r.get("alias"),
+            "before": r.get("from", r.get("previous")),
+            "after": r.get("to", r.get("version")),
+            "who": r.get("who"),
+            "why": r.get("why") or r.get("decision_ref"),
+        }
+        for r in reversed(ledger)
+    ]
+    return {"error": None, "rows": rows}
 
 
-def _drift_section(data: Mapping[str, Any]) -> str:
-    rows = data["drift"]
-    if _error(rows):
-        return f"<p class='err'>drift table unavailable: {html.escape(_error(rows) or '')}</p>"
-    if not rows:
-        return "<p class='muted'>No partition monitored yet.</p>"
-    policy = data.get("policy", {})
-    series = drift_series(rows)
+def _drift_thresholds(policy: Mapping[str, Any]) -> dict[str, float]:
     thresholds = {"share": float(policy.get("drifted_share", 0.2))}
     pred_limit = policy.get("prediction_psi_threshold") or policy.get("psi_threshold")
     if pred_limit is not None:
         thresholds["prediction PSI"] = float(pred_limit)
     if policy.get("max_auc_drop") is not None:
         thresholds["AUC drop"] = float(policy["max_auc_drop"])
-    chart = svg_chart(series, thresholds, title="Drift over time (dashed: thresholds)")
-    last, top = readmodel.highest_psi(rows)
-    table = ["<table><tr><th>feature</th><th>PSI</th><th>threshold</th><th>counted</th></tr>"]
-    for r in top:
-        state = "drifted" if r.get("breached") else (r.get("note") or "ok")
-        table.append(
-            f"<tr><td>{_esc(r['name'])}</td><td class='{'bad' if r.get('breached') else ''}'>{_esc(r['value'])}</td>"
-            f"<td>{_esc(r.get('threshold'))}</td><td>{_esc(state)}</td></tr>"
-        )
-    table.append("</table>")
-    k, n = policy.get("breaches", 1), policy.get("windows", 1)
-    rule = (
-        f"<p class='muted'>Policy: retrain when {k} of the last {n} windows breach; cooldown "
-        f"{policy.get('cooldown_days')} days; at most one open request.</p>"
+    return thresholds
+
+
+def _drift_view(data: Mapping[str, Any]) -> View:
+    rows = data["drift"]
+    if _error(rows):
+        return {"error": _error(rows), "present": False}
+    if not rows:
+        return {"error": None, "present": False}
+    policy = data.get("policy", {})
+    chart = svg_chart(
+        readmodel.drift_series(rows), _drift_thresholds(policy), title="Drift over time (dashed: thresholds)"
     )
-    days = sorted({str(r["date"]) for r in rows}, reverse=True)[:10]
-    reports = "<p>Drift reports: " + " · ".join(_a(f"reports/{d}", d) for d in days) + "</p>"
-    return chart + rule + reports + f"<h3>Highest PSI on {html.escape(str(last))}</h3>" + "".join(table)
+    last, top = readmodel.highest_psi(rows)
+    return {
+        "error": None,
+        "present": True,
+        "chart": chart,
+        "breaches": policy.get("breaches", 1),
+        "windows": policy.get("windows", 1),
+        "cooldown_days": policy.get("cooldown_days"),
+        "days": sorted({str(r["date"]) for r in rows}, reverse=True)[:10],
+        "last": last,
+        "top": [
+            {
+                "name": r["name"],
+                "value": r["value"],
+                "threshold": r.get("threshold"),
+                "breached": bool(r.get("breached")),
+                "state": "drifted" if r.get("breached") else (r.get("note") or "ok"),
+            }
+            for r in top
+        ],
+    }
 
 
-def _quarantine_section(data: Mapping[str, Any]) -> str:
+def _quarantine_view(data: Mapping[str, Any]) -> View:
     rows = data["ingest"]
     if _error(rows):
-        return f"<p class='err'>ingest ledger unavailable: {html.escape(_error(rows) or '')}</p>"
-    if not rows:
-        return "<p class='muted'>Nothing ingested yet.</p>"
+        return {"error": _error(rows), "days": []}
     by_day = readmodel.quarantine_per_day(rows)
+    if not by_day:
+        return {"error": None, "days": []}
     series = {"quarantined rows": [(d, float(v["rows_quarantined"])) for d, v in by_day.items()]}
-    chart = svg_chart(series, title="Quarantined rows per day", height=180)
-    table = ["<table><tr><th>day</th><th>rows in</th><th>quarantined</th><th>share</th></tr>"]
-    for d in sorted(by_day, reverse=True)[:14]:
-        v = by_day[d]
-        share = v["rows_quarantined"] / v["rows_in"] if v["rows_in"] else 0.0
-        table.append(
-            f"<tr><td>{d}</td><td>{v['rows_in']}</td><td>{v['rows_quarantined']}</td><td>{share:.2%}</td></tr>"
-        )
-    table.append("</table>")
-    return chart + "".join(table)
+    days = [
+        {
+            "day": d,
+            "rows_in": by_day[d]["rows_in"],
+            "rows_quarantined": by_day[d]["rows_quarantined"],
+            "share": f"{by_day[d]['rows_quarantined'] / by_day[d]['rows_in'] if by_day[d]['rows_in'] else 0.0:.2%}",
+        }
+        for d in sorted(by_day, reverse=True)[:14]
+    ]
+    return {"error": None, "days": days, "chart": svg_chart(series, title="Quarantined rows per day", height=180)}
 
 
-def _requests_section(data: Mapping[str, Any]) -> str:
+def _requests_view(data: Mapping[str, Any]) -> View:
     reqs = data["requests"]
     if _error(reqs):
-        return f"<p class='err'>retrain requests unavailable: {html.escape(_error(reqs) or '')}</p>"
-    if not reqs:
-        return "<p class='muted'>No retrain requested yet.</p>"
-    base = data.get("airflow_url", "..")
+        return {"error": _error(reqs), "rows": []}
     rows = [
-        "<table><tr><th>partition</th><th>state</th><th>reason</th><th>monitoring run</th><th>training run</th></tr>"
+        {
+            "partition": r.get("partition"),
+            "state": "consumed" if r.get("consumed_by") else "open",
+            "reason": r.get("reason"),
+            "monitoring_run": r.get("monitoring_run"),
+            "consumed_by": r.get("consumed_by"),
+        }
+        for r in reversed(reqs)
     ]
-    for r in reversed(reqs):
-        state = "consumed" if r.get("consumed_by") else "open"
-        rows.append(
-            f"<tr><td>{_esc(r.get('partition'))}</td><td>{state}</td><td>{_esc(r.get('reason'))}</td>"
-            f"<td>{_dag_run_link(base, 'flightdeck_monitor', r.get('monitoring_run'))}</td>"
-            f"<td>{_dag_run_link(base, 'flightdeck_train', r.get('consumed_by'))}</td></tr>"
-        )
-    rows.append("</table>")
-    return "".join(rows)
+    return {"error": None, "rows": rows}
 
 
-def champion_of(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    versions = data.get("versions")
+def _with_alias(versions: Any, alias: str) -> View | None:
     if not isinstance(versions, list):
         return None
-    return next((v for v in versions if "champion" in v.get("aliases", [])), None)
+    found = next((v for v in versions if alias in v.get("aliases", [])), None)
+    return None if found is None else {"version": found["version"], "auc": found["metrics"].get("roc_auc")}
+
+
+def page_view(data: Mapping[str, Any]) -> View:
+    """What ``page.html`` lays out, computed from :func:`collect`'s data."""
+    return {
+        "model_name": str(data["model_name"]),
+        "champion": _with_alias(data["versions"], "champion"),
+        "challenger": _with_alias(data["versions"], "challenger"),
+        "airflow_url": data.get("airflow_url", ".."),
+        "mlflow_url": data.get("mlflow_url"),
+        "dag_links": DAG_LINKS,
+        "versions": _versions_view(data),
+        "ledger": _ledger_view(data),
+        "drift": _drift_view(data),
+        "requests": _requests_view(data),
+        "quarantine": _quarantine_view(data),
+    }
 
 
 def render_page(data: Mapping[str, Any]) -> str:
     """The whole page as HTML (no JavaScript; charts are inline SVG)."""
-    name = html.escape(str(data["model_name"]))
-    champion = champion_of(data)
-    versions = data["versions"] if isinstance(data["versions"], list) else []
-    challenger = next((v for v in versions if "challenger" in v.get("aliases", [])), None)
-    head = (
-        f"champion <b>v{html.escape(champion['version'])}</b> (holdout AUC {_esc(champion['metrics'].get('roc_auc'))})"
-        if champion
-        else "no champion yet"
-    )
-    if challenger:
-        head += f" · challenger <b>v{html.escape(challenger['version'])}</b>"
-    base = data.get("airflow_url", "..")
-    links = " · ".join(
-        _a(f"{base}/dags/{d}", d) for d in ("flightdeck_train", "flightdeck_score", "flightdeck_monitor")
-    )
-    if data.get("mlflow_url"):
-        links += " · " + _a(f"{data['mlflow_url']}/#/models/{data['model_name']}", "MLflow model")
-    return "\n".join(
-        [
-            "<!doctype html><html><head><meta charset='utf-8'>",
-            f"<title>flightdeck: {name}</title><style>{_CSS}</style></head><body>",
-            f"<h1>flightdeck · {name}</h1><p>{head}</p><p>{links}</p>",
-            "<h2>Models: champion, challengers and gate decisions</h2>",
-            _versions_table(data),
-            "<h2>Promotions and rollbacks (alias ledger)</h2>",
-            _ledger_table(data),
-            "<h2>Drift</h2>",
-            _drift_section(data),
-            "<h2>Retrain requests</h2>",
-            _requests_section(data),
-            "<h2>Quarantine</h2>",
-            _quarantine_section(data),
-            "</body></html>",
-        ]
-    )
+    return templates().get_template("page.html").render(**page_view(data))
 
 
 # --- the FastAPI app -------------------------------------------------------------------------
@@ -406,7 +413,7 @@ def create_app(
         try:
             date = parse_date(day)
         except LakeError:
-            return HTMLResponse(f"not a date: {html.escape(day)}", status_code=400)
+            return HTMLResponse(f"not a date: {escape(day)}", status_code=400)
         body = readmodel.drift_report_html(Lake((cfg or load_config()).lake.root), date)
         if body is None:
             return HTMLResponse(f"no drift report for {date}", status_code=404)
