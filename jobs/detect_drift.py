@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.jobargs import parser, partitions, run, setup
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -107,6 +107,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     from flightdeck.core.lake import write_bytes, write_json
     from flightdeck.data.sparkio import build_session, read_partitions, write_partitions
     from flightdeck.model.inference import key_columns
+    from flightdeck.monitoring.documents import DriftSummary, emit_drift_summary
     from flightdeck.monitoring.drift import (
         MONITORING_TABLE,
         drift_report,
@@ -202,18 +203,18 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         mlflow.log_text(page, f"drift_report_{day}.html")
         monitoring_run_id = active.info.run_id
 
-    result = {
+    summary = DriftSummary(
         **{k: report[k] for k in ("date", "model_version", "n_rows", "n_predictions", "psi", "prediction_psi")},
         **{k: report[k] for k in ("prediction_drifted", "prediction_threshold", "drifted", "n_features", "excluded")},
         **{k: report[k] for k in ("drifted_share", "psi_threshold", "status", "min_rows", "missing")},
-        "partition": day.isoformat(),
-        "model_name": name,
-        "performance": performance,
-        "report_html": html_path,
-        "mlflow_run_id": monitoring_run_id,
-    }
-    emit_result(result, lake, args.run_key, "detect_drift")
-    return result
+        partition=day.isoformat(),
+        model_name=name,
+        performance=performance,
+        report_html=html_path,
+        mlflow_run_id=monitoring_run_id,
+    )
+    emit_drift_summary(summary, lake, args.run_key)
+    return summary.to_doc()
 
 
 if __name__ == "__main__":

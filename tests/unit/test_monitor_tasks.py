@@ -20,12 +20,20 @@ def _report(day: str) -> dict[str, Any]:
             "drifted": ["wx_temp", "wx_dewp"], "drifted_share": 0.5, "prediction_psi": 0.05}  # fmt: skip
 
 
+def _summary(day: str) -> dict[str, Any]:
+    """The run document jobs/detect_drift.py hands on (runs/<key>/detect_drift.json), every key."""
+    return {**_report(day), "partition": day, "model_name": "flight_delay", "model_version": "1",
+            "n_predictions": 900, "psi_threshold": 0.2, "missing": [], "excluded": [],
+            "prediction_threshold": 0.2, "prediction_drifted": False, "performance": None,
+            "report_html": f"/lake/monitoring/drift_reports/{day}.html", "mlflow_run_id": "r2"}  # fmt: skip
+
+
 @pytest.fixture()
 def env(lake_root: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("FLIGHTDECK__DRIFT__COOLDOWN_DAYS", "0")
     lake = Lake(str(lake_root))
     write_json(lake.drift_report("2013-07-01"), _report("2013-07-01"))
-    write_json(lake.run_doc("mon-2", "detect_drift"), _report("2013-07-02"))
+    write_json(lake.run_doc("mon-2", "detect_drift"), _summary("2013-07-02"))
     return {"lake": lake, "root": lake_root}
 
 
@@ -34,6 +42,8 @@ def test_request_is_open_until_the_training_dag_consumes_it(env: dict[str, Any])
         "2013-07-01", {"reason": "2 of 4 features drifted", "features": {}}, "mon-1"
     )
     assert request["partition"] == "2013-07-01"
+    keys = {"partition", "reason", "features", "breaches", "monitoring_run"}  # the asset event's extra
+    assert set(request) == keys and set(read_json(env["lake"].retrain_request("2013-07-01"))) == keys
     alert = json.loads((env["root"] / "monitoring/alerts/alerts.jsonl").read_text().splitlines()[-1])
     assert alert["event"] == "retrain_requested" and "2013-07-01" in alert["summary"]
 

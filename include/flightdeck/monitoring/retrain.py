@@ -18,7 +18,14 @@ from typing import Any
 from flightdeck.core import alerts
 from flightdeck.core.config import Drift, PipelineConfig
 from flightdeck.core.errors import FlightdeckError
-from flightdeck.core.lake import Lake, configured, json_exists, list_docs, parse_date, read_json, write_json
+from flightdeck.core.lake import Lake, configured, list_docs, parse_date, read_json
+from flightdeck.monitoring.documents import (
+    RetrainRequest,
+    read_drift_summary,
+    read_retrain_request,
+    read_retrain_requests,
+    write_retrain_request,
+)
 from flightdeck.monitoring.drift import STATUS_INSUFFICIENT, STATUS_OK, prediction_threshold
 
 log = logging.getLogger(__name__)
@@ -93,8 +100,8 @@ class History:
     """What the policy looks at: the monitored windows (drift reports) and the retrain requests.
 
     ``windows`` are drift reports (each with a ``date``); ``requests`` are retrain request docs
-    (``partition``; ``consumed_by``/``consumed_at`` once a training run took them); ``day`` is the
-    window being decided.
+    (``partition``; ``consumed_by`` once a training run took them); ``day`` is the window being
+    decided. Plain mappings, so the policy is tested without a lake.
     """
 
     day: dt.date
@@ -117,7 +124,7 @@ class Decision:
 
 def is_open(request: Mapping[str, Any], day: dt.date, policy: Drift) -> bool:
     """A request is open until a training run consumed it, or until it is ``request_ttl_days`` old."""
-    if request.get("consumed_by") or request.get("consumed_at"):
+    if request.get("consumed_by"):
         return False
     return (day - parse_date(request["partition"])).days < policy.request_ttl_days
 
@@ -231,8 +238,8 @@ def training_window(
 
 
 def retrain_history(lake: Lake) -> list[dict[str, Any]]:
-    """Every retrain request recorded so far, oldest first."""
-    return [dict(read_json(path)) for path in list_docs(lake.retrain_requests())]
+    """Every retrain request recorded so far, oldest first (as the policy's plain documents)."""
+    return [request.to_doc() for request in read_retrain_requests(lake)]
 
 
 def drift_windows(lake: Lake) -> list[dict[str, Any]]:
@@ -243,9 +250,8 @@ def drift_windows(lake: Lake) -> list[dict[str, Any]]:
 def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
     """Apply the drift policy to this window and the history (a pure decision, with a reason)."""
     cfg, lake = configured()
-    report = dict(read_json(lake.run_doc(run_key, "detect_drift")))
+    report = read_drift_summary(lake, run_key).to_doc()
     day = parse_date(partition)
-    report.setdefault("date", day.isoformat())
     windows = [w for w in drift_windows(lake) if w.get("date") != day.isoformat()] + [report]
     history = History(day=day, windows=windows, requests=retrain_history(lake))
     decision = should_retrain(history, cfg.drift)
@@ -261,18 +267,17 @@ def record_retrain_request(partition: str, decision: Mapping[str, Any], run_id: 
     """
     cfg, lake = configured()
     details = decision.get("details") or {}
-    request = {
-        "partition": partition,
-        "reason": decision["reason"],
-        "features": decision.get("features", {}),
-        "breaches": details.get("breaches", []),
-        "monitoring_run": run_id,
-    }
-    write_json(lake.retrain_request(partition), request)
-    alerts.notify(
-        alerts.RETRAIN_REQUESTED, f"retrain requested for {partition}: {decision['reason']}", request, cfg=cfg
+    request = RetrainRequest(
+        partition=partition,
+        reason=decision["reason"],
+        features=decision.get("features", {}),
+        breaches=details.get("breaches", []),
+        monitoring_run=run_id,
     )
-    return request
+    write_retrain_request(lake, request)
+    doc = request.to_doc()
+    alerts.notify(alerts.RETRAIN_REQUESTED, f"retrain requested for {partition}: {request.reason}", doc, cfg=cfg)
+    return doc
 
 
 def consume_retrain_request(partition: str | None, consumer: str) -> dict[str, Any] | None:
@@ -286,9 +291,10 @@ def consume_retrain_request(partition: str | None, consumer: str) -> dict[str, A
     if not partition:
         return None
     _, lake = configured()
-    path = lake.retrain_request(partition)
-    if not json_exists(path):
+    request = read_retrain_request(lake, partition)
+    if request is None:
         return None
-    request = {**dict(read_json(path)), "consumed_by": consumer}
-    write_json(path, request)
-    return request
+    consumed = request.model_copy(update={"consumed_by": consumer})
+    write_retrain_request(lake, consumed)
+    log.info("retrain request for %s consumed by %s", consumed.partition, consumer)
+    return consumed.to_doc()
