@@ -7,7 +7,8 @@
   "MLflow (flightdeck)" in Browse when the MLflow UI URL is known
   (``FLIGHTDECK_MLFLOW_UI_URL``, else an http(s) ``MLFLOW_TRACKING_URI``).
 
-The page's logic lives in ``flightdeck.ops.ui_page``; this file only registers it.
+The page's logic lives in ``flightdeck.ops.ui_page`` (its data in ``flightdeck.ops.readmodel``,
+shared with ``flightdeck status``; its HTML in ``flightdeck/ops/templates``); this file only registers it.
 """
 
 from __future__ import annotations

@@ -70,6 +70,28 @@ def test_render_survives_unreachable_services() -> None:
     assert "scored: nothing yet" in text
 
 
+def test_render_names_stopped_services_and_the_ledger_champion() -> None:
+    down = "{} not running at http://127.0.0.1:{}: start it with `make up`"
+    text = render(
+        {
+            "airflow": {"reachable": False, "down": True, "error": down.format("Airflow", 8080)},
+            "model": {"reachable": False, "down": True, "error": down.format("MLflow", 5000)},
+            "lake": {
+                "scoring": None,
+                "quarantine": None,
+                "drift": None,
+                "retrain_requests": [],
+                "promotions": [{}],
+                "ledger_aliases": {"champion": {"version": "3", "at": "2013-07-02T06:00:00+00:00"}, "challenger": None},
+            },
+        }
+    )
+    assert "  Airflow not running at http://127.0.0.1:8080: start it with `make up`" in text.splitlines()
+    assert "  MLflow not running at http://127.0.0.1:5000: start it with `make up`" in text.splitlines()
+    assert "unreachable" not in text
+    assert "alias ledger: champion v3 (since 2013-07-02T06:00:00)" in text
+
+
 def test_history_ranges() -> None:
     assert parse_history(["2013-01-01..2013-01-14", "2013-06-17..2013-06-30"]) == [
         ("2013-01-01", "2013-01-14"),

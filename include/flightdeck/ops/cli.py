@@ -155,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
             "the last scored partition and its model versions, reconciled quarantine counts, the drift state, "
             "retrain requests and the alias ledger. Airflow and MLflow are probed first (2 s, no retry): a "
             "service that does not answer is reported as not running (start it with `make up`) and everything "
-            "read from the lake is still shown. Answers in seconds whatever is down."
+            "read from the lake is still shown. Answers in seconds whatever is down. Airflow is looked for at "
+            "http://127.0.0.1:$FLIGHTDECK_AIRFLOW_PORT (8080), MLflow at $MLFLOW_TRACKING_URI (default "
+            "http://127.0.0.1:$FLIGHTDECK_MLFLOW_PORT, 5000), the lake at $FLIGHTDECK__LAKE__ROOT (default "
+            "<state>/lake)."
         ),
     )
     st.add_argument(
@@ -181,13 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--train-start", help="first champion's window start (default: model.train_start)")
     dm.add_argument("--train-end", help="first champion's window end (default: model.train_end)")
-    dm.add_argument("--days", default="2013-07-01..2013-07-02", help="daily runs to backfill (FIRST..LAST)")
+    dm.add_argument(
+        "--days",
+        default="2013-07-01..2013-07-02",
+        help="daily runs to backfill (FIRST..LAST; default 2013-07-01..2013-07-02)",
+    )
     dm.add_argument(
         "--fresh",
         action="store_true",
         help="stop the services and delete the previous state (lake, databases, logs) first; make demo passes it",
     )
-    dm.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each step")
+    dm.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each step (default 3600)")
     dm.add_argument("--report", help="where to write the JSON report (default: <state>/demo-report.json)")
     dm.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
     dm.set_defaults(func=cmd_demo)
