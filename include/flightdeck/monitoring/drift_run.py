@@ -1,0 +1,245 @@
+"""The drift job's steps: reference from MLflow, the two Spark passes, the outputs, the summary.
+
+``jobs/detect_drift.py`` calls these in order; the statistics themselves are the pure
+functions of :mod:`flightdeck.monitoring.drift`. Two Spark passes, no more:
+
+1. the day's features and the probabilities the version produced for them (the predictions
+   partition) are binned in one aggregation against ``reference_profile.json`` of the
+   version's training run (:func:`measure_drift`);
+2. once labels arrive, day D-1's predictions joined with day D-1's labels (its features
+   partition), collected (one day is small) for AUC and log loss against the holdout metrics
+   of the version that made those predictions (:func:`measure_performance`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flightdeck.core.config import PipelineConfig
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import Lake, write_bytes, write_json
+from flightdeck.model.registry import RegistryError
+from flightdeck.monitoring.documents import DriftSummary
+from flightdeck.monitoring.drift import (
+    MONITORING_COLUMNS,
+    MONITORING_TABLE,
+    drift_report,
+    monitoring_rows,
+    performance_report,
+    profile_counts,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+PROFILE_ARTIFACT = "reference_profile.json"
+
+
+class DriftRunError(FlightdeckError):
+    """The drift job cannot measure as asked (e.g. several partitions, features missing columns)."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a model version is compared with: its training profile and the run that logged it."""
+
+    name: str
+    version: str
+    profile: dict[str, Any]
+    run_id: str
+
+
+def one_partition(dates: Sequence[dt.date]) -> dt.date:
+    """The single partition the job measures (drift is judged one window at a time)."""
+    if len(dates) != 1:
+        raise DriftRunError(f"detect_drift takes one partition; got {len(dates)}: pass one day as --partition")
+    return dates[0]
+
+
+def load_reference(name: str, version: str) -> Reference:
+    """The reference profile logged by the training run of ``name`` v``version``.
+
+    Raises:
+        RegistryError: the version has no training run to read the profile from.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    run_id = MlflowClient().get_model_version(name, version).run_id
+    if not run_id:
+        raise RegistryError(f"model {name} v{version} has no training run; cannot find its reference profile")
+    with tempfile.TemporaryDirectory(prefix="flightdeck-profile-") as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp)
+        return Reference(name, version, json.loads(Path(local).read_text()), run_id)
+
+
+def holdout_metrics(name: str, version: str) -> dict[str, float]:
+    """``roc_auc`` and ``log_loss`` on the frozen holdout, as logged by the version's training run."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run_id = client.get_model_version(name, version).run_id
+    metrics = client.get_run(run_id).data.metrics if run_id else {}
+    return {k: float(metrics[k]) for k in ("roc_auc", "log_loss") if k in metrics}
+
+
+def labelled_predictions(predictions: DataFrame, features: DataFrame, keys: Sequence[str], label: str) -> DataFrame:
+    """``(label, probability, model_version)`` of each prediction whose outcome is known.
+
+    Joined on the key columns the predictions carry, null-safe (keys such as ``dep_time`` are
+    null for cancelled flights); rows without a label are dropped.
+    """
+    from pyspark.sql import functions as F
+
+    f = features.select(*[F.col(k).alias(f"__k{i}") for i, k in enumerate(keys)], F.col(label).alias("label"))
+    cond = [predictions[k].eqNullSafe(f[f"__k{i}"]) for i, k in enumerate(keys)]
+    return (
+        predictions.join(f, cond, "inner")
+        .where(F.col("label").isNotNull())
+        .select(F.col("label").cast("int").alias("label"), "probability", F.col("model_version").cast("string"))
+    )
+
+
+def measure_drift(
+    spark: SparkSession, lake: Lake, cfg: PipelineConfig, day: dt.date, reference: Reference
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pass 1: the drift report of ``day`` and its current bin proportions, in one aggregation.
+
+    Raises:
+        DriftRunError: the features lack columns the version was trained on.
+    """
+    from pyspark.sql import functions as F
+
+    from flightdeck.data.sparkio import read_partitions
+
+    entity, version = cfg.dataset.entity.name, reference.version
+    features = read_partitions(spark, lake, "features", entity, [day])
+    preds = None
+    if lake.is_committed("predictions", entity, day):
+        preds = read_partitions(spark, lake, "predictions", entity, [day])
+        preds = preds.filter(F.col("model_version") == version).select("probability")
+    current = profile_counts(features, reference.profile, predictions=preds)
+    if current["missing"]:
+        raise DriftRunError(
+            f"features {day} lack columns {current['missing']} that model v{version} was trained on; "
+            "rebuild the features or score with a matching model"
+        )
+    report = drift_report(reference.profile, current, cfg.drift, current["n_rows"])
+    report |= {"date": day.isoformat(), "model_version": version, "n_predictions": current.get("n_predictions", 0)}
+    log.info(
+        "drift %s vs v%s: %d feature rows, %s predictions", day, version, current["n_rows"], report["n_predictions"]
+    )
+    return report, current
+
+
+def measure_performance(
+    spark: SparkSession, lake: Lake, cfg: PipelineConfig, day: dt.date, reference: Reference
+) -> dict[str, Any] | None:
+    """Pass 2: AUC and log loss of day D-1, whose outcomes are known now; None before they are.
+
+    Compared with the holdout of the version that scored most of D-1's rows (the champion may
+    have changed since).
+    """
+    from flightdeck.data.sparkio import read_partitions
+    from flightdeck.model.inference import key_columns
+
+    entity, previous_day = cfg.dataset.entity.name, day - dt.timedelta(days=1)
+    committed = [lake.is_committed(zone, entity, previous_day) for zone in ("predictions", "features")]
+    if not all(committed):
+        return None
+    prev_preds = read_partitions(spark, lake, "predictions", entity, [previous_day])
+    prev_features = read_partitions(spark, lake, "features", entity, [previous_day])
+    keys = [k for k in key_columns(cfg) if k in prev_preds.columns and k in prev_features.columns]
+    labelled = labelled_predictions(prev_preds, prev_features, keys, cfg.label.name).collect()
+    scored_by = Counter(str(r["model_version"]) for r in labelled).most_common(1)
+    perf_version = scored_by[0][0] if scored_by else reference.version
+    performance = performance_report(
+        [int(r["label"]) for r in labelled],
+        [float(r["probability"]) for r in labelled],
+        holdout_metrics(reference.name, perf_version) if labelled else None,
+        cfg.drift,
+        data_date=previous_day,
+        model_version=perf_version,
+    )
+    log.info("performance on %s (v%s): %s", previous_day, perf_version, performance)
+    return performance
+
+
+def monitoring_frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
+    """The rows of ``monitoring/drift_daily`` as a DataFrame with the table's fixed schema."""
+    from pyspark.sql.types import BooleanType, DataType, DoubleType, LongType, StringType, StructField, StructType
+
+    types: dict[str, DataType] = {c: DoubleType() for c in ("value", "observed", "reference", "threshold")}
+    types |= {"breached": BooleanType(), "n_rows": LongType()}
+    schema = StructType([StructField(c, types.get(c, StringType()), c != "date") for c in MONITORING_COLUMNS])
+    return spark.createDataFrame([tuple(r[c] for c in MONITORING_COLUMNS) for r in rows], schema)
+
+
+def write_outputs(spark: SparkSession, lake: Lake, cfg: PipelineConfig, report: Mapping[str, Any], page: str) -> str:
+    """Write ``monitoring/drift_daily/date=D`` (one row per statistic), ``D.html`` and ``D.json``.
+
+    ``D.json`` is the report the retrain policy reads as history. Returns the HTML page's path.
+    """
+    from flightdeck.data.sparkio import write_partitions
+
+    day = str(report["date"])
+    rows = monitoring_rows(report, cfg.drift)
+    write_partitions(monitoring_frame(spark, rows).coalesce(1), lake, "monitoring", MONITORING_TABLE, [day])
+    html_path = lake.drift_report(day, "html")
+    write_bytes(html_path, page.encode("utf-8"))
+    write_json(lake.drift_report(day), dict(report))
+    return html_path
+
+
+def log_run(reference: Reference, report: Mapping[str, Any], page: str, run_key: str | None) -> str:
+    """Log the report, its page and its figures to the ``<model>-monitoring`` experiment; the run id."""
+    import mlflow
+
+    day, version = report["date"], reference.version
+    performance = report.get("performance") or {}
+    mlflow.set_experiment(f"{reference.name}-monitoring")
+    with mlflow.start_run(run_name=f"drift {day} v{version}") as active:
+        mlflow.set_tags(
+            {
+                "flightdeck.job": "detect_drift",
+                "partition": day,
+                "model_version": version,
+                "status": report["status"],
+                "reference_run_id": reference.run_id,
+                "flightdeck.run_key": run_key or "",
+            }
+        )
+        metrics = {
+            "n_rows": float(report["n_rows"]),
+            "drifted_share": report["drifted_share"],
+            **({"prediction_psi": report["prediction_psi"]} if report["prediction_psi"] is not None else {}),
+            **{f"psi_{f}": v for f, v in report["psi"].items() if v is not None},
+            **{f"labelled_{k}": performance[k] for k in ("roc_auc", "log_loss") if performance.get(k) is not None},
+        }
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(dict(report), "drift_report.json")
+        mlflow.log_text(page, f"drift_report_{day}.html")
+        run_id: str = active.info.run_id
+    return run_id
+
+
+def summarize(report: Mapping[str, Any], reference: Reference, html_path: str, mlflow_run_id: str) -> DriftSummary:
+    """The run document handed to the monitoring DAG: the report's figures and where it went."""
+    fields = set(DriftSummary.model_fields) - {"partition", "model_name", "report_html", "mlflow_run_id"}
+    return DriftSummary(
+        **{k: report[k] for k in fields},
+        partition=str(report["date"]),
+        model_name=reference.name,
+        report_html=html_path,
+        mlflow_run_id=mlflow_run_id,
+    )
