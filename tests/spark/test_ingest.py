@@ -98,7 +98,7 @@ def test_each_bad_row_is_quarantined_with_its_reason(spark: Any, tmp_path: Path,
     path = _land(tmp_path, [good[0], *BAD_ROWS, *good[1:]])
     files = [ingest.inspect_landing_file(path, source, "2013-01-02")]
     raw = ingest.read_landing(spark, files, source)
-    valid, quarantine = ingest.validate_rows(raw, source, refs, cfg.dataset.reference)
+    valid, quarantine = ingest.split_rows(ingest.classify_rows(raw, source, refs, cfg.dataset.reference), source)
 
     got = {r["raw_line"]: (r["reason"], r["source_file"], r["date"]) for r in quarantine.collect()}
     assert got == {line: (reason, path, "2013-01-02") for line, reason in BAD_ROWS.items()}
@@ -118,9 +118,9 @@ def test_all_reasons_are_kept_and_first_is_reason(spark: Any, tmp_path: Path, re
     cfg = load_config()
     path = _land(tmp_path, [row(flight="x1", distance="-1", hour="30")])
     files = [ingest.inspect_landing_file(path, cfg.dataset.entity, "2013-01-02")]
-    _, quarantine = ingest.validate_rows(
-        ingest.read_landing(spark, files, cfg.dataset.entity), cfg.dataset.entity, refs, cfg.dataset.reference
-    )
+    raw = ingest.read_landing(spark, files, cfg.dataset.entity)
+    classified = ingest.classify_rows(raw, cfg.dataset.entity, refs, cfg.dataset.reference)
+    _, quarantine = ingest.split_rows(classified, cfg.dataset.entity)
     r = quarantine.first()
     assert r["reasons"] == ["unparseable:flight", "negative_distance", "hour_out_of_range"]
     assert r["reason"] == "unparseable:flight"  # present but not an int: unparseable, not missing
@@ -180,9 +180,9 @@ def test_extra_and_reordered_columns_are_read_by_name(spark: Any, tmp_path: Path
     path = _land(tmp_path, [line], header=",".join(cols))
     lf = ingest.inspect_landing_file(path, cfg.dataset.entity, "2013-01-02")
     assert lf.extra_columns == ["note"]
-    valid, quarantine = ingest.validate_rows(
-        ingest.read_landing(spark, [lf], cfg.dataset.entity), cfg.dataset.entity, refs, cfg.dataset.reference
-    )
+    raw = ingest.read_landing(spark, [lf], cfg.dataset.entity)
+    classified = ingest.classify_rows(raw, cfg.dataset.entity, refs, cfg.dataset.reference)
+    valid, quarantine = ingest.split_rows(classified, cfg.dataset.entity)
     assert quarantine.count() == 0
     assert valid.first()["flight"] == 1545 and valid.first()["carrier"] == "UA"
 

@@ -108,5 +108,5 @@ def test_write_partitions_needs_the_date_column(spark: Any, lake_root: Path) -> 
             "bronze",
             "t",
             ["2013-01-01"],
-            "day",
+            date_col="day",
         )

@@ -237,6 +237,7 @@ def build_features(
     timeseries: Mapping[str, DataFrame],
     references: Mapping[str, DataFrame],
     cfg: PipelineConfig,
+    *,
     carry: Sequence[str] = (),
     history: DataFrame | None = None,
     covered: Iterable[dt.date] | None = None,

@@ -19,7 +19,7 @@ its raw line and every reason, in this order::
 file, bytes that are not UTF-8, empty file, header only, a delimiter other than a comma,
 missing (or renamed) or repeated columns, and extra columns when ``ingest.extra_columns``
 is ``reject`` (by default they are ignored and reported). The functions here are pure transforms over DataFrames, plus
-small readers; ``jobs/ingest.py`` does the writing.
+small readers; :mod:`flightdeck.data.ingest_run` does the writing for ``jobs/ingest.py``.
 """
 
 from __future__ import annotations
@@ -344,21 +344,8 @@ def classify_rows(
     for name, condition in source.row_rules.items():
         checks.append((name, F.coalesce(F.expr(condition), F.lit(False))))
 
-    keys_by_ref = {r.name: r.key for r in references}
-    for col_name, ref_name in source.references.items():
-        frames = reference_frames or {}
-        if ref_name not in frames:
-            raise IngestError(
-                f"reference table {ref_name!r} is needed to check {source.name}.{col_name}; "
-                "land and ingest the reference tables first"
-            )
-        key = keys_by_ref.get(ref_name) or (frames[ref_name].columns[0] if len(frames[ref_name].columns) == 1 else None)
-        if key is None:
-            raise IngestError(f"key of reference table {ref_name!r} unknown: pass the config's reference sources")
-        flag = f"__ref_{col_name}"
-        keys = frames[ref_name].select(F.col(key).cast("string").alias(flag)).where(F.col(flag).isNotNull()).distinct()
-        df = df.join(F.broadcast(keys), df[col_name] == keys[flag], "left")
-        checks.append((f"unknown_reference:{col_name}", F.col(col_name).isNotNull() & F.col(flag).isNull()))
+    df, reference_checks = _reference_checks(df, source, reference_frames or {}, references)
+    checks += reference_checks
 
     d = source.date_columns
     partition_day = F.to_date(F.col(DATE))
@@ -387,6 +374,37 @@ def classify_rows(
     )
 
 
+def _reference_checks(
+    df: DataFrame,
+    source: TimeSeriesSource,
+    frames: Mapping[str, DataFrame],
+    references: Sequence[ReferenceSource],
+) -> tuple[DataFrame, list[tuple[str, Column]]]:
+    """Join each referenced column's reference keys to ``df``; the ``unknown_reference:<col>`` checks.
+
+    Raises:
+        IngestError: a needed reference table is not given, or its key column is unknown.
+    """
+    from pyspark.sql import functions as F
+
+    keys_by_ref = {r.name: r.key for r in references}
+    checks: list[tuple[str, Column]] = []
+    for col_name, ref_name in source.references.items():
+        if ref_name not in frames:
+            raise IngestError(
+                f"reference table {ref_name!r} is needed to check {source.name}.{col_name}; "
+                "land and ingest the reference tables first"
+            )
+        key = keys_by_ref.get(ref_name) or (frames[ref_name].columns[0] if len(frames[ref_name].columns) == 1 else None)
+        if key is None:
+            raise IngestError(f"key of reference table {ref_name!r} unknown: pass the config's reference sources")
+        flag = f"__ref_{col_name}"
+        keys = frames[ref_name].select(F.col(key).cast("string").alias(flag)).where(F.col(flag).isNotNull()).distinct()
+        df = df.join(F.broadcast(keys), df[col_name] == keys[flag], "left")
+        checks.append((f"unknown_reference:{col_name}", F.col(col_name).isNotNull() & F.col(flag).isNull()))
+    return df, checks
+
+
 def split_rows(classified: DataFrame, source: TimeSeriesSource) -> tuple[DataFrame, DataFrame]:
     """(valid rows: typed configured columns + date, quarantined rows: raw line, reasons, file, date)."""
     from pyspark.sql import functions as F
@@ -394,16 +412,6 @@ def split_rows(classified: DataFrame, source: TimeSeriesSource) -> tuple[DataFra
     valid = classified.where(F.col(REASON).isNull()).select(*source.column_names, DATE)
     quarantine = classified.where(F.col(REASON).isNotNull()).select(*QUARANTINE_COLUMNS, DATE)
     return valid, quarantine
-
-
-def validate_rows(
-    df: DataFrame,
-    source: TimeSeriesSource,
-    reference_frames: Mapping[str, DataFrame] | None = None,
-    references: Sequence[ReferenceSource] = (),
-) -> tuple[DataFrame, DataFrame]:
-    """Split string rows into (valid typed rows, quarantined rows with reasons); see :func:`classify_rows`."""
-    return split_rows(classify_rows(df, source, reference_frames, references), source)
 
 
 # --- ledger ---------------------------------------------------------------------------------
@@ -539,7 +547,7 @@ def read_reference_tables(spark: SparkSession, lake: Lake, names: Sequence[str])
     """The bronze reference tables by name.
 
     Raises:
-        FileNotFoundError: a table is not in bronze yet.
+        MissingPartition: a table is not in bronze yet.
     """
     from flightdeck.core.lake import COMMIT_MARKER, json_exists
 

@@ -224,6 +224,7 @@ def write_partitions(
     zone: str,
     table: str,
     dates: Sequence[dt.date | str],
+    *,
     date_col: str = "date",
     fmt: str = "parquet",
 ) -> list[str]:

@@ -447,6 +447,7 @@ def validate_range(
     df: DataFrame,
     cfg: PipelineConfig,
     partitions: Sequence[str],
+    *,
     date_col: str = "date",
     engine: EngineChoice = "auto",
     spec: SuiteSpec | None = None,
@@ -499,77 +500,90 @@ def validate_range(
     if persisted:
         df = df.persist()
     try:
-        return _validate_batch(df, pdf, cfg, keys, counts, bounds, spec, batch_engine, part_engine, absent, date_col)
+        batch = _Batch(df, pdf, cfg, keys, counts, bounds, spec, batch_engine, part_engine, absent, date_col)
+        return _validate_batch(batch)
     finally:
         if persisted:
             df.unpersist()
 
 
-def _validate_batch(
-    df: DataFrame,
-    pdf: Any,
-    cfg: PipelineConfig,
-    keys: list[str],
-    counts: Mapping[str, dict[str, Any]],
-    bounds: Mapping[str, RowBounds],
-    spec: SuiteSpec,
-    batch_engine: Engine,
-    part_engine: Engine,
-    absent: list[str],
-    date_col: str,
-) -> dict[str, ValidationReport]:
+@dataclass(frozen=True)
+class _Batch:
+    """What :func:`validate_range` knows once it has counted: the rows, the suite and each partition's counts."""
+
+    df: DataFrame
+    pdf: Any  # the rows collected to pandas, or None when GX runs on Spark
+    cfg: PipelineConfig
+    keys: list[str]
+    counts: Mapping[str, dict[str, Any]]
+    bounds: Mapping[str, RowBounds]
+    spec: SuiteSpec
+    batch_engine: Engine
+    part_engine: Engine
+    absent: list[str]
+    date_col: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.keys[0]}..{self.keys[-1]}"
+
+
+def _validate_batch(b: _Batch) -> dict[str, ValidationReport]:
     """:func:`validate_range` after the counts: the range batch, then each suspect partition on its own."""
+    data = b.df.drop(b.date_col) if b.pdf is None else b.pdf.drop(columns=[b.date_col])
+    batch = _run_suite(data, b.spec, b.scope, b.batch_engine)
+    log.info("range batch (%s, %d partitions): %s", b.batch_engine, len(b.keys), batch.summary(b.spec.name))
+
+    flags = {k: _flags(b.counts.get(k, {}), b.spec, b.bounds[k]) for k in b.keys}
+    suspects = {k for k in b.keys if flags[k]}
+    if b.absent or not batch.success:
+        located = set().union(*flags.values())
+        unlocated = b.absent or any((f.expectation, f.column) not in located for f in batch.failed)
+        if unlocated:
+            suspects = set(b.keys)
+    log.info("%d of %d partitions need their own validation", len(suspects), len(b.keys))
+    return {k: _validate_one(b, k) if k in suspects else _derived_report(b, batch, k) for k in b.keys}
+
+
+def _validate_one(b: _Batch, k: str) -> ValidationReport:
+    """A suspect partition validated on its own (on pandas when the batch was collected)."""
     from pyspark.sql import functions as F
 
-    scope = f"{keys[0]}..{keys[-1]}"
-    batch = _run_suite(df.drop(date_col) if pdf is None else pdf.drop(columns=[date_col]), spec, scope, batch_engine)
-    log.info("range batch (%s, %d partitions): %s", batch_engine, len(keys), batch.summary(spec.name))
+    if b.pdf is not None:
+        part = b.pdf[b.pdf[b.date_col] == k].drop(columns=[b.date_col]).reset_index(drop=True)
+        report = _run_suite(part, b.spec, k, "pandas", b.bounds[k])
+        log.info("%s", report.summary(b.spec.name))
+        return report
+    only = b.df.where(F.col(b.date_col) == k).drop(b.date_col)
+    return validate_partition(only, b.cfg, partition=k, engine=b.part_engine, spec=b.spec, rows=b.bounds[k])
 
-    flags = {k: _flags(counts.get(k, {}), spec, bounds[k]) for k in keys}
-    suspects = {k for k in keys if flags[k]}
-    if absent or not batch.success:
-        located = set().union(*flags.values())
-        unlocated = absent or any((f.expectation, f.column) not in located for f in batch.failed)
-        if unlocated:
-            suspects = set(keys)
-    log.info("%d of %d partitions need their own validation", len(suspects), len(keys))
 
-    reports: dict[str, ValidationReport] = {}
-    for k in keys:
-        if k in suspects:
-            if pdf is not None:
-                part = pdf[pdf[date_col] == k].drop(columns=[date_col]).reset_index(drop=True)
-                reports[k] = _run_suite(part, spec, k, "pandas", bounds[k])
-                log.info("%s", reports[k].summary(spec.name))
-            else:
-                only = df.where(F.col(date_col) == k).drop(date_col)
-                reports[k] = validate_partition(only, cfg, partition=k, engine=part_engine, spec=spec, rows=bounds[k])
-        else:
-            n = int(counts.get(k, {}).get(_ROWS, 0))
-            derived = f"range {scope} ({batch_engine})"
-            low, high = bounds[k]
-            note = (
-                f"{spec.name} {k}: validated as part of the batch {derived}, which passed every expectation; "
-                f"this partition's own counts ({n} rows, within [{low}, {high if high is not None else 'any'}]) "
-                "flagged none of them."
-            )
-            reports[k] = ValidationReport(
-                success=True,
-                n_rows=n,
-                evaluated=batch.evaluated,
-                failed=[],
-                statistics={
-                    "evaluated_expectations": batch.evaluated,
-                    "successful_expectations": batch.evaluated,
-                    "unsuccessful_expectations": 0,
-                    "success_percent": 100.0,
-                },
-                partition=k,
-                derived_from=derived,
-                suite=spec.name,
-                data_docs=_banner(batch.data_docs or "", note),
-            )
-    return reports
+def _derived_report(b: _Batch, batch: ValidationReport, k: str) -> ValidationReport:
+    """A passing partition's report, derived from the range batch (its own row count, the batch's Data Docs)."""
+    n = int(b.counts.get(k, {}).get(_ROWS, 0))
+    derived = f"range {b.scope} ({b.batch_engine})"
+    low, high = b.bounds[k]
+    note = (
+        f"{b.spec.name} {k}: validated as part of the batch {derived}, which passed every expectation; "
+        f"this partition's own counts ({n} rows, within [{low}, {high if high is not None else 'any'}]) "
+        "flagged none of them."
+    )
+    return ValidationReport(
+        success=True,
+        n_rows=n,
+        evaluated=batch.evaluated,
+        failed=[],
+        statistics={
+            "evaluated_expectations": batch.evaluated,
+            "successful_expectations": batch.evaluated,
+            "unsuccessful_expectations": 0,
+            "success_percent": 100.0,
+        },
+        partition=k,
+        derived_from=derived,
+        suite=b.spec.name,
+        data_docs=_banner(batch.data_docs or "", note),
+    )
 
 
 def report_path(lake: Lake, suite: str, date: str) -> str:
@@ -655,3 +669,76 @@ def partition_row_bounds(
     """Each partition's row-count bounds from the counts of the partitions before it."""
     policy = cfg.validation.row_count
     return {k: row_count_bounds(recent_counts(k, counts, policy.history_days), policy, spec.min_rows) for k in keys}
+
+
+# --- the chain both jobs run ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """What to check of one table: its suite, the partitions to report on and the row counts bounding them."""
+
+    table: str  # e.g. ``features/flights`` or ``bronze/flights``, as messages name it
+    spec: SuiteSpec
+    keys: Sequence[str]  # the partitions (YYYY-MM-DD); one with no rows fails its row count
+    counts: Mapping[str, int]  # rows per date of the table's recent partitions (and of the checked ones)
+
+
+@dataclass(frozen=True)
+class PartitionChecks:
+    """One table's validated partitions: a report per partition and the summaries of those that failed."""
+
+    suite: str
+    reports: dict[str, ValidationReport]
+    failures: list[str]
+
+
+def recent_ledger_counts(
+    spark: Any, lake: Lake, cfg: PipelineConfig, dates: Sequence[dt.date]
+) -> dict[str, dict[str, int]]:
+    """Valid rows per source and date in the ingest ledger, from ``validation.row_count.history_days``
+    before the first date to the last: what each partition's row count is bounded by."""
+    return ledger_counts(spark, lake, dates[0] - dt.timedelta(days=cfg.validation.row_count.history_days), dates[-1])
+
+
+def check_partitions(
+    df: DataFrame, cfg: PipelineConfig, lake: Lake, check: TableCheck, *, engine: EngineChoice = "auto"
+) -> PartitionChecks:
+    """The validation chain of ingest (bronze suites) and validate_features: bound, validate, write the reports.
+
+    Each partition's row count is bounded by the counts of the partitions before it
+    (:func:`partition_row_bounds`), the partitions are validated as one range
+    (:func:`validate_range`), and each one's JSON report and Data Docs page go into the lake
+    (:func:`write_reports`). Publish the Data Docs with :func:`publish_data_docs` and fail
+    with :func:`raise_failures`.
+
+    Args:
+        df: the rows to validate, with a ``date`` column (YYYY-MM-DD strings).
+        cfg: the pipeline configuration.
+        lake: where the reports go.
+        check: the table, suite, partitions and recent row counts.
+        engine: the GX engine (see :func:`validate_range`).
+    """
+    bounds = partition_row_bounds(cfg, check.spec, check.keys, check.counts)
+    reports = validate_range(df, cfg, check.keys, engine=engine, spec=check.spec, row_bounds=bounds)
+    return PartitionChecks(check.spec.name, reports, write_reports(lake, reports, check.table))
+
+
+def publish_data_docs(lake: Lake, checks: Sequence[PartitionChecks], scope: str, *, by_suite: bool) -> str | None:
+    """Log the Data Docs of every checked partition to MLflow in one run (:func:`log_data_docs`); its run id.
+
+    ``by_suite`` keys the partitions ``<suite>/<date>`` (several suites in one run), else by date.
+    """
+    reports = {f"{c.suite}/{k}" if by_suite else k: r for c in checks for k, r in c.reports.items()}
+    return log_data_docs(lake, reports, scope)
+
+
+def raise_failures(checks: Sequence[PartitionChecks], error: type[ValidationFailed], lead: str = "") -> None:
+    """Raise ``error`` naming every failed partition and expectation, when any failed.
+
+    Raises:
+        ValidationFailed: (the given subclass) some partition failed its suite.
+    """
+    failures = [f for c in checks for f in c.failures]
+    if failures:
+        raise error(lead + "; ".join(failures))
