@@ -1,0 +1,75 @@
+"""The results the data-plane jobs hand on (``runs/<run_key>/<job>.json`` and the task log).
+
+Each job builds one of these and emits ``model_dump(mode="json")`` through
+:func:`flightdeck.core.jobargs.emit_result`; the DAGs, the UI page and the tests read the
+same keys, so the field names are the documents' contract.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LedgerEntry(_Document):
+    """Row accounting of one source's partition: every row in is valid or quarantined."""
+
+    date: str
+    source: str
+    rows_in: int
+    rows_valid: int
+    rows_quarantined: int
+    reasons: dict[str, int]
+    quarantine_share: float
+
+
+class IngestResult(_Document):
+    """What ``jobs/ingest.py`` did for a range of dates."""
+
+    job: Literal["ingest"] = "ingest"
+    partitions: list[str]
+    references: dict[str, int]  # rows per reference table ingested by this run (none: bronze had them)
+    ledger: dict[str, dict[str, LedgerEntry]]  # date -> source -> accounting
+    rows_in: int
+    rows_quarantined: int
+    missing_files: dict[str, list[str]]  # date -> time series without a landing file
+    extra_columns: dict[str, dict[str, list[str]]]  # date -> source -> ignored columns
+    budget_failures: list[str]
+    validation_failures: list[str]
+    seconds: float
+
+
+class BuildFeaturesResult(_Document):
+    """What ``jobs/build_features.py`` wrote."""
+
+    job: Literal["build_features"] = "build_features"
+    table: str
+    partitions: list[str]
+    rows: dict[str, int]  # date -> feature rows
+    timeseries_partitions: dict[str, list[str]]  # time series -> the bronze partitions the as-of joins read
+    history_partitions: list[str]  # the bronze entity partitions the rolling windows read besides the dates
+    seconds: float
+
+
+class PartitionVerdict(_Document):
+    """One feature partition's validation outcome."""
+
+    success: bool
+    n_rows: int
+    failed: list[str]  # one message per failed expectation
+
+
+class ValidateFeaturesResult(_Document):
+    """What ``jobs/validate_features.py`` found."""
+
+    job: Literal["validate_features"] = "validate_features"
+    partitions: list[str]
+    success: bool
+    reports: dict[str, PartitionVerdict]
+    data_docs_run: str | None  # the MLflow run holding the Data Docs, when logged
+    seconds: float

@@ -1,0 +1,224 @@
+"""Feature runs over a range of dates: build ``features/<entity>`` from bronze, and validate it.
+
+:func:`build_range` (``jobs/build_features.py``) reads, for the requested dates, the bronze
+entity partitions (all must be committed), the committed bronze time-series partitions from
+the day before the first date to the last (as-of joins look back into the previous evening),
+the committed bronze entity partitions of the ``features.lookback_days`` before the first
+date and between the dates (inputs of the rolling windows only; a window reaching a day that
+is not committed is null) and the bronze reference tables, builds the features once over the
+whole range (:func:`flightdeck.data.features.build_features`), and writes
+``features/<entity>/date=D`` for every date with one Spark write (``write_partitions``: each
+date replaced atomically, a date without rows committed empty). Rows are sorted within each
+date on every column, so a rerun writes byte-identical Parquet files.
+
+:func:`validate_range_of_features` (``jobs/validate_features.py``) validates each date's
+``features/<entity>/date=D`` against the suite built from the config, its row count bounded by
+the ingest ledger's recent partitions; its report goes to
+``monitoring/validation/features/D.json`` and its Data Docs page to
+``monitoring/data_docs/features/D.html`` (and to MLflow when ``MLFLOW_TRACKING_URI`` is set).
+The range is validated as one Great Expectations batch; a date is validated on its own only
+when the batch or its per-date counts call for it
+(:func:`flightdeck.data.validation.validate_range`), so a passing date's report is derived
+from the batch. :func:`flightdeck.data.validation.raise_failures` then fails the run naming
+every failed partition and expectation, after all the reports are written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from flightdeck.core.config import PipelineConfig
+from flightdeck.core.errors import MissingPartition
+from flightdeck.core.lake import Lake
+from flightdeck.data.documents import BuildFeaturesResult, PartitionVerdict, ValidateFeaturesResult
+from flightdeck.data.features import EVENT_TS, build_features
+from flightdeck.data.ingest import read_reference_tables
+from flightdeck.data.sparkio import read_available_partitions, read_partitions, write_partitions
+from flightdeck.data.validation import (
+    EngineChoice,
+    PartitionChecks,
+    TableCheck,
+    check_partitions,
+    features_spec,
+    publish_data_docs,
+    recent_ledger_counts,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """Everything :func:`build_features` reads for a range of dates, and which partitions it found."""
+
+    entity: DataFrame
+    history: DataFrame | None  # entity rows the rolling windows read besides the dates
+    covered: list[dt.date]  # the history's dates
+    timeseries: dict[str, DataFrame]
+    coverage: dict[str, list[str]]  # time series -> partitions read that the as-of joins can use
+    references: dict[str, DataFrame]
+
+
+def read_history(
+    spark: SparkSession, lake: Lake, table: str, dates: Sequence[dt.date], lookback_days: int
+) -> tuple[DataFrame | None, list[dt.date]]:
+    """Committed bronze entity partitions the rolling windows read besides ``dates``, and their dates.
+
+    That is every day from ``lookback_days`` before the first date to the last date that is
+    not itself being built. Missing days are logged; their windows are null.
+    """
+    if lookback_days <= 0:
+        return None, []
+    first = dates[0] - dt.timedelta(days=lookback_days)
+    wanted = {first + dt.timedelta(days=i) for i in range((dates[-1] - first).days + 1)} - set(dates)
+    found = [d for d in lake.committed_partitions("bronze", table) if d in wanted]
+    absent = sorted(d.isoformat() for d in wanted - set(found))
+    if absent:
+        log.warning(
+            "bronze/%s has no partition for %d history days (%s..%s); rolling windows over them are null",
+            table,
+            len(absent),
+            absent[0],
+            absent[-1],
+        )
+    if not found:
+        return None, []
+    return read_partitions(spark, lake, "bronze", table, found), found
+
+
+def read_timeseries(
+    spark: SparkSession, cfg: PipelineConfig, lake: Lake, dates: Sequence[dt.date]
+) -> tuple[dict[str, DataFrame], dict[str, list[str]]]:
+    """The committed bronze partitions of every as-of joined time series, from the day before the first date.
+
+    Returns the rows per time series and, per time series, the partitions read that serve the
+    dates (a date or the day before one). A date without a partition is logged; its as-of
+    features are null.
+
+    Raises:
+        MissingPartition: a time series has no committed partition in the window at all.
+    """
+    timeseries: dict[str, DataFrame] = {}
+    coverage: dict[str, list[str]] = {}
+    first = dates[0] - dt.timedelta(days=1)
+    wanted = set(dates) | {d - dt.timedelta(days=1) for d in dates}
+    for join in cfg.features.asof_joins:
+        df, found = read_available_partitions(spark, lake, "bronze", join.source, first, dates[-1])
+        if df is None:
+            raise MissingPartition(
+                f"no committed bronze/{join.source} partition between {first} and {dates[-1]}; ingest them first"
+            )
+        timeseries[join.source] = df.drop("date")
+        coverage[join.source] = [d.isoformat() for d in found if d in wanted]
+        absent = sorted(d.isoformat() for d in set(dates) - set(found))
+        if absent:
+            log.warning("bronze/%s has no partition for %s; their as-of features will be null", join.source, absent)
+    return timeseries, coverage
+
+
+def read_feature_inputs(
+    spark: SparkSession, cfg: PipelineConfig, lake: Lake, dates: Sequence[dt.date]
+) -> FeatureInputs:
+    """Read the bronze inputs of the features of ``dates`` (see the module docstring for which).
+
+    Raises:
+        MissingPartition: an entity partition of the dates, a whole time series or a reference table is missing.
+    """
+    entity = cfg.dataset.entity.name
+    entity_df = read_partitions(spark, lake, "bronze", entity, dates)
+    history, covered = read_history(spark, lake, entity, dates, cfg.features.lookback_days)
+    timeseries, coverage = read_timeseries(spark, cfg, lake, dates)
+    return FeatureInputs(
+        entity=entity_df,
+        history=history,
+        covered=covered,
+        timeseries=timeseries,
+        coverage=coverage,
+        references=read_reference_tables(spark, lake, sorted({look.source for look in cfg.features.lookups})),
+    )
+
+
+def build_range(
+    spark: SparkSession, cfg: PipelineConfig, lake: Lake, inputs: FeatureInputs, dates: Sequence[dt.date]
+) -> BuildFeaturesResult:
+    """Build the features of ``dates`` once over the range and commit one partition per date; the result."""
+    from pyspark.sql import functions as F
+
+    started = time.monotonic()
+    entity = cfg.dataset.entity.name
+    features = build_features(
+        inputs.entity,
+        inputs.timeseries,
+        inputs.references,
+        cfg,
+        carry=["date"],
+        history=inputs.history,
+        covered=[*dates, *inputs.covered],
+    )
+    slices = max(1, min(len(dates), 2 * spark.sparkContext.defaultParallelism))
+    # A total order within each date (every column breaks ties): byte-identical files on rerun.
+    order = ["date", EVENT_TS, *[c for c in features.columns if c not in ("date", EVENT_TS)]]
+    features = features.repartition(slices, "date").sortWithinPartitions(*order)
+    # One pass: the rows are built and written once (no cache); the counts come from the
+    # committed files afterwards (Parquet footers, no data read).
+    write_partitions(features, lake, "features", entity, dates)
+    written = read_partitions(spark, lake, "features", entity, dates)
+    counts = {r["date"]: int(r["n"]) for r in written.groupBy("date").agg(F.count(F.lit(1)).alias("n")).collect()}
+    log.info(
+        "built %d feature rows for %d dates in %.1fs", sum(counts.values()), len(dates), time.monotonic() - started
+    )
+    for date in dates:
+        log.info("features %s: %d rows", date, counts.get(date.isoformat(), 0))
+    return BuildFeaturesResult(
+        table=f"features/{entity}",
+        partitions=[d.isoformat() for d in dates],
+        rows={d.isoformat(): counts.get(d.isoformat(), 0) for d in dates},
+        timeseries_partitions=inputs.coverage,
+        history_partitions=[d.isoformat() for d in inputs.covered],
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+def validate_range_of_features(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    lake: Lake,
+    features: DataFrame,
+    dates: Sequence[dt.date],
+    *,
+    engine: EngineChoice = "auto",
+) -> tuple[ValidateFeaturesResult, PartitionChecks]:
+    """Validate the feature partitions of ``dates`` (the shared chain), write the reports, publish the Data Docs.
+
+    ``features`` holds the partitions' rows with their ``date``; not cached here: a batch
+    validated on pandas is read twice (the counts, then one Arrow collect), which is cheaper
+    than building a cache, and :func:`validate_range` persists it itself when GX runs on Spark.
+    """
+    started = time.monotonic()
+    table = cfg.dataset.entity.name
+    keys = [d.isoformat() for d in dates]
+    # A feature row per valid entity row: bound the counts by the ledger's recent partitions.
+    counts = recent_ledger_counts(spark, lake, cfg, dates).get(table, {})
+    checks = check_partitions(
+        features, cfg, lake, TableCheck(f"features/{table}", features_spec(cfg), keys, counts), engine=engine
+    )
+    mlflow_run = publish_data_docs(lake, [checks], f"{keys[0]}..{keys[-1]}", by_suite=False)
+    result = ValidateFeaturesResult(
+        partitions=keys,
+        success=not checks.failures,
+        reports={
+            key: PartitionVerdict(success=r.success, n_rows=r.n_rows, failed=[f.message for f in r.failed])
+            for key, r in checks.reports.items()
+        },
+        data_docs_run=mlflow_run,
+        seconds=round(time.monotonic() - started, 1),
+    )
+    return result, checks
