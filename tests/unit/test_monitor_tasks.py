@@ -44,7 +44,7 @@ def test_request_is_open_until_the_training_dag_consumes_it(env: dict[str, Any])
     assert request["partition"] == "2013-07-01"
     keys = {"partition", "reason", "features", "breaches", "monitoring_run"}  # the asset event's extra
     assert set(request) == keys and set(read_json(env["lake"].retrain_request("2013-07-01"))) == keys
-    alert = json.loads((env["root"] / "monitoring/alerts/alerts.jsonl").read_text().splitlines()[-1])
+    alert = json.loads(Path(env["lake"].alerts_file("alerts.jsonl")).read_text().splitlines()[-1])
     assert alert["event"] == "retrain_requested" and "2013-07-01" in alert["summary"]
 
     blocked = retrain.decide_retrain("2013-07-02", "mon-2")

@@ -1,11 +1,11 @@
-"""Drift: population stability index, binned counts in one Spark pass, report and retrain policy.
+"""Drift: population stability index, binned counts in one Spark pass, the report and its table rows.
 
-A *reference profile* (built at training time, see :func:`flightdeck.model.training.reference_profile`)
+A *reference profile* (built at training time, see :func:`flightdeck.monitoring.profile.reference_profile`)
 holds, for every model input, the bins of the training data and the share of rows per bin;
 and the holdout's score distribution. Monitoring bins a new partition the same way
 (:func:`profile_counts`, one Spark pass), compares with :func:`psi`, summarises with
-:func:`drift_report`, and the pure policy :func:`should_retrain` turns a report plus the
-history of retrain requests into a decision with a reason.
+:func:`drift_report`, and the pure policy :func:`flightdeck.monitoring.retrain.should_retrain`
+turns a report plus the history of retrain requests into a decision with a reason.
 
 Profile layout (JSON, Python's ``Infinity`` for the open ends)::
 
@@ -213,10 +213,11 @@ def performance_report(
     return {**out, "status": STATUS_OK}
 
 
-# --- the retrain policy (pure) ---------------------------------------------------------------
+# --- thresholds ---------------------------------------------------------------------------------
 
 
 def prediction_threshold(policy: Drift) -> float:
+    """The prediction PSI threshold: its own when configured, else the feature threshold."""
     return policy.prediction_psi_threshold if policy.prediction_psi_threshold is not None else policy.psi_threshold
 
 
@@ -382,7 +383,7 @@ def monitoring_rows(report: Mapping[str, Any], policy: Drift) -> list[dict[str, 
     missing = set(report.get("missing", []))
     drifted = set(report.get("drifted", []))
 
-    def row(kind: str, name: str, statistic: str, value: Any, threshold: float, breached: bool, **kw: Any) -> dict:
+    def row(kind: str, name: str, statistic: str, value: Any, *, threshold: float, breached: bool, **kw: Any) -> dict:
         out = dict.fromkeys(MONITORING_COLUMNS)
         out.update(date=day, model_version=version, kind=kind, name=name, statistic=statistic, threshold=threshold)
         out.update(value=None if value is None else float(value), breached=bool(breached), n_rows=n_rows)
@@ -393,25 +394,62 @@ def monitoring_rows(report: Mapping[str, Any], policy: Drift) -> list[dict[str, 
     rows = []
     for name, value in sorted(report.get("psi", {}).items()):
         note = "excluded" if name in excluded else "missing" if name in missing else base_note
-        rows.append(row("feature", name, "psi", value, policy.psi_threshold, name in drifted, note=note))
+        rows.append(
+            row("feature", name, "psi", value, threshold=policy.psi_threshold, breached=name in drifted, note=note)
+        )
     if report.get("prediction_psi") is not None:
         rows.append(
-            row("prediction", PREDICTION, "psi", report["prediction_psi"], prediction_threshold(policy),
-                bool(report.get("prediction_drifted")), n_rows=int(report.get("n_predictions", n_rows)))
-        )  # fmt: skip
+            row(
+                "prediction",
+                PREDICTION,
+                "psi",
+                report["prediction_psi"],
+                threshold=prediction_threshold(policy),
+                breached=bool(report.get("prediction_drifted")),
+                n_rows=int(report.get("n_predictions", n_rows)),
+            )
+        )
     share = float(report.get("drifted_share", 0.0))
-    rows.append(row("features", "drifted_share", "share", share, policy.drifted_share,
-                    enough and share >= policy.drifted_share))  # fmt: skip
+    rows.append(
+        row(
+            "features",
+            "drifted_share",
+            "share",
+            share,
+            threshold=policy.drifted_share,
+            breached=enough and share >= policy.drifted_share,
+        )
+    )
     perf = report.get("performance")
     if perf:
         ref = perf.get("reference") or {}
         common = {"n_rows": int(perf.get("n_rows", 0)), "data_date": perf.get("date"), "note": perf.get("status")}
         if common["note"] == STATUS_OK:
             common["note"] = ""
-        rows.append(row("performance", "roc_auc", "auc_drop", perf.get("auc_drop"), policy.max_auc_drop,
-                        bool(perf.get("auc_breach")), observed=perf.get("roc_auc"), reference=ref.get("roc_auc"),
-                        **common))  # fmt: skip
-        rows.append(row("performance", "log_loss", "log_loss_rise", perf.get("log_loss_rise"),
-                        policy.max_log_loss_rise, bool(perf.get("log_loss_breach")), observed=perf.get("log_loss"),
-                        reference=ref.get("log_loss"), **common))  # fmt: skip
+        rows.append(
+            row(
+                "performance",
+                "roc_auc",
+                "auc_drop",
+                perf.get("auc_drop"),
+                threshold=policy.max_auc_drop,
+                breached=bool(perf.get("auc_breach")),
+                observed=perf.get("roc_auc"),
+                reference=ref.get("roc_auc"),
+                **common,
+            )
+        )
+        rows.append(
+            row(
+                "performance",
+                "log_loss",
+                "log_loss_rise",
+                perf.get("log_loss_rise"),
+                threshold=policy.max_log_loss_rise,
+                breached=bool(perf.get("log_loss_breach")),
+                observed=perf.get("log_loss"),
+                reference=ref.get("log_loss"),
+                **common,
+            )
+        )
     return rows
