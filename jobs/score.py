@@ -36,42 +36,25 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     cfg, lake = setup(args)
     dates = partitions(args)
 
-    import mlflow
-
-    from flightdeck.data.sparkio import build_session, read_partitions, write_partition
-    from flightdeck.model.inference import score, shadow_table
+    from flightdeck.data.sparkio import build_session
+    from flightdeck.model.inference import ScoringModel, score_partitions
     from flightdeck.model.registry import resolve_version
+    from flightdeck.model.tracking import load_model
 
     name = cfg.model.name
-    version = resolve_version(name, args.model_version)
+    version = resolve_version(name, args.model_version)  # once: every row of this run gets this version
+    log.info("scoring with %s v%s (asked for %s)", name, version, args.model_version)
     spark = build_session("flightdeck-score")
-    model = mlflow.spark.load_model(f"models:/{name}/{version}")
-    entity = cfg.dataset.entity.name
-    shadow = resolve_version(name, args.shadow_version) if args.shadow_version else None
-    shadow_model = mlflow.spark.load_model(f"models:/{name}/{shadow}") if shadow and shadow != version else None
-    written: dict[str, int] = {}
-    for day in dates:
-        features = read_partitions(spark, lake, "features", entity, [day])
-        if shadow_model is not None:
-            features = features.cache()
-        rows = features.count()
-        predictions = score(model, features, model_name=name, model_version=version, run_key=args.run_key, cfg=cfg)
-        write_partition(predictions, lake, "predictions", entity, day)
-        written[day.isoformat()] = rows
-        log.info("scored %s: %d rows with %s v%s", day, rows, name, version)
-        if shadow_model is not None:
-            shadowed = score(
-                shadow_model, features, model_name=name, model_version=str(shadow), run_key=args.run_key, cfg=cfg
-            )
-            write_partition(shadowed, lake, "predictions", shadow_table(entity), day)
-            log.info("shadow-scored %s with %s v%s into predictions/%s", day, name, shadow, shadow_table(entity))
-            features.unpersist()
-
+    served = ScoringModel(version, load_model(name, version))
+    shadow = None
+    if args.shadow_version and (shadow_version := resolve_version(name, args.shadow_version)) != version:
+        shadow = ScoringModel(shadow_version, load_model(name, shadow_version))
+    written = score_partitions(spark, cfg, lake, dates, served, shadow=shadow, run_key=args.run_key)
     result = {
         "model_name": name,
         "model_version": version,
         "partitions": written,
-        "shadow_version": str(shadow) if shadow_model is not None else None,
+        "shadow_version": shadow.version if shadow is not None else None,
     }
     emit_result(result, lake, args.run_key, "score")
     return result

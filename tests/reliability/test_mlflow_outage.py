@@ -23,7 +23,7 @@ import pytest
 from testkit import PostgresUnavailable, TcpProxy, drop_database, free_port, fresh_database, pg_uri
 
 from flightdeck.core.lake import Lake
-from flightdeck.model.registry import PromotionConflict, champion_version, ledger, promote
+from flightdeck.model.registry import Move, PromotionConflict, champion_version, ledger, promote
 from flightdeck.ops.runtime import Runtime
 
 NAME = "flightdeck-outage-model"
@@ -103,19 +103,19 @@ def test_promotion_survives_the_server_dropping_out(
 ) -> None:
     lake = Lake(str(tmp_path / "lake"))
     _versions(server, 4)
-    promote(NAME, "1", expected_current=None, decision_ref="runs/first", lake=lake, client=_client(server))
+    promote(Move(NAME, "1", expected_current=None, decision_ref="runs/first"), lake=lake, client=_client(server))
 
     # 1. The server is down when the promote task starts: it fails, nothing is claimed or moved.
     server.cut()
     with pytest.raises(Exception, match=r"(?i)connect|max retries|refused"):
-        promote(NAME, "2", expected_current="1", decision_ref="runs/a", lake=lake, client=_client(server))
+        promote(Move(NAME, "2", expected_current="1", decision_ref="runs/a"), lake=lake, client=_client(server))
     server.restore()
     assert champion_version(NAME, client=_client(server)) == "1"
     assert len(_assert_chain(lake, "1")) == 1
 
     # 2. The server dies between the ledger claim and the alias move.
     with pytest.raises(Exception, match=r"(?i)connect|max retries|refused"):
-        promote(NAME, "2", expected_current="1", decision_ref="runs/a", lake=lake,
+        promote(Move(NAME, "2", expected_current="1", decision_ref="runs/a"), lake=lake,
                 client=_stopping_client(server, "set_registered_model_alias"))  # fmt: skip
     server.restore()
     client = _client(server)
@@ -123,9 +123,9 @@ def test_promotion_survives_the_server_dropping_out(
     assert ledger(NAME, alias="champion", lake=lake)[-1]["to"] == "2"  # the claim is there, unfinished
     # Another run cannot slip in while the claim is fresh ...
     with pytest.raises(PromotionConflict, match="nothing moved"):
-        promote(NAME, "3", expected_current="1", decision_ref="runs/other", lake=lake, client=client)
+        promote(Move(NAME, "3", expected_current="1", decision_ref="runs/other"), lake=lake, client=client)
     # ... and the retry of the interrupted task finishes its own move, without a second claim.
-    done = promote(NAME, "2", expected_current="1", decision_ref="runs/a", lake=lake, client=client)
+    done = promote(Move(NAME, "2", expected_current="1", decision_ref="runs/a"), lake=lake, client=client)
     assert done["seq"] == 2 and "supersedes_unfinished" not in done
     assert champion_version(NAME, client=client) == "2"
     assert client.get_model_version(NAME, "2").tags["promoted_from"] == "1"
@@ -133,14 +133,14 @@ def test_promotion_survives_the_server_dropping_out(
 
     # 3. The server dies after the alias moved, before the version's tags were written.
     with pytest.raises(Exception, match=r"(?i)connect|max retries|refused"):
-        promote(NAME, "3", expected_current="2", decision_ref="runs/b", lake=lake,
+        promote(Move(NAME, "3", expected_current="2", decision_ref="runs/b"), lake=lake,
                 client=_stopping_client(server, "set_model_version_tag"))  # fmt: skip
     server.restore()
     client = _client(server)
     assert champion_version(NAME, client=client) == "3"
     assert "promoted_from" not in client.get_model_version(NAME, "3").tags
     # The retry recognises its own finished move: no conflict, the tags are completed.
-    again = promote(NAME, "3", expected_current="2", decision_ref="runs/b", lake=lake, client=client)
+    again = promote(Move(NAME, "3", expected_current="2", decision_ref="runs/b"), lake=lake, client=client)
     assert again["seq"] == 3
     assert client.get_model_version(NAME, "3").tags["promoted_from"] == "2"
     moves = _assert_chain(lake, "3")

@@ -107,6 +107,6 @@ def test_tables_sources_and_documents_stay_under_the_root(name: str, tmp_path: P
 
 
 @pytest.mark.parametrize("version", ["../1", "1; DROP TABLE", "latest", "1/../2"])
-def test_rollback_accepts_a_version_number_only(version: str) -> None:
+def test_rollback_accepts_a_version_number_only(version: str, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="not a model version number"):
-        rollback("flightdeck-any-model", to_version=version)
+        rollback("flightdeck-any-model", to_version=version, lake=Lake(str(tmp_path / "lake")))

@@ -141,11 +141,10 @@ def test_model_round_trip_through_postgres_and_s3(mlflow_server: dict[str, Any],
     assert version == "1"
 
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
-    registry.set_challenger(MODEL, version, client=client)
     lake = Lake(f"s3a://{mlflow_server['bucket']}/lake")
-    record = registry.promote(
-        MODEL, version, expected_current=None, decision_ref="scale-out test", lake=lake, client=client
-    )
+    registry.set_challenger(MODEL, version, lake=lake, client=client)
+    move = registry.Move(MODEL, version, expected_current=None, decision_ref="scale-out test")
+    record = registry.promote(move, lake=lake, client=client)
     assert registry.champion_version(MODEL, client=client) == version
     assert registry.alias_version(MODEL, registry.CHALLENGER, client=client) is None
     ledger = list_docs(lake.path("monitoring", "promotions"))

@@ -77,7 +77,7 @@ def test_thirty_days_nothing_lost_and_flat(spark: Any, tmp_path: Path, monkeypat
     jobs["build_features"].main(["--partition", span])
     trained = load_job("train").main(["--train-start", str(HISTORY[0]), "--train-end", str(HISTORY[1])])
     version = str(trained["version"])
-    registry.promote(cfg.model.name, version, expected_current=None, decision_ref="soak", lake=lake)
+    registry.promote(registry.Move(cfg.model.name, version, expected_current=None, decision_ref="soak"), lake=lake)
 
     sc = spark.sparkContext
     days = date_range(HISTORY[1] + dt.timedelta(days=1), HISTORY[1] + dt.timedelta(days=DAYS))

@@ -319,7 +319,7 @@ def test_drift_on_shifted_data(
 ) -> None:
     from flightdeck.model.inference import score
     from flightdeck.monitoring.drift import drift_report, profile_counts
-    from flightdeck.monitoring.retrain import should_retrain
+    from flightdeck.monitoring.retrain import History, should_retrain
 
     day = dt.date(2013, 7, 1)
     shifted = synthetic_features(spark, cfg, [day], 600, shift=True)
@@ -333,6 +333,6 @@ def test_drift_on_shifted_data(
     assert report["psi"]["wx_temp"] > cfg.drift.psi_threshold
     assert report["psi"]["dep_hour"] < cfg.drift.psi_threshold
     assert report["prediction_psi"] > 0.1  # the score distribution moves with wx_precip
-    decision = should_retrain(report, [], cfg.drift, day)
+    decision = should_retrain(History(day=day, windows=[{**report, "date": day.isoformat()}]), cfg.drift)
     assert decision.retrain
     assert "wx_temp" in json.dumps(decision.details, default=str)  # named among the drifted features

@@ -6,7 +6,10 @@ reproduction of the champion; a candidate trained on shuffled labels that the ga
 from __future__ import annotations
 
 import datetime as dt
+import json
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +36,27 @@ def _write_days(spark: Any, cfg: Any, lake: Lake, days: list[dt.date], *, shuffl
         write_partition(spark.createDataFrame(pdf), lake, "features", cfg.dataset.entity.name, day)
 
 
-def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
-    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mlflow import MlflowClient
+@dataclass(frozen=True)
+class Setup:
+    """The test's MLflow store, lake and training window."""
 
-    from flightdeck.model import promotion, registry
+    cfg: Any
+    lake: Lake
+    days: list[dt.date]
+    client: Any
+    uri: str
+
+    @property
+    def name(self) -> str:
+        return str(self.cfg.model.name)
+
+    @property
+    def window(self) -> list[str]:
+        return ["--train-start", self.days[0].isoformat(), "--train-end", self.days[-1].isoformat()]
+
+
+def _setup(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setup:
+    from mlflow import MlflowClient
 
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) goes under tmp
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -64,13 +82,15 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     lake = Lake(cfg.lake.root)
     days = [START + dt.timedelta(days=i) for i in range(DAYS)]
     _write_days(spark, cfg, lake, days)
-    window = ["--train-start", days[0].isoformat(), "--train-end", days[-1].isoformat()]
-    train, evaluate, reproduce = load_job("train"), load_job("evaluate"), load_job("reproduce")
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    name = cfg.model.name
+    return Setup(cfg, lake, days, MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
 
-    # --- first model: no champion, passes on the absolute threshold, promoted ---------------------
-    first = train.main([*window, "--run-key", "r1", "--reason", "first"])
+
+def _first_model_is_logged_and_promoted(s: Setup, tmp_path: Path) -> None:
+    """No champion yet: the first model passes on the absolute threshold and is promoted."""
+    from flightdeck.model import promotion, registry
+
+    client, name, days = s.client, s.name, s.days
+    first = load_job("train").main([*s.window, "--run-key", "r1", "--reason", "first"])
     assert first["version"] == "1" and first["trials"] == 2
     assert first["validation_partitions"] == [days[3].isoformat()]
     assert first["metrics"]["roc_auc"] > 0.7
@@ -85,28 +105,32 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     artifacts = {a.path for a in client.list_artifacts(first["run_id"])}
     assert {"manifest.json", "reference_profile.json", "plots", "model"} <= artifacts
     manifest = client.download_artifacts(first["run_id"], "manifest.json", str(tmp_path))
-    import json
-
     doc = json.loads(Path(manifest).read_text())
     assert {"git_commit", "config_hash", "config", "seeds", "library_versions", "spark", "chosen_params"} <= set(doc)
     assert doc["data_fingerprint"]["train"]["rows"] == 4 * ROWS_PER_DAY
     assert {k: str(v) for k, v in client.get_registered_model(name).aliases.items()} == {"challenger": "1"}
 
-    evaluate.main(["--run-key", "r1"])
+    load_job("evaluate").main(["--run-key", "r1"])
     decision = promotion.gate_candidate("r1")
     assert decision["passed"] and decision["champion_version"] is None
     assert client.get_model_version(name, "1").tags["gate_passed"] == "true"
     promotion.promote_candidate("r1", decision, who="pytest")
     assert registry.champion_version(name, client=client) == "1"
 
-    # --- the champion rebuilds identically from its manifest ----------------------------------------
-    same = reproduce.main(["--model-version", "1", "--run-key", "rep1"])
+
+def _champion_rebuilds_identically() -> None:
+    same = load_job("reproduce").main(["--model-version", "1", "--run-key", "rep1"])
     assert same["identical"] and same["max_abs_diff"] == 0.0 and same["n_rows"] == 2 * ROWS_PER_DAY
 
-    # --- a candidate trained on shuffled labels is rejected; the champion stays -----------------------
-    _write_days(spark, cfg, lake, days[:4], shuffle_labels=True)  # same holdout days, labels of training days shuffled
-    worse = train.main([*window, "--run-key", "r2", "--reason", "shuffled labels"])
-    evaluate_doc = evaluate.main(["--run-key", "r2"])
+
+def _worse_candidate_is_rejected(spark: Any, s: Setup) -> str:
+    """A candidate trained on shuffled labels fails the gate; the champion stays. Returns its version."""
+    from flightdeck.model import promotion, registry
+
+    client, name = s.client, s.name
+    _write_days(spark, s.cfg, s.lake, s.days[:4], shuffle_labels=True)  # same holdout days, training labels shuffled
+    worse = load_job("train").main([*s.window, "--run-key", "r2", "--reason", "shuffled labels"])
+    evaluate_doc = load_job("evaluate").main(["--run-key", "r2"])
     assert evaluate_doc["champion"]["version"] == "1"
     assert evaluate_doc["comparison"]["auc_diff_ci"]["high"] < 0
     decision = promotion.gate_candidate("r2")
@@ -114,21 +138,27 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     failed = {k for k, v in decision["checks"].items() if not v["passed"]}
     assert {"max_auc_regression", "auc_diff_ci"} <= failed
     assert client.get_model_version(name, worse["version"]).tags["gate_passed"] == "false"
-    with pytest.raises(ValueError, match="refusing to promote"):
+    with pytest.raises(registry.RegistryError, match="refusing to promote"):
         promotion.promote_candidate("r2", decision)
     assert registry.champion_version(name, client=client) == "1"
-    assert [m["to"] for m in registry.ledger(name, alias="champion", lake=lake)] == ["1"]
+    assert [m["to"] for m in registry.ledger(name, alias="champion", lake=s.lake)] == ["1"]
+    return str(worse["version"])
 
-    # --- the training data changed: reproduction refuses ---------------------------------------------
+
+def _reproduction_refuses_changed_data() -> None:
+    reproduce = load_job("reproduce")
     with pytest.raises(reproduce.ReproductionError, match="no longer hold the data"):
         reproduce.main(["--model-version", "1", "--run-key", "rep2"])
 
-    # --- the alias moves while a scoring run is under way: the run keeps the version it resolved -----
-    import threading
 
+def _scoring_keeps_the_version_it_resolved(
+    spark: Any, s: Setup, monkeypatch: pytest.MonkeyPatch, worse_version: str
+) -> None:
+    """The alias moves while a scoring run is under way: the run keeps the version it resolved."""
     from flightdeck.data.sparkio import FAULT_PAUSE_ENV, read_partitions
 
-    holdout = [d.isoformat() for d in days[-2:]]
+    cfg = s.cfg
+    holdout = [d.isoformat() for d in s.days[-2:]]
     monkeypatch.setenv(FAULT_PAUSE_ENV, "4@/predictions/")  # each day pauses between staging and commit
     outcome: dict[str, Any] = {}
     job = threading.Thread(
@@ -141,10 +171,21 @@ def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
     deadline = time.monotonic() + 300
     while not list(staged.glob("*/_SUCCESS")) and time.monotonic() < deadline:  # day 1 is staged
         time.sleep(0.05)
-    client.set_registered_model_alias(name, "champion", worse["version"])  # moved mid-run, outside the gate
+    s.client.set_registered_model_alias(s.name, "champion", worse_version)  # moved mid-run, outside the gate
     job.join(timeout=300)
     assert outcome["model_version"] == "1"
-    predictions = read_partitions(spark, lake, "predictions", cfg.dataset.entity.name, holdout)
+    predictions = read_partitions(spark, s.lake, "predictions", cfg.dataset.entity.name, holdout)
     versions = {r[0] for r in predictions.select("model_version").distinct().collect()}
     assert versions == {"1"}, "one model version in the whole run, whatever the alias did meanwhile"
     assert predictions.count() == 2 * ROWS_PER_DAY
+
+
+def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = _setup(spark, tmp_path, monkeypatch)
+    _first_model_is_logged_and_promoted(s, tmp_path)
+    _champion_rebuilds_identically()
+    worse_version = _worse_candidate_is_rejected(spark, s)
+    _reproduction_refuses_changed_data()  # the training data changed since the champion was trained
+    _scoring_keeps_the_version_it_resolved(spark, s, monkeypatch, worse_version)

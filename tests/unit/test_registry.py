@@ -37,6 +37,7 @@ def lake(tmp_path: Path) -> Any:
 
 def test_promote_and_rollback(registry: Any, lake: Any) -> None:
     from flightdeck.model.registry import (
+        Move,
         PromotionConflict,
         RegistryError,
         champion_version,
@@ -54,13 +55,15 @@ def test_promote_and_rollback(registry: Any, lake: Any) -> None:
     tag_decision(
         NAME, "1", {"passed": True, "reasons": ["first"], "checks": {"min_auc": {"passed": True}}}, client=registry
     )
-    first = promote(NAME, "1", expected_current=None, decision_ref="runs/a", who="alice", lake=lake, client=registry)
+    first = promote(
+        Move(NAME, "1", expected_current=None, decision_ref="runs/a", who="alice"), lake=lake, client=registry
+    )
     assert champion_version(NAME, client=registry) == "1"
     assert (first["from"], first["to"], first["who"], first["seq"]) == (None, "1", "alice", 1)
     assert "challenger" not in registry.get_registered_model(NAME).aliases
     assert registry.get_model_version(NAME, "1").tags["gate.min_auc"] == "true"
 
-    promote(NAME, "2", expected_current="1", decision_ref="runs/b", who="bob", lake=lake, client=registry)
+    promote(Move(NAME, "2", expected_current="1", decision_ref="runs/b", who="bob"), lake=lake, client=registry)
     assert champion_version(NAME, client=registry) == "2"
     tags = registry.get_model_version(NAME, "2").tags
     assert tags["promoted_from"] == "1" and tags["gate_decision"] == "runs/b" and tags["promoted_by"] == "bob"
@@ -70,7 +73,7 @@ def test_promote_and_rollback(registry: Any, lake: Any) -> None:
     )
 
     with pytest.raises(PromotionConflict, match="champion is v2 but the caller expected v1"):
-        promote(NAME, "3", expected_current="1", decision_ref="runs/c", lake=lake, client=registry)
+        promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry)
     assert champion_version(NAME, client=registry) == "2"
 
     back = rollback(NAME, why="bad scores on 2013-07-02", who="carol", lake=lake, client=registry)
@@ -98,9 +101,9 @@ def test_racing_promotions_exactly_one_wins(registry: Any, lake: Any, tmp_path: 
     """Several promoters compared against the same champion start at once: one moves it, the rest stop."""
     from mlflow import MlflowClient
 
-    from flightdeck.model.registry import PromotionConflict, champion_version, ledger, promote
+    from flightdeck.model.registry import Move, PromotionConflict, champion_version, ledger, promote
 
-    promote(NAME, "1", expected_current=None, decision_ref="runs/first", lake=lake, client=registry)
+    promote(Move(NAME, "1", expected_current=None, decision_ref="runs/first"), lake=lake, client=registry)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     contenders = ["2", "3", "4"]
     start = threading.Barrier(len(contenders))
@@ -110,7 +113,7 @@ def test_racing_promotions_exactly_one_wins(registry: Any, lake: Any, tmp_path: 
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # one client per promoter, like separate tasks
         start.wait()
         try:
-            promote(NAME, version, expected_current="1", decision_ref=f"runs/{version}", who=f"run-{version}",
+            promote(Move(NAME, version, expected_current="1", decision_ref=f"runs/{version}", who=f"run-{version}"),
                     lake=lake, client=client)  # fmt: skip
             outcomes[version] = "won"
         except PromotionConflict as err:
@@ -144,18 +147,19 @@ def test_unfinished_claim_blocks_then_expires(registry: Any, lake: Any) -> None:
     """A promoter that claimed the ledger entry but died before moving the alias blocks moves for a while."""
     import datetime as dt
 
-    from flightdeck.model.registry import PromotionConflict, _claim, champion_version, promote
+    from flightdeck.model.documents import LedgerEntry
+    from flightdeck.model.registry import Move, PromotionConflict, _claim, champion_version, promote
 
     t0 = dt.datetime(2013, 7, 1, 12, 0, tzinfo=dt.UTC)
-    promote(NAME, "1", expected_current=None, decision_ref="runs/a", lake=lake, client=registry, now=t0)
+    promote(Move(NAME, "1", expected_current=None, decision_ref="runs/a"), lake=lake, client=registry, now=t0)
     claim = {"action": "promote", "alias": "champion", "model_name": NAME, "seq": 2, "from": "1", "to": "2",
              "who": "crashed", "at": t0.isoformat(), "why": "x"}  # fmt: skip
-    assert _claim(lake, claim) is not None
-    assert _claim(lake, claim) is None  # exclusive
+    assert _claim(lake, LedgerEntry.model_validate(claim)) is not None
+    assert _claim(lake, LedgerEntry.model_validate(claim)) is None  # exclusive
     with pytest.raises(PromotionConflict, match="in progress or unfinished"):
-        promote(NAME, "3", expected_current="1", decision_ref="runs/c", lake=lake, client=registry,
+        promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry,
                 now=t0 + dt.timedelta(seconds=10))  # fmt: skip
-    late = promote(NAME, "3", expected_current="1", decision_ref="runs/c", lake=lake, client=registry,
+    late = promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry,
                    now=t0 + dt.timedelta(hours=1))  # fmt: skip
     assert late["seq"] == 3 and late["supersedes_unfinished"] == 2
     assert champion_version(NAME, client=registry) == "3"

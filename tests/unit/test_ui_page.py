@@ -61,8 +61,8 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         client.log_metric(run.info.run_id, "log_loss", 0.5)
         client.create_model_version(cfg.model.name, source=str(tmp_path / "model"), run_id=run.info.run_id)
     registry.tag_decision(cfg.model.name, "1", {"passed": True, "reasons": ["AUC 0.74 >= floor 0.65"]}, client=client)
-    registry.promote(cfg.model.name, "1", expected_current=None, decision_ref="manual__1", who="t", lake=lake,
-                     client=client)  # fmt: skip
+    move = registry.Move(cfg.model.name, "1", expected_current=None, decision_ref="manual__1", who="t")
+    registry.promote(move, lake=lake, client=client)
     registry.set_challenger(cfg.model.name, "2", why="retrain", who="t", lake=lake, client=client)
     registry.tag_decision(cfg.model.name, "2", {"passed": False, "reasons": ["AUC regression 0.09"]}, client=client)
 

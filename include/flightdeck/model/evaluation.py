@@ -1,4 +1,5 @@
-"""Evaluation: holdout metrics (scikit-learn on label + probability only) and diagnostic plots."""
+"""Evaluation: holdout metrics (scikit-learn on label + probability only), diagnostic plots, and the
+candidate-against-champion comparison on the same holdout rows that the gate judges."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import Lake
+from flightdeck.model.documents import Comparison, Evaluation, ScoredModel, TrainResult
 from flightdeck.model.inference import feature_names
 
 if TYPE_CHECKING:
     import numpy as np
     from pyspark.ml import PipelineModel
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -184,3 +189,83 @@ def write_plots(
         ax.set(xlabel="gain", title="Feature importance (gain)")
         save(fig, "feature_importance.png")
     return paths
+
+
+# --- the candidate against the champion ------------------------------------------------------------
+
+ROW_ID = "_holdout_row"
+
+
+def evaluate_candidate(
+    spark: SparkSession, cfg: PipelineConfig, lake: Lake, train: TrainResult, champion: str | None
+) -> Evaluation:
+    """Score the candidate and the champion (resolved once by the caller) on the candidate's frozen holdout.
+
+    Both models score the same rows, lined up by a row id; the result holds both models' metrics,
+    the per-slice AUCs (``gate.slices``) and a paired bootstrap interval of the AUC difference.
+    """
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from flightdeck.data.sparkio import read_partitions
+    from flightdeck.model.inference import collect_keyed_scores
+    from flightdeck.model.tracking import load_model
+
+    holdout = (
+        read_partitions(spark, lake, "features", cfg.dataset.entity.name, train.holdout_partitions)
+        .withColumn(ROW_ID, F.monotonically_increasing_id())
+        .persist()
+    )
+    n_rows = holdout.count()
+    slices = [c for c in cfg.gate.slices if c in holdout.columns]
+    missing = sorted(set(cfg.gate.slices) - set(slices))
+    if missing:
+        log.warning("gate slices %s are not columns of the features; not judged", missing)
+    cand = collect_keyed_scores(load_model(train.model_name, train.version), holdout, cfg, ROW_ID, slices)
+    y = cand["y"].to_numpy(dtype=np.int64)
+    p_cand = cand["p"].to_numpy(dtype=np.float64)
+    columns = {c: cand[c].to_numpy() for c in slices}
+    candidate = ScoredModel(version=train.version, metrics=metrics(y, p_cand))
+    champion_doc: ScoredModel | None = None
+    if champion is None:
+        comparison = Comparison(slices=slice_aucs(y, p_cand, None, columns))
+    else:
+        if champion == train.version:
+            log.info("candidate v%s is already the champion; comparing it with itself", train.version)
+        champ = collect_keyed_scores(load_model(train.model_name, champion), holdout, cfg, ROW_ID)
+        if not np.array_equal(champ[ROW_ID].to_numpy(), cand[ROW_ID].to_numpy()):
+            raise RuntimeError("candidate and champion were not scored on the same holdout rows")
+        p_champ = champ["p"].to_numpy(dtype=np.float64)
+        champion_doc = ScoredModel(version=champion, metrics=metrics(y, p_champ))
+        ci = bootstrap_auc_diff(
+            y, p_cand, p_champ,
+            samples=cfg.gate.bootstrap_samples, confidence=cfg.gate.bootstrap_confidence, seed=cfg.model.seed,
+        ) if cfg.gate.bootstrap_samples else None  # fmt: skip
+        comparison = Comparison(
+            roc_auc_delta=candidate.metrics["roc_auc"] - champion_doc.metrics["roc_auc"],
+            auc_diff_ci=ci,
+            slices=slice_aucs(y, p_cand, p_champ, columns),
+        )
+    holdout.unpersist()
+    return Evaluation(
+        model_name=train.model_name,
+        candidate=candidate,
+        champion=champion_doc,
+        holdout_partitions=train.holdout_partitions,
+        n_rows=n_rows,
+        comparison=comparison,
+    )
+
+
+def evaluation_metrics(evaluation: Evaluation) -> dict[str, float]:
+    """The metrics an evaluation adds to the candidate's training run: ``eval_*``, and ``champion_*`` when compared."""
+    out = {f"eval_{k}": v for k, v in evaluation.candidate.metrics.items()}
+    if evaluation.champion is not None:
+        out.update({f"champion_{k}": v for k, v in evaluation.champion.metrics.items()})
+        comparison = evaluation.comparison
+        if comparison.roc_auc_delta is not None:
+            out["champion_roc_auc_delta"] = comparison.roc_auc_delta
+        if comparison.auc_diff_ci:
+            out["champion_roc_auc_delta_ci_low"] = comparison.auc_diff_ci["low"]
+            out["champion_roc_auc_delta_ci_high"] = comparison.auc_diff_ci["high"]
+    return out

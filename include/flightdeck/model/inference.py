@@ -6,16 +6,22 @@ holdout and batch scoring alike; every prediction row carries the model version 
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import Lake
 
 if TYPE_CHECKING:
     import numpy as np
     from pyspark.ml import PipelineModel
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 
 class ModelInputError(FlightdeckError):
@@ -182,3 +188,53 @@ def score(
         F.lit(run_key).cast("string").alias("scoring_run"),
         F.col("__partition").alias("feature_partition"),
     )
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """A loaded model with the registered version it was loaded from (predictions carry the version)."""
+
+    version: str
+    model: PipelineModel
+
+
+def score_partitions(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    lake: Lake,
+    dates: Sequence[dt.date],
+    served: ScoringModel,
+    *,
+    shadow: ScoringModel | None = None,
+    run_key: str | None = None,
+) -> dict[str, int]:
+    """Score each features partition into ``predictions/<entity>`` (and the shadow table); rows per day.
+
+    The shadow model's predictions go to ``predictions/<entity>_shadow``: written beside the
+    served ones for comparison, never announced.
+    """
+    from flightdeck.data.sparkio import read_partitions, write_partition
+
+    name, entity = cfg.model.name, cfg.dataset.entity.name
+    written: dict[str, int] = {}
+    for day in dates:
+        features = read_partitions(spark, lake, "features", entity, [day])
+        if shadow is not None:
+            features = features.cache()
+        rows = features.count()
+        predictions = score(
+            served.model, features, model_name=name, model_version=served.version, run_key=run_key, cfg=cfg
+        )
+        write_partition(predictions, lake, "predictions", entity, day)
+        written[day.isoformat()] = rows
+        log.info("scored %s: %d rows with %s v%s", day, rows, name, served.version)
+        if shadow is not None:
+            shadowed = score(
+                shadow.model, features, model_name=name, model_version=shadow.version, run_key=run_key, cfg=cfg
+            )
+            write_partition(shadowed, lake, "predictions", shadow_table(entity), day)
+            log.info(
+                "shadow-scored %s with %s v%s into predictions/%s", day, name, shadow.version, shadow_table(entity)
+            )
+            features.unpersist()
+    return written

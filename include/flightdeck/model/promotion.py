@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flightdeck.core import alerts
-from flightdeck.core.lake import configured, read_json, write_json
+from flightdeck.core.lake import configured, write_json
 from flightdeck.model import gate, registry
+from flightdeck.model.documents import Evaluation, GateResult, read_run_doc, write_run_doc
 
 log = logging.getLogger(__name__)
 
@@ -31,57 +32,56 @@ def gate_candidate(run_key: str) -> dict[str, Any]:
     per-slice AUCs and the bootstrap interval of the AUC difference; the decision is pure.
     """
     cfg, lake = configured()
-    evaluation = read_json(lake.run_doc(run_key, "evaluate"))
-    candidate = evaluation["candidate"]
-    champion = evaluation.get("champion")
-    comparison = evaluation.get("comparison") or {}
-    ci = comparison.get("auc_diff_ci")
+    evaluation = read_run_doc(Evaluation, lake, run_key)
+    candidate, champion, comparison = evaluation.candidate, evaluation.champion, evaluation.comparison
+    ci = comparison.auc_diff_ci
     decision = gate.decide(
-        candidate["metrics"],
-        champion["metrics"] if champion else None,
+        candidate.metrics,
+        champion.metrics if champion else None,
         cfg.gate,
-        slices=comparison.get("slices") if champion else None,
+        slices=comparison.slices if champion else None,
         auc_diff_ci=(ci["low"], ci["high"]) if champion and ci else None,
     )
-    registry.tag_decision(cfg.model.name, str(candidate["version"]), decision)
-    result = {
-        "candidate_version": str(candidate["version"]),
-        "champion_version": str(champion["version"]) if champion else None,
-        "candidate_roc_auc": candidate["metrics"].get("roc_auc"),
-        "champion_roc_auc": champion["metrics"].get("roc_auc") if champion else None,
+    registry.tag_decision(cfg.model.name, candidate.version, decision)
+    result = GateResult(
+        candidate_version=candidate.version,
+        champion_version=champion.version if champion else None,
+        candidate_roc_auc=candidate.metrics.get("roc_auc"),
+        champion_roc_auc=champion.metrics.get("roc_auc") if champion else None,
         **decision.to_dict(),
-    }
-    write_json(lake.run_doc(run_key, "gate"), result)
+    )
+    write_run_doc(result, lake, run_key)
     log.info(
         "gate for version %s (champion %s): %s",
-        candidate["version"],
-        result["champion_version"] or "none",
+        candidate.version,
+        result.champion_version or "none",
         "PASS" if decision.passed else "FAIL",
     )
     for reason in decision.reasons:
         log.info("  %s", reason)
-    return result
+    return result.to_json()
 
 
-def promote_candidate(run_key: str, decision: Mapping[str, Any], who: str | None = None) -> dict[str, Any]:
+def promote_candidate(run_key: str, decision: GateResult | Mapping[str, Any], who: str | None = None) -> dict[str, Any]:
     """Move the ``champion`` alias to the candidate, if the champion is still the one it was compared with.
 
     Raises:
+        registry.RegistryError: the gate did not pass for this candidate (nothing moved).
         registry.PromotionConflict: another run moved the champion since evaluation (nothing moved).
     """
     cfg, lake = configured()
-    if not decision.get("passed"):
-        version = decision.get("candidate_version")
-        raise registry.RegistryError(f"gate did not pass for version {version}; refusing to promote")
-    record = registry.promote(
+    verdict = GateResult.of(decision)
+    if not verdict.passed:
+        raise registry.RegistryError(f"gate did not pass for version {verdict.candidate_version}; refusing to promote")
+    move = registry.Move(
         cfg.model.name,
-        str(decision["candidate_version"]),
-        expected_current=decision.get("champion_version"),
+        verdict.candidate_version,
+        expected_current=verdict.champion_version,
         decision_ref=run_key,
-        why="gate passed: " + "; ".join(decision.get("reasons", [])),
+        why="gate passed: " + "; ".join(verdict.reasons),
         who=who,
-        lake=lake,
     )
+    record = registry.promote(move, lake=lake)
     write_json(lake.run_doc(run_key, "promote"), record)
     if not record.get("noop"):
         summary = f"{cfg.model.name} champion v{record.get('previous')} -> v{record['version']}"

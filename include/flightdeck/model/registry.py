@@ -24,11 +24,12 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake, list_docs, read_json
+from flightdeck.model.documents import LedgerEntry
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -52,20 +53,29 @@ class PromotionConflict(RegistryError):
     """The champion changed (or is being changed) since the caller looked; nothing was moved."""
 
 
+@dataclass(frozen=True)
+class Move:
+    """A move of ``champion`` asked for: to ``version`` if the champion is still ``expected_current``.
+
+    ``decision_ref`` names what justified it (the gate's run key, or the rolled-back version);
+    ``why`` and ``who`` go to the ledger (defaults: the decision and :func:`default_actor`).
+    """
+
+    name: str
+    version: str
+    expected_current: str | None
+    decision_ref: str
+    why: str | None = None
+    who: str | None = None
+    action: str = "promote"
+
+
 def _client(client: MlflowClient | None) -> MlflowClient:
     if client is not None:
         return client
     from mlflow import MlflowClient
 
     return MlflowClient()
-
-
-def _lake(lake: Lake | None) -> Lake:
-    if lake is not None:
-        return lake
-    from flightdeck.core.config import load_config
-
-    return Lake(load_config().lake.root)
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
@@ -126,21 +136,25 @@ def _prefix(name: str, alias: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9_.=-]', '_', name)}-{alias}-"
 
 
-def ledger(name: str, *, alias: str | None = None, lake: Lake | None = None) -> list[dict[str, Any]]:
+def ledger_entries(name: str, *, lake: Lake, alias: str | None = None) -> list[LedgerEntry]:
     """The recorded alias moves of a model (one alias, or all), oldest first."""
-    the_lake = _lake(lake)
     aliases = [alias] if alias else [CHAMPION, CHALLENGER]
-    records = []
-    for path in list_docs(the_lake.promotions()):
+    entries = []
+    for path in list_docs(lake.promotions()):
         base = path.rsplit("/", 1)[-1]
         if any(base.startswith(_prefix(name, a)) for a in aliases):
-            records.append(dict(read_json(path)))
-    return sorted(records, key=lambda r: (str(r.get("at")), r.get("alias", ""), int(r.get("seq", 0))))
+            entries.append(LedgerEntry.model_validate(read_json(path)))
+    return sorted(entries, key=lambda e: (e.at, e.alias, e.seq))
 
 
-def _head(name: str, alias: str, lake: Lake) -> dict[str, Any] | None:
-    entries = ledger(name, alias=alias, lake=lake)
-    return max(entries, key=lambda r: int(r.get("seq", 0))) if entries else None
+def ledger(name: str, *, lake: Lake, alias: str | None = None) -> list[dict[str, Any]]:
+    """The ledger entries as their JSON documents (for readers that render them), oldest first."""
+    return [entry.to_json() for entry in ledger_entries(name, lake=lake, alias=alias)]
+
+
+def _head(name: str, alias: str, lake: Lake) -> LedgerEntry | None:
+    entries = ledger_entries(name, alias=alias, lake=lake)
+    return max(entries, key=lambda e: e.seq) if entries else None
 
 
 def _create_exclusive(path: str, doc: Mapping[str, Any]) -> bool:
@@ -178,61 +192,74 @@ def _ledger_path(lake: Lake, name: str, alias: str, seq: int) -> str:
     return lake.promotion(f"{_prefix(name, alias)}{seq:06d}.json")
 
 
-def _claim(lake: Lake, record: dict[str, Any]) -> str | None:
-    path = _ledger_path(lake, record["model_name"], record["alias"], int(record["seq"]))
-    return path if _create_exclusive(path, record) else None
+def _claim(lake: Lake, entry: LedgerEntry) -> str | None:
+    path = _ledger_path(lake, entry.model_name, entry.alias, entry.seq)
+    return path if _create_exclusive(path, entry.to_json()) else None
 
 
-def _record_tags(c: MlflowClient, name: str, record: Mapping[str, Any]) -> None:
-    summary = (
-        f"#{record['seq']} v{record['from'] or NO_VERSION} -> v{record['to']} by {record['who']} "
-        f"at {record['at']}: {record['why']}"
-    )
-    c.set_registered_model_tag(name, f"ledger.{record['alias']}.seq", str(record["seq"]))
-    c.set_registered_model_tag(name, f"ledger.{record['alias']}.last", summary[:_TAG_LIMIT])
+def _record_tags(c: MlflowClient, name: str, entry: LedgerEntry) -> None:
+    summary = f"#{entry.seq} v{entry.from_ or NO_VERSION} -> v{entry.to} by {entry.who} at {entry.at}: {entry.why}"
+    c.set_registered_model_tag(name, f"ledger.{entry.alias}.seq", str(entry.seq))
+    c.set_registered_model_tag(name, f"ledger.{entry.alias}.last", summary[:_TAG_LIMIT])
 
 
-def _move_champion(
-    name: str,
-    version: str,
-    *,
-    expected_current: str | None,
-    action: str,
-    why: str,
-    who: str,
-    at: dt.datetime,
-    lake: Lake,
-    c: MlflowClient,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Compare-and-set of ``champion``: expected_current -> version, claimed in the ledger first.
+def _finish_own_move(
+    move: Move, head: LedgerEntry | None, current: str | None, lake: Lake, c: MlflowClient
+) -> dict[str, Any] | None:
+    """Finish this move's own unfinished ledger claim (a retried task), or None when it is not ours.
 
     A retry of the same move (same action, from, to and decision reference: an Airflow task
     retried after the MLflow server dropped out mid-way) finishes its own ledger claim instead
     of tripping over it, so a move is never left half done.
     """
-    current = champion_version(name, client=c)
-    head = _head(name, CHAMPION, lake)
     own = (
         head is not None
-        and extra is not None
-        and head.get("action") == action
-        and head.get("from") == expected_current
-        and head.get("to") == version
-        and head.get("decision_ref") == extra.get("decision_ref")
+        and head.action == move.action
+        and head.from_ == move.expected_current
+        and head.to == move.version
+        and head.decision_ref == move.decision_ref
     )
-    if own and head is not None and current in {expected_current, version}:
-        log.warning(
-            "model %s: finishing this run's own unfinished champion move #%s (v%s -> v%s)",
-            name,
-            head["seq"],
-            expected_current,
-            version,
+    if not own or head is None or current not in {move.expected_current, move.version}:
+        return None
+    log.warning(
+        "model %s: finishing this run's own unfinished champion move #%s (v%s -> v%s)",
+        move.name,
+        head.seq,
+        move.expected_current,
+        move.version,
+    )
+    if current != move.version:
+        c.set_registered_model_alias(move.name, CHAMPION, move.version)
+    _record_tags(c, move.name, head)
+    return {**head.to_json(), "ledger": _ledger_path(lake, move.name, CHAMPION, head.seq)}
+
+
+def _superseded(move: Move, head: LedgerEntry | None, at: dt.datetime) -> int | None:
+    """The ledger's unfinished last claim that this move supersedes (older than the stale limit), if any.
+
+    Raises:
+        PromotionConflict: the last claim is recent: another move is in progress or just died.
+    """
+    if head is None or head.to == move.expected_current:
+        return None
+    age = (at - dt.datetime.fromisoformat(head.at)).total_seconds()
+    if age < STALE_CLAIM_SECONDS:
+        raise PromotionConflict(
+            f"model {move.name}: the ledger's last champion move (#{head.seq}, v{head.from_} -> "
+            f"v{head.to} by {head.who}) is in progress or unfinished while the alias is still "
+            f"v{move.expected_current or NO_VERSION}; nothing moved. Retry in a few minutes"
         )
-        if current != version:
-            c.set_registered_model_alias(name, CHAMPION, version)
-        resumed: dict[str, Any] = {**head, "ledger": _ledger_path(lake, name, CHAMPION, int(head["seq"]))}
-        _record_tags(c, name, resumed)
+    log.warning("model %s: superseding unfinished ledger claim #%s (%.0fs old)", move.name, head.seq, age)
+    return head.seq
+
+
+def _move_champion(move: Move, *, at: dt.datetime, lake: Lake, c: MlflowClient) -> dict[str, Any]:
+    """Compare-and-set of ``champion``: expected_current -> version, claimed in the ledger first."""
+    name, version, expected_current = move.name, move.version, move.expected_current
+    current = champion_version(name, client=c)
+    head = _head(name, CHAMPION, lake)
+    resumed = _finish_own_move(move, head, current, lake, c)
+    if resumed is not None:
         return resumed
     if current != expected_current:
         raise PromotionConflict(
@@ -241,88 +268,74 @@ def _move_champion(
             "Re-run evaluation against the new champion before promoting"
         )
     c.get_model_version(name, version)  # fails clearly if the version does not exist
-    superseded = None
-    if head is not None and head.get("to") != expected_current:
-        age = (at - dt.datetime.fromisoformat(str(head["at"]))).total_seconds()
-        if age < STALE_CLAIM_SECONDS:
-            raise PromotionConflict(
-                f"model {name}: the ledger's last champion move (#{head['seq']}, v{head.get('from')} -> "
-                f"v{head.get('to')} by {head.get('who')}) is in progress or unfinished while the alias is still "
-                f"v{expected_current or NO_VERSION}; nothing moved. Retry in a few minutes"
-            )
-        superseded = int(head["seq"])
-        log.warning("model %s: superseding unfinished ledger claim #%s (%.0fs old)", name, head["seq"], age)
-    record: dict[str, Any] = {
-        "action": action,
-        "alias": CHAMPION,
-        "model_name": name,
-        "seq": (int(head["seq"]) + 1) if head else 1,
-        "from": expected_current,
-        "to": version,
-        "who": who,
-        "at": at.isoformat(),
-        "why": why,
-        # kept for readers of the first ledger format
-        "version": version,
-        "previous": expected_current,
-        **(extra or {}),
-    }
+    superseded = _superseded(move, head, at)
+    entry = LedgerEntry(
+        action=move.action,
+        alias=CHAMPION,
+        model_name=name,
+        seq=(head.seq + 1) if head else 1,
+        from_=expected_current,
+        to=version,
+        who=move.who or default_actor(),
+        at=at.isoformat(),
+        why=move.why or "",
+        version=version,
+        previous=expected_current,
+        decision_ref=move.decision_ref,
+    )
     if superseded is not None:
-        record["supersedes_unfinished"] = superseded
-    path = _claim(lake, record)
+        entry.supersedes_unfinished = superseded
+    path = _claim(lake, entry)
     if path is None:
         raise PromotionConflict(
-            f"model {name}: another run claimed champion move #{record['seq']} first; nothing moved. "
+            f"model {name}: another run claimed champion move #{entry.seq} first; nothing moved. "
             "Re-run evaluation against the new champion before promoting"
         )
     c.set_registered_model_alias(name, CHAMPION, version)
     after = champion_version(name, client=c)
     if after != version:  # only a move outside flightdeck (no ledger claim) can land here
         raise PromotionConflict(f"model {name}: moved champion to v{version} but it now points at v{after}")
-    record["ledger"] = path
-    _record_tags(c, name, record)
-    return record
+    _record_tags(c, name, entry)
+    return {**entry.to_json(), "ledger": path}
 
 
 def set_challenger(
     name: str,
     version: str | int,
     *,
+    lake: Lake,
     why: str = "new candidate",
     who: str | None = None,
-    lake: Lake | None = None,
     client: MlflowClient | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Point ``challenger`` at ``version`` (a freshly trained candidate) and record the move."""
     c = _client(client)
-    the_lake = _lake(lake)
     version = str(version)
     previous = alias_version(name, CHALLENGER, client=c)
     at = _now(now)
     for _ in range(_CLAIM_ATTEMPTS):  # no compare-and-set needed: just the next free ledger slot
-        head = _head(name, CHALLENGER, the_lake)
-        record: dict[str, Any] = {
-            "action": "register",
-            "alias": CHALLENGER,
-            "model_name": name,
-            "seq": (int(head["seq"]) + 1) if head else 1,
-            "from": previous,
-            "to": version,
-            "who": who or default_actor(),
-            "at": at.isoformat(),
-            "why": why[:_TAG_LIMIT],
-        }
-        path = _claim(the_lake, record)
+        head = _head(name, CHALLENGER, lake)
+        entry = LedgerEntry(
+            action="register",
+            alias=CHALLENGER,
+            model_name=name,
+            seq=(head.seq + 1) if head else 1,
+            from_=previous,
+            to=version,
+            who=who or default_actor(),
+            at=at.isoformat(),
+            why=why[:_TAG_LIMIT],
+        )
+        path = _claim(lake, entry)
         if path is not None:
             break
     else:
         raise RegistryError(f"model {name}: could not record the challenger move after {_CLAIM_ATTEMPTS} attempts")
     c.set_registered_model_alias(name, CHALLENGER, version)
-    record["ledger"] = path
-    _record_tags(c, name, record)
+    _record_tags(c, name, entry)
     log.info("model %s: alias %s v%s -> v%s", name, CHALLENGER, previous, version)
-    return record
+    return {**entry.to_json(), "ledger": path}
 
 
 def tag_decision(name: str, version: str | int, decision: Any, *, client: MlflowClient | None = None) -> None:
@@ -345,60 +358,47 @@ def tag_decision(name: str, version: str | int, decision: Any, *, client: Mlflow
 
 
 def promote(
-    name: str,
-    version: str | int,
-    *,
-    expected_current: str | None,
-    decision_ref: str,
-    why: str | None = None,
-    who: str | None = None,
-    lake: Lake | None = None,
-    client: MlflowClient | None = None,
-    now: dt.datetime | None = None,
+    move: Move, *, lake: Lake, client: MlflowClient | None = None, now: dt.datetime | None = None
 ) -> dict[str, Any]:
-    """Move ``champion`` to ``version`` if the champion is still ``expected_current``; record the move.
+    """Move ``champion`` to ``move.version`` if the champion is still ``move.expected_current``; record the move.
 
     Raises:
         PromotionConflict: the champion is no longer ``expected_current``, or another promoter
             won the race for the ledger entry (nothing moved in either case).
     """
     c = _client(client)
-    version = str(version)
-    expected = None if expected_current is None else str(expected_current)
+    name, version, expected = move.name, str(move.version), move.expected_current
+    expected = None if expected is None else str(expected)
     at = _now(now)
     if expected == version and champion_version(name, client=c) == version:
         log.info("model %s: v%s is already champion; nothing to do", name, version)
         return {"action": "promote", "model_name": name, "version": version, "previous": expected, "noop": True}
-    who = who or default_actor()
-    record = _move_champion(
-        name,
-        version,
+    move = replace(
+        move,
+        version=version,
         expected_current=expected,
         action="promote",
-        why=why or f"gate passed ({decision_ref})",
-        who=who,
-        at=at,
-        lake=_lake(lake),
-        c=c,
-        extra={"decision_ref": decision_ref},
+        why=move.why or f"gate passed ({move.decision_ref})",
+        who=move.who or default_actor(),
     )
+    record = _move_champion(move, at=at, lake=lake, c=c)
     c.set_model_version_tag(name, version, "promoted_from", expected or NO_VERSION)
     c.set_model_version_tag(name, version, "promoted_at", at.isoformat())
-    c.set_model_version_tag(name, version, "promoted_by", who)
-    c.set_model_version_tag(name, version, "gate_decision", decision_ref[:_TAG_LIMIT])
+    c.set_model_version_tag(name, version, "promoted_by", str(move.who))
+    c.set_model_version_tag(name, version, "gate_decision", move.decision_ref[:_TAG_LIMIT])
     if alias_version(name, CHALLENGER, client=c) == version:
         c.delete_registered_model_alias(name, CHALLENGER)
-    log.info("model %s: champion v%s -> v%s by %s (%s)", name, expected, version, who, decision_ref)
+    log.info("model %s: champion v%s -> v%s by %s (%s)", name, expected, version, move.who, move.decision_ref)
     return record
 
 
 def rollback(
     name: str,
     *,
+    lake: Lake,
     to_version: str | int | None = None,
     why: str | None = None,
     who: str | None = None,
-    lake: Lake | None = None,
     client: MlflowClient | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
@@ -431,18 +431,16 @@ def rollback(
         raise RegistryError(f"model {name}: v{target} is already the champion; nothing to roll back")
     at = _now(now)
     who = who or default_actor()
-    record = _move_champion(
+    move = Move(
         name,
         target,
         expected_current=current,
-        action="rollback",
+        decision_ref=f"rollback of v{current}",
         why=why or f"rollback of v{current}",
         who=who,
-        at=at,
-        lake=_lake(lake),
-        c=c,
-        extra={"decision_ref": f"rollback of v{current}"},
+        action="rollback",
     )
+    record = _move_champion(move, at=at, lake=lake, c=c)
     c.set_model_version_tag(name, target, "rolled_back_from", current)
     c.set_model_version_tag(name, target, "rolled_back_at", at.isoformat())
     c.set_model_version_tag(name, current, "demoted_at", at.isoformat())

@@ -1,0 +1,204 @@
+"""The model plane's hand-off documents, typed: each is read and written here and nowhere else.
+
+* :class:`TrainResult` — ``runs/<key>/train.json``, written by ``jobs/train.py``, read by
+  ``jobs/evaluate.py`` and the train DAG.
+* :class:`Evaluation` — ``runs/<key>/evaluate.json``, written by ``jobs/evaluate.py``, read by
+  :func:`flightdeck.model.promotion.gate_candidate`.
+* :class:`GateResult` — ``runs/<key>/gate.json``, the gate's verdict on the candidate (also the
+  XCom the promote task gets).
+* :class:`Manifest` — ``manifest.json`` of a training run in MLflow, from which
+  ``jobs/reproduce.py`` rebuilds the model.
+
+The JSON field names are those the UI page, ``flightdeck status`` and the tests read; a document
+written by an older flightdeck still validates (unknown fields are kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from flightdeck.core.jobargs import emit_result
+from flightdeck.core.lake import Lake, read_json, write_json
+
+D = TypeVar("D", bound="RunDocument")
+
+
+class RunDocument(BaseModel):
+    """A run hand-off document: ``runs/<run key>/<NAME>.json`` in the lake."""
+
+    model_config = ConfigDict(extra="allow")
+
+    NAME: ClassVar[str] = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The document as JSON-ready data: the fields that were set, under their JSON names."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+def read_run_doc(kind: type[D], lake: Lake, run_key: str) -> D:
+    """Read this run's ``kind`` document (e.g. :class:`TrainResult`) from the lake."""
+    return kind.model_validate(read_json(lake.run_doc(run_key, kind.NAME)))
+
+
+def write_run_doc(doc: RunDocument, lake: Lake, run_key: str) -> None:
+    """Write a run document without announcing it (tasks; jobs use :func:`emit`)."""
+    write_json(lake.run_doc(run_key, doc.NAME), doc.to_json())
+
+
+def emit(doc: RunDocument, lake: Lake, run_key: str | None) -> dict[str, Any]:
+    """A job's result: written to ``runs/<run key>/`` (when there is a key) and printed; returned as data."""
+    data = doc.to_json()
+    emit_result(data, lake, run_key, doc.NAME)
+    return data
+
+
+class TrainResult(RunDocument):
+    """What a training run produced: the registered candidate version and its holdout metrics."""
+
+    NAME: ClassVar[str] = "train"
+
+    model_name: str
+    version: str
+    run_id: str
+    train_partitions: list[str]
+    validation_partitions: list[str]
+    holdout_partitions: list[str]
+    metrics: dict[str, float]
+    chosen_params: dict[str, Any]
+    trials: int
+    reason: str
+    seconds: float
+
+
+class ScoredModel(BaseModel):
+    """One model's version and its metrics on the holdout."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    metrics: dict[str, float]
+
+
+class Comparison(BaseModel):
+    """Candidate against champion on the same rows: AUC delta, its bootstrap interval, per-slice AUCs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    roc_auc_delta: float | None = None
+    auc_diff_ci: dict[str, float] | None = None
+    slices: dict[str, Any] = Field(default_factory=dict)
+
+
+class Evaluation(RunDocument):
+    """The candidate and the champion (None before the first promotion) on the frozen holdout."""
+
+    NAME: ClassVar[str] = "evaluate"
+
+    model_name: str
+    candidate: ScoredModel
+    champion: ScoredModel | None
+    holdout_partitions: list[str]
+    n_rows: int
+    comparison: Comparison
+
+
+class GateResult(RunDocument):
+    """The gate's verdict on a candidate, with the versions and AUCs it compared."""
+
+    NAME: ClassVar[str] = "gate"
+
+    candidate_version: str
+    champion_version: str | None
+    candidate_roc_auc: float | None
+    champion_roc_auc: float | None
+    passed: bool
+    reasons: list[str] = Field(default_factory=list)
+    checks: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, decision: GateResult | Mapping[str, Any]) -> GateResult:
+        """A gate result from the document itself or its data (an XCom value)."""
+        return decision if isinstance(decision, GateResult) else cls.model_validate(dict(decision))
+
+
+class DataFingerprint(BaseModel):
+    """Row counts and content hashes: per split (train, validation, holdout) and per partition."""
+
+    model_config = ConfigDict(extra="allow")
+
+    train: dict[str, Any]
+    validation: dict[str, Any]
+    holdout: dict[str, Any]
+    partitions: dict[str, dict[str, Any]]
+
+
+class Manifest(BaseModel):
+    """Everything needed to rebuild a model: data, code, configuration, seeds, parameters, environment.
+
+    Logged as ``manifest.json`` on the training run; ``config`` and ``chosen_params`` are None
+    only in manifests of models trained before reproducible manifests.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    ARTIFACT: ClassVar[str] = "manifest.json"
+
+    model_name: str
+    train_start: str
+    train_end: str
+    train_partitions: list[str]
+    validation_partitions: list[str] = Field(default_factory=list)
+    holdout_partitions: list[str]
+    data_fingerprint: DataFingerprint
+    git_commit: str = ""
+    config_hash: str = ""
+    config: dict[str, Any] | None = None
+    seeds: dict[str, int] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, Any] = Field(default_factory=dict)
+    features: dict[str, list[str]] = Field(default_factory=dict)
+    label: str = ""
+    library_versions: dict[str, str] = Field(default_factory=dict)
+    spark: dict[str, Any] = Field(default_factory=dict)
+    num_workers: int = 1
+    threads_per_worker: int = 1
+    reason: str = ""
+    run_key: str | None = None
+    chosen_params: dict[str, Any] | None = None
+    best_iteration: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as JSON-ready data (every field, in the order the first manifests had)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class LedgerEntry(BaseModel):
+    """One alias move in the lake's alias ledger (``monitoring/promotions/<model>-<alias>-<seq>.json``).
+
+    Who moved which alias of which model from which version to which, when and why. Champion
+    moves also carry ``version``/``previous`` (the same move as ``to``/``from``, which the
+    status page and the UI read) and the ``decision_ref`` that justified them.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str
+    alias: str
+    model_name: str
+    seq: int
+    from_: str | None = Field(validation_alias=AliasChoices("from", "from_"), serialization_alias="from")
+    to: str
+    who: str
+    at: str
+    why: str
+    version: str | None = None
+    previous: str | None = None
+    decision_ref: str | None = None
+    supersedes_unfinished: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as written to the ledger: the fields that were set, ``from`` under its JSON name."""
+        return self.model_dump(by_alias=True, exclude_unset=True)

@@ -1,0 +1,182 @@
+"""MLflow tracking in one place: runs, params, metrics, artifacts, datasets, models and version tags.
+
+The jobs and the model plane's orchestration call these named functions instead of ``mlflow.*``,
+so what a training or evaluation run records is read in one module. The registry's aliases
+and their ledger are :mod:`flightdeck.model.registry`.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.model.documents import Manifest
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame
+
+log = logging.getLogger(__name__)
+
+TAG_LIMIT = 5000
+MODEL_ARTIFACT = "model"
+
+
+class ManifestError(FlightdeckError):
+    """A model version has no usable training manifest (the message says why)."""
+
+
+def client() -> MlflowClient:
+    """The MLflow client of the configured tracking and registry servers."""
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
+def model_uri(name: str, version: str) -> str:
+    """The URI of one registered model version (a number, never an alias: resolve it first)."""
+    return f"models:/{name}/{version}"
+
+
+def load_model(name: str, version: str) -> PipelineModel:
+    """The Spark pipeline model of a registered version."""
+    import mlflow
+
+    return mlflow.spark.load_model(model_uri(name, version))
+
+
+@contextmanager
+def training_run(experiment: str, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """Open the MLflow run of a training (experiment = model name); yields its run id."""
+    import mlflow
+
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name) as active:
+        mlflow.set_tags(dict(tags))
+        yield active.info.run_id
+
+
+def log_trial(i: int, params: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    """One search trial as a nested run of the open training run: parameters and validation metrics."""
+    import mlflow
+
+    with mlflow.start_run(run_name=f"trial {i}", nested=True):
+        mlflow.log_params({f"xgb_{k}": v for k, v in params.items()})
+        mlflow.log_metrics({f"val_{k}": v for k, v in (result.get("validation") or {}).items()})
+        mlflow.log_metric("fit_seconds", result["fit_seconds"])
+        mlflow.log_metric("num_trees", result["num_trees"])
+        if result.get("best_iteration") is not None:
+            mlflow.log_metric("best_iteration", result["best_iteration"])
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Parameters of the open run."""
+    import mlflow
+
+    mlflow.log_params(dict(params))
+
+
+def log_metrics(metrics: Mapping[str, float]) -> None:
+    """Metrics of the open run."""
+    import mlflow
+
+    mlflow.log_metrics(dict(metrics))
+
+
+def log_dicts(docs: Mapping[str, Any]) -> None:
+    """JSON documents as artifacts of the open run (artifact file name -> document)."""
+    import mlflow
+
+    for artifact, doc in docs.items():
+        mlflow.log_dict(doc, artifact)
+
+
+def log_plots(write: Callable[[Path], Any]) -> None:
+    """Plots written by ``write(folder)`` as the open run's ``plots/`` artifacts."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="flightdeck-plots-") as tmp:
+        write(Path(tmp))
+        mlflow.log_artifacts(tmp, artifact_path="plots")
+
+
+def log_dataset(
+    df: DataFrame, *, path: str, name: str, targets: str, digest: str, context: str, partitions: str
+) -> None:
+    """Rows used by the open run as an MLflow dataset input (digest = our data fingerprint)."""
+    import mlflow
+    from mlflow.data.spark_dataset import from_spark
+
+    dataset = from_spark(df, path=path, name=name, targets=targets, digest=digest)
+    mlflow.log_input(dataset, context=context, tags={"partitions": partitions})
+
+
+def log_spark_model(model: PipelineModel, *, name: str, example: Any, requirements: Sequence[str]) -> str:
+    """Log the Spark pipeline with signature and input example, register it under ``name``; the new version."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    # The signature from the example alone: running the model for it costs a Python worker.
+    signature = infer_signature(example, pd.DataFrame({"prediction": [0.0, 1.0]}))
+    info = mlflow.spark.log_model(
+        model,
+        MODEL_ARTIFACT,  # mlflow.spark.log_model in MLflow 3.17 still names this parameter artifact_path
+        registered_model_name=name,
+        signature=signature,
+        input_example=example,
+        pip_requirements=list(requirements),
+    )
+    return str(info.registered_model_version)
+
+
+def tag_version(name: str, version: str, tags: Mapping[str, str], *, c: MlflowClient | None = None) -> None:
+    """Tags on a registered model version."""
+    the_client = c or client()
+    for key, value in tags.items():
+        the_client.set_model_version_tag(name, version, key, value)
+
+
+def log_evaluation(
+    run_id: str,
+    metrics: Mapping[str, float],
+    comparison: Mapping[str, Any],
+    *,
+    c: MlflowClient | None = None,
+) -> None:
+    """Record an evaluation on the candidate's training run: ``eval_*``/``champion_*`` metrics and the comparison."""
+    the_client = c or client()
+    for key, value in metrics.items():
+        the_client.log_metric(run_id, key, value)
+    the_client.log_dict(run_id, dict(comparison), "evaluation/comparison.json")
+
+
+def set_run_tag(run_id: str, key: str, value: str, *, c: MlflowClient | None = None) -> None:
+    """One tag on a run."""
+    (c or client()).set_tag(run_id, key, value)
+
+
+def load_manifest(name: str, version: str, *, c: MlflowClient | None = None) -> tuple[str, Manifest]:
+    """The training run id and ``manifest.json`` of a registered version.
+
+    Raises:
+        ManifestError: the version has no training run, or its manifest is not one flightdeck can rebuild from.
+    """
+    import mlflow
+    from pydantic import ValidationError
+
+    mv = (c or client()).get_model_version(name, version)
+    if not mv.run_id:
+        raise ManifestError(f"model {name} v{version} has no training run; it was not trained by flightdeck")
+    raw = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{Manifest.ARTIFACT}")
+    try:
+        manifest = Manifest.model_validate(raw)
+    except ValidationError as err:
+        raise ManifestError(f"the manifest of {name} v{version} is incomplete ({err.error_count()} errors)") from err
+    return str(mv.run_id), manifest
