@@ -12,6 +12,10 @@ ledger's last entry still say A. Of two racing promoters exactly one creates the
 and moves the alias; the other gets :class:`PromotionConflict` and nothing moves. A
 claim whose alias move never happened (the promoter died in between) blocks further
 moves for :data:`STALE_CLAIM_SECONDS`, then is superseded.
+
+A champion move is asked for as a :class:`Move`; ledger entries are
+:class:`flightdeck.model.documents.LedgerEntry` documents. Every function that touches the
+ledger takes the caller's lake (no configuration is loaded here).
 """
 
 from __future__ import annotations
