@@ -8,6 +8,7 @@ Which bronze partitions are read and how the features are written: see flightdec
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 
 from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
@@ -20,9 +21,11 @@ def main(argv: Sequence[str]) -> None:
     args = parser("build_features", "Build feature partitions from bronze.").parse_args(argv)
     cfg, lake = setup(args)
     dates = partitions(args)
+    started = time.monotonic()
     spark = build_session("flightdeck-build-features")
     inputs = read_feature_inputs(spark, cfg, lake, dates)
     result = build_range(spark, cfg, lake, inputs, dates)
+    result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
     emit_result(result.model_dump(mode="json"), lake, args.run_key, "build_features")
 
 

@@ -9,6 +9,7 @@ What is written where, and when the run fails (exit 2): see flightdeck.data.inge
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 
 from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
@@ -23,8 +24,10 @@ def main(argv: Sequence[str]) -> None:
     args = p.parse_args(argv)
     cfg, lake = setup(args)
     dates = partitions(args)
+    started = time.monotonic()
     spark = build_session("flightdeck-ingest")
     result = ingest_range(spark, cfg, lake, dates, refresh_reference=args.refresh_reference)
+    result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
     emit_result(result.model_dump(mode="json"), lake, args.run_key, "ingest")
     raise_for_failures(result)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -49,8 +50,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         """The drift reference: the training features and the holdout predictions."""
         return {**reference_profile(train_df, cfg), "prediction": prediction_profile(probabilities, cfg.drift.bins)}
 
+    started = time.monotonic()
     spark = build_session("flightdeck-train", {"spark.task.cpus": str(cfg.model.threads_per_worker)})
     result = train_candidate(spark, cfg, lake, request, profile)
+    result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
     return emit(result, lake, args.run_key)
 
 

@@ -10,6 +10,7 @@ exits non-zero (2) naming every failed partition and expectation, after writing 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 
 from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
@@ -30,10 +31,12 @@ def main(argv: Sequence[str]) -> None:
     args = p.parse_args(argv)
     cfg, lake = setup(args)
     dates = partitions(args)
+    started = time.monotonic()
     spark = build_session("flightdeck-validate-features")
     # One read over the range (all partitions must be committed).
     features = read_partitions(spark, lake, "features", cfg.dataset.entity.name, dates)
     result, checks = validate_range_of_features(spark, cfg, lake, features, dates, engine=args.engine)
+    result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
     emit_result(result.model_dump(mode="json"), lake, args.run_key, "validate_features")
     raise_failures([checks], FeatureValidationError)
 

@@ -48,7 +48,7 @@ def _environ(env: Mapping[str, str]) -> Iterator[None]:
 # A short window needs a small model and a forgiving floor; the logic is the same.
 OVERRIDES = {
     "FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS": "60",
-    "FLIGHTDECK__MODEL__SEARCH__MAX_TRIALS": "1",  # the search itself is tested in tests/spark
+    "FLIGHTDECK__MODEL__SEARCH__MAX_TRIALS": "1",  # the search itself is tested in tests/model
     "FLIGHTDECK__MODEL__HOLDOUT_DAYS": "4",
     "FLIGHTDECK__GATE__MIN_AUC": "0.55",
     "FLIGHTDECK__GATE__MAX_AUC_REGRESSION": "0.2",
