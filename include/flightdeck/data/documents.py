@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
 
 
 class _Document(BaseModel):
@@ -17,15 +17,27 @@ class _Document(BaseModel):
 
 
 class LedgerEntry(_Document):
-    """Row accounting of one source's partition: every row in is valid or quarantined."""
+    """Row accounting of one source's partition: every row in is valid or quarantined.
+
+    Ingest counts into it while it classifies rows, then it is written as it is: to the
+    ``monitoring/ingest_ledger`` table and into the job's result.
+    """
 
     date: str
     source: str
-    rows_in: int
-    rows_valid: int
-    rows_quarantined: int
-    reasons: dict[str, int]
-    quarantine_share: float
+    rows_in: int = 0
+    rows_valid: int = 0
+    rows_quarantined: int = 0
+    reasons: dict[str, int] = Field(default_factory=dict)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def quarantine_share(self) -> float:
+        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
+
+    @field_serializer("quarantine_share")
+    def _rounded(self, share: float) -> float:
+        return round(share, 6)
 
 
 class IngestResult(_Document):

@@ -29,12 +29,13 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from flightdeck.core.config import ExtraColumns, PipelineConfig, ReferenceSource, TimeSeriesSource
 from flightdeck.core.errors import FlightdeckError, MissingPartition
 from flightdeck.core.lake import Lake, LakeError, parse_date, read_bytes, reference_table
+from flightdeck.data.documents import LedgerEntry
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -90,25 +91,6 @@ class LandingFile:
     date: dt.date
     header: list[str]
     extra_columns: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PartitionLedger:
-    """Row accounting of one source's partition: every row in is valid or quarantined."""
-
-    date: str
-    source: str
-    rows_in: int
-    rows_valid: int
-    rows_quarantined: int
-    reasons: dict[str, int]
-
-    @property
-    def quarantine_share(self) -> float:
-        return self.rows_quarantined / self.rows_in if self.rows_in else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "quarantine_share": round(self.quarantine_share, 6)}
 
 
 # --- whole-file checks ------------------------------------------------------------------
@@ -417,7 +399,7 @@ def split_rows(classified: DataFrame, source: TimeSeriesSource) -> tuple[DataFra
 # --- ledger ---------------------------------------------------------------------------------
 
 
-def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSource) -> dict[str, PartitionLedger]:
+def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSource) -> dict[str, LedgerEntry]:
     """Per-date ledgers of one source; rows in are counted on the raw read, independently of the checks.
 
     Raises:
@@ -426,14 +408,11 @@ def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSourc
     from pyspark.sql import functions as F
 
     rows_in = {r[DATE]: int(r["n"]) for r in raw.groupBy(DATE).agg(F.count(F.lit(1)).alias("n")).collect()}
-    ledgers = {
-        d: PartitionLedger(date=d, source=source.name, rows_in=n, rows_valid=0, rows_quarantined=0, reasons={})
-        for d, n in rows_in.items()
-    }
+    ledgers = {d: LedgerEntry(date=d, source=source.name, rows_in=n) for d, n in rows_in.items()}
     for r in classified.groupBy(DATE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
         ledger = ledgers.setdefault(
             r[DATE],
-            PartitionLedger(date=r[DATE], source=source.name, rows_in=0, rows_valid=0, rows_quarantined=0, reasons={}),
+            LedgerEntry(date=r[DATE], source=source.name),
         )
         if r[REASON] is None:
             ledger.rows_valid += int(r["n"])
@@ -450,7 +429,7 @@ def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSourc
     return ledgers
 
 
-def ledger_frame(spark: SparkSession, ledgers: Sequence[PartitionLedger]) -> DataFrame:
+def ledger_frame(spark: SparkSession, ledgers: Sequence[LedgerEntry]) -> DataFrame:
     """Ledger rows (one per source and date) with a ``date`` column to partition by; ``reasons`` is a JSON string."""
     import json
 
@@ -483,7 +462,7 @@ def ledger_frame(spark: SparkSession, ledgers: Sequence[PartitionLedger]) -> Dat
     return spark.createDataFrame(rows, schema).coalesce(1)
 
 
-def check_budget(ledger: PartitionLedger, max_share: float) -> str | None:
+def check_budget(ledger: LedgerEntry, max_share: float) -> str | None:
     """A message when the partition's quarantined share exceeds the budget, else None."""
     if ledger.quarantine_share > max_share:
         top = ", ".join(f"{k}={v}" for k, v in sorted(ledger.reasons.items(), key=lambda kv: -kv[1])[:5])

@@ -39,7 +39,6 @@ from flightdeck.data.ingest import (
     LEDGER_TABLE,
     IngestContractError,
     LandingFile,
-    PartitionLedger,
     QuarantineBudgetExceeded,
     build_ledgers,
     check_budget,
@@ -75,7 +74,7 @@ class _Checked:
     source: TimeSeriesSource
     dates: list[dt.date]
     classified: DataFrame
-    ledgers: dict[str, PartitionLedger]
+    ledgers: dict[str, LedgerEntry]
     within_budget: list[dt.date] = field(default_factory=list)
 
 
@@ -88,7 +87,7 @@ class _Run:
     missing: dict[str, list[str]] = field(default_factory=dict)
     extra: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     budget_failures: list[str] = field(default_factory=list)
-    day_ledgers: dict[str, list[PartitionLedger]] = field(default_factory=dict)
+    day_ledgers: dict[str, list[LedgerEntry]] = field(default_factory=dict)
 
 
 def ensure_references(spark: SparkSession, cfg: PipelineConfig, lake: Lake, *, refresh: bool = False) -> dict[str, int]:
@@ -153,7 +152,7 @@ def _quarantine(cfg: PipelineConfig, lake: Lake, run: _Run, item: _Checked) -> D
     write_partitions(quarantine, lake, "quarantine", item.source.name, item.dates)
     for date in item.dates:
         key = date.isoformat()
-        ledger = item.ledgers.get(key) or PartitionLedger(key, item.source.name, 0, 0, 0, {})
+        ledger = item.ledgers.get(key) or LedgerEntry(date=key, source=item.source.name)
         run.day_ledgers[key].append(ledger)
         problem = check_budget(ledger, cfg.ingest.max_quarantine_share)
         if problem:
@@ -230,7 +229,7 @@ def ingest_range(
     for item in checked:
         item.classified.unpersist()
 
-    per_date = {k: {lg.source: LedgerEntry(**lg.as_dict()) for lg in lgs} for k, lgs in run.day_ledgers.items()}
+    per_date = {k: {lg.source: lg for lg in lgs} for k, lgs in run.day_ledgers.items()}
     return IngestResult(
         partitions=[d.isoformat() for d in dates],
         references=references,
