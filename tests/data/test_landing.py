@@ -71,3 +71,23 @@ def test_references_land_whole(lake: Lake) -> None:
 def test_missing_source_package_is_a_clear_error() -> None:
     with pytest.raises(landing.LandingError, match="not installed"):
         landing.source_dir("no_such_package_flightdeck")
+
+
+def test_inbox_file_is_ingested_once_then_archived_and_marked(lake: Lake, lake_root: Path) -> None:
+    cfg = load_config()
+    inbox_file = Path(lake.landing_file("flights", "2013-01-02"))
+    inbox_file.parent.mkdir(parents=True)
+    inbox_file.write_text("year,month,day\n2013,1,2\n")
+    calls: list[list[str]] = []
+
+    done = landing.ingest_new_files(cfg, lake, lambda dates: calls.append([d.isoformat() for d in dates]), "run-1")
+
+    assert calls == [["2013-01-02"]] and done["dates"] == ["2013-01-02"]
+    (record,) = done["files"]
+    archive = lake_root / "landing" / "_archive" / "flights" / record["fingerprint"] / "flights_2013-01-02.csv"
+    assert record["archive"] == str(archive) and archive.read_text() == "year,month,day\n2013,1,2\n"
+    assert (lake_root / "landing" / "_ingested" / "flights" / "flights_2013-01-02.csv.json").is_file()
+    assert inbox_file.is_file()  # the inbox keeps its file; the marker says it was ingested
+    # a second run finds nothing new and does not call the ingest
+    assert landing.ingest_new_files(cfg, lake, lambda dates: calls.append(["again"]))["dates"] == []
+    assert calls == [["2013-01-02"]]

@@ -141,7 +141,7 @@ def _worse_candidate_is_rejected(spark: Any, s: Setup) -> str:
     with pytest.raises(registry.RegistryError, match="refusing to promote"):
         promotion.promote_candidate("r2", decision)
     assert registry.champion_version(name, client=client) == "1"
-    assert [m["to"] for m in registry.ledger(name, alias="champion", lake=s.lake)] == ["1"]
+    assert [m.to for m in registry.ledger_entries(name, alias="champion", lake=s.lake)] == ["1"]
     return str(worse["version"])
 
 

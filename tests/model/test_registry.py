@@ -41,7 +41,7 @@ def test_promote_and_rollback(registry: Any, lake: Any) -> None:
         PromotionConflict,
         RegistryError,
         champion_version,
-        ledger,
+        ledger_entries,
         promote,
         rollback,
         set_challenger,
@@ -88,20 +88,20 @@ def test_promote_and_rollback(registry: Any, lake: Any) -> None:
     with pytest.raises(RegistryError, match="already the champion"):
         rollback(NAME, to_version="4", lake=lake, client=registry)
 
-    moves = ledger(NAME, alias="champion", lake=lake)
-    assert [(m["action"], m["from"], m["to"]) for m in moves] == [
+    moves = ledger_entries(NAME, alias="champion", lake=lake)
+    assert [(m.action, m.from_, m.to) for m in moves] == [
         ("promote", None, "1"), ("promote", "1", "2"), ("rollback", "2", "1"), ("rollback", "1", "4")
     ]  # fmt: skip
-    assert [m["seq"] for m in moves] == [1, 2, 3, 4]
-    assert all(m["who"] and m["at"] and m["why"] for m in moves)
-    assert [(m["alias"], m["to"]) for m in ledger(NAME, alias="challenger", lake=lake)] == [("challenger", "1")]
+    assert [m.seq for m in moves] == [1, 2, 3, 4]
+    assert all(m.who and m.at and m.why for m in moves)
+    assert [(m.alias, m.to) for m in ledger_entries(NAME, alias="challenger", lake=lake)] == [("challenger", "1")]
 
 
 def test_racing_promotions_exactly_one_wins(registry: Any, lake: Any, tmp_path: Path) -> None:
     """Several promoters compared against the same champion start at once: one moves it, the rest stop."""
     from mlflow import MlflowClient
 
-    from flightdeck.model.registry import Move, PromotionConflict, champion_version, ledger, promote
+    from flightdeck.model.registry import Move, PromotionConflict, champion_version, ledger_entries, promote
 
     promote(Move(NAME, "1", expected_current=None, decision_ref="runs/first"), lake=lake, client=registry)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -131,11 +131,11 @@ def test_racing_promotions_exactly_one_wins(registry: Any, lake: Any, tmp_path: 
         assert all(("nothing moved" in o or "caller expected" in o) for o in losers), losers
         champion = champion_version(NAME, client=registry)
         assert champion == winners[0]
-        moves = ledger(NAME, alias="champion", lake=lake)
+        moves = ledger_entries(NAME, alias="champion", lake=lake)
         # the ledger is a chain: every move starts where the previous one ended, and ends at the alias
-        assert [m["seq"] for m in moves] == list(range(1, len(moves) + 1))
-        assert all(a["to"] == b["from"] for a, b in itertools.pairwise(moves))
-        assert moves[-1]["to"] == champion and moves[-1]["who"] == f"run-{champion}"
+        assert [m.seq for m in moves] == list(range(1, len(moves) + 1))
+        assert all(a.to == b.from_ for a, b in itertools.pairwise(moves))
+        assert moves[-1].to == champion and moves[-1].who == f"run-{champion}"
         # reset for the next round: the winner steps back to v1 through the ledger
         from flightdeck.model.registry import rollback
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from flightdeck.core.errors import FlightdeckError
 from flightdeck.ops.demo import parse_history
 from flightdeck.ops.status import render
 
@@ -97,5 +98,5 @@ def test_history_ranges() -> None:
         ("2013-01-01", "2013-01-14"),
         ("2013-06-17", "2013-06-30"),
     ]
-    with pytest.raises(ValueError):
+    with pytest.raises(FlightdeckError, match="one continuous range"):
         parse_history(["2013-01-01,2013-01-03"])

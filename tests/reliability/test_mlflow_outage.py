@@ -23,7 +23,7 @@ import pytest
 from testkit import PostgresUnavailable, TcpProxy, drop_database, free_port, fresh_database, pg_uri
 
 from flightdeck.core.lake import Lake
-from flightdeck.model.registry import Move, PromotionConflict, champion_version, ledger, promote
+from flightdeck.model.registry import Move, PromotionConflict, champion_version, ledger_entries, promote
 from flightdeck.ops.runtime import Runtime
 
 NAME = "flightdeck-outage-model"
@@ -90,7 +90,7 @@ def _stopping_client(server: TcpProxy, method: str) -> Any:
 
 
 def _assert_chain(lake: Lake, champion: str | None) -> list[dict[str, Any]]:
-    moves = ledger(NAME, alias="champion", lake=lake)
+    moves = [entry.to_json() for entry in ledger_entries(NAME, alias="champion", lake=lake)]
     assert [m["seq"] for m in moves] == list(range(1, len(moves) + 1)), moves
     assert all(a["to"] == b["from"] for a, b in itertools.pairwise(moves)), moves
     if champion is not None:
@@ -120,7 +120,7 @@ def test_promotion_survives_the_server_dropping_out(
     server.restore()
     client = _client(server)
     assert champion_version(NAME, client=client) == "1", "the alias did not move"
-    assert ledger(NAME, alias="champion", lake=lake)[-1]["to"] == "2"  # the claim is there, unfinished
+    assert ledger_entries(NAME, alias="champion", lake=lake)[-1].to == "2"  # the claim is there, unfinished
     # Another run cannot slip in while the claim is fresh ...
     with pytest.raises(PromotionConflict, match="nothing moved"):
         promote(Move(NAME, "3", expected_current="1", decision_ref="runs/other"), lake=lake, client=client)

@@ -35,6 +35,8 @@ from flightdeck.core.errors import FlightdeckError
 
 ZONES = ("landing", "bronze", "quarantine", "features", "predictions", "monitoring", "runs")
 COMMIT_MARKER = "_SUCCESS"
+LANDING_ARCHIVE_DIR = "_archive"  # landing/_archive/<source>/<etag>/<name>: ingested files, copied
+LANDING_MARKER_DIR = "_ingested"  # landing/_ingested/<source>/<name>.json: which files were ingested
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
 
 
@@ -154,11 +156,13 @@ class Lake:
     def landing_inbox(self, source: str) -> str:
         return self.path("landing", source)
 
-    def landing_marker(self, marker_dir: str, source: str, file_name: str) -> str:
-        return self.path("landing", marker_dir, source, f"{file_name}.json")
+    def landing_marker(self, source: str, file_name: str) -> str:
+        """The marker of an ingested landing file (``landing/_ingested/<source>/<name>.json``)."""
+        return self.path("landing", LANDING_MARKER_DIR, source, f"{file_name}.json")
 
-    def landing_archive(self, archive_dir: str, source: str, fingerprint: str, file_name: str) -> str:
-        return self.path("landing", archive_dir, source, fingerprint, file_name)
+    def landing_archive(self, source: str, fingerprint: str, file_name: str) -> str:
+        """The archived copy of an ingested landing file (``landing/_archive/<source>/<etag>/<name>``)."""
+        return self.path("landing", LANDING_ARCHIVE_DIR, source, fingerprint, file_name)
 
     def committed_partitions(self, zone: str, table: str) -> list[dt.date]:
         """Dates whose partition is committed (has the marker), oldest first."""

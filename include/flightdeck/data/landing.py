@@ -176,9 +176,6 @@ def land_reference(cfg: PipelineConfig, lake: Lake) -> dict[str, int]:
 
 # --- the landing inbox: find new files, ingest them once, archive and mark them -----------------
 
-ARCHIVE_DIR = "_archive"
-MARKER_DIR = "_ingested"
-
 
 @dataclass(frozen=True)
 class LandedFile:
@@ -190,11 +187,11 @@ class LandedFile:
 
 
 def _marker(lake: Lake, landed: LandedFile) -> str:
-    return lake.landing_marker(MARKER_DIR, landed.source, landed.file.name)
+    return lake.landing_marker(landed.source, landed.file.name)
 
 
 def _archive(lake: Lake, landed: LandedFile) -> str:
-    return lake.landing_archive(ARCHIVE_DIR, landed.source, landed.file.fingerprint, landed.file.name)
+    return lake.landing_archive(landed.source, landed.file.fingerprint, landed.file.name)
 
 
 def landed_files(cfg: PipelineConfig, lake: Lake) -> list[LandedFile]:

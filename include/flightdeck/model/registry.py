@@ -151,11 +151,6 @@ def ledger_entries(name: str, *, lake: Lake, alias: str | None = None) -> list[L
     return sorted(entries, key=lambda e: (e.at, e.alias, e.seq))
 
 
-def ledger(name: str, *, lake: Lake, alias: str | None = None) -> list[dict[str, Any]]:
-    """The ledger entries as their JSON documents (for readers that render them), oldest first."""
-    return [entry.to_json() for entry in ledger_entries(name, lake=lake, alias=alias)]
-
-
 def _head(name: str, alias: str, lake: Lake) -> LedgerEntry | None:
     entries = ledger_entries(name, alias=alias, lake=lake)
     return max(entries, key=lambda e: e.seq) if entries else None

@@ -10,7 +10,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from flightdeck.core.config import ConfigError, load_config
+from flightdeck.core.config import load_config
+from flightdeck.core.errors import FlightdeckError
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
 from flightdeck.ops.runtime import AIRFLOW_USER, SERVICES, Runtime, RuntimeError_
 
@@ -206,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args))
-    except (ConfigError, RuntimeError_, AirflowApiError, ValueError) as err:
+    except (FlightdeckError, RuntimeError_, AirflowApiError) as err:  # user errors: one line, exit 2
         print(f"flightdeck: error: {err}", file=sys.stderr)
         return 2
 

@@ -13,6 +13,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Asset
 
 from flightdeck.core.config import JOBS_DIR, PipelineConfig, load_config
+from flightdeck.core.lake import Lake
 from flightdeck.ops.notifiers import on_failure
 
 SPARK_CONN_ID = "spark_default"
@@ -28,20 +29,21 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 CFG: PipelineConfig = load_config()
+LAKE = Lake(CFG.lake.root)
 
 
-def _asset_uri(zone: str, table: str) -> str:
-    root = CFG.lake.root.rstrip("/")
-    if "://" not in root:
-        root = "file://" + root
-    return f"{root.replace('s3a://', 's3://')}/{zone}/{table}"
+def _asset_uri(lake_path: str) -> str:
+    """The asset URI of a lake path: ``file://`` for a local folder, ``s3://`` for an ``s3a://`` one."""
+    if "://" not in lake_path:
+        lake_path = "file://" + lake_path
+    return lake_path.replace("s3a://", "s3://")
 
 
 ENTITY = CFG.dataset.entity.name
-BRONZE = Asset(name=f"bronze_{ENTITY}", uri=_asset_uri("bronze", ENTITY), group="flightdeck")
-FEATURES = Asset(name=f"features_{ENTITY}", uri=_asset_uri("features", ENTITY), group="flightdeck")
-PREDICTIONS = Asset(name=f"predictions_{ENTITY}", uri=_asset_uri("predictions", ENTITY), group="flightdeck")
-RETRAIN_REQUEST = Asset(name="retrain_request", uri=_asset_uri("monitoring", "retrain_requests"), group="flightdeck")
+BRONZE = Asset(name=f"bronze_{ENTITY}", uri=_asset_uri(LAKE.table("bronze", ENTITY)), group="flightdeck")
+FEATURES = Asset(name=f"features_{ENTITY}", uri=_asset_uri(LAKE.table("features", ENTITY)), group="flightdeck")
+PREDICTIONS = Asset(name=f"predictions_{ENTITY}", uri=_asset_uri(LAKE.table("predictions", ENTITY)), group="flightdeck")
+RETRAIN_REQUEST = Asset(name="retrain_request", uri=_asset_uri(LAKE.retrain_requests()), group="flightdeck")
 CHAMPION = Asset(name="champion_model", uri=f"models://{CFG.model.name}/champion", group="flightdeck")
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flightdeck.core.lake import parse_date, parse_partitions
+from flightdeck.core.lake import LakeError, parse_date, parse_partitions
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
 from flightdeck.ops.readmodel import DAG_IDS
 
@@ -155,5 +155,5 @@ def parse_history(specs: Sequence[str]) -> list[tuple[str, str]]:
         dates = parse_partitions(spec)
         out.append((dates[0].isoformat(), dates[-1].isoformat()))
         if len(dates) != (parse_date(dates[-1]) - parse_date(dates[0])).days + 1:
-            raise ValueError(f"history {spec!r} must be one continuous range")
+            raise LakeError(f"history {spec!r} must be one continuous range: write it as FIRST..LAST")
     return out

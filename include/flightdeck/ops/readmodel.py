@@ -6,8 +6,10 @@ scored last) and get their answers here as plain data, so they cannot disagree.
 
 Lake reads go through :class:`flightdeck.core.lake.Lake` paths and pyarrow (parquet footers and
 small columns, no Spark); the monitoring tables are read on local lakes only. JSON documents
-(retrain requests, alias-ledger entries) are read by the keys their writers use. The MLflow and
-Airflow reads take their client as an argument, so the caller decides timeouts and retries.
+(retrain requests, alias-ledger entries) are read by their planes' readers
+(:func:`flightdeck.monitoring.documents.read_retrain_requests`,
+:func:`flightdeck.model.registry.ledger_entries`) and handed on as the documents they are. The
+MLflow and Airflow reads take their client as an argument, so the caller decides timeouts and retries.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
-from flightdeck.core.lake import Lake, json_exists, list_docs, read_bytes, read_json
+from flightdeck.core.lake import Lake, json_exists, read_bytes
+from flightdeck.data.ingest import LEDGER_TABLE
+from flightdeck.model import registry
+from flightdeck.monitoring.documents import read_retrain_requests
+from flightdeck.monitoring.drift import MONITORING_TABLE
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
 
 if TYPE_CHECKING:
@@ -39,7 +44,7 @@ DAG_IDS = (
     "flightdeck_train",
     "flightdeck_rollback",
 )
-ALIASES = ("champion", "challenger")
+ALIASES = (registry.CHAMPION, registry.CHALLENGER)
 MAX_VERSIONS = 50
 PAGE_METRICS = frozenset({"roc_auc", "log_loss", "pr_auc"})
 
@@ -73,12 +78,12 @@ def table_rows(lake: Lake, zone: str, table: str, columns: list[str] | None = No
 
 def ingest_ledger(lake: Lake) -> list[Row]:
     """The ingest ledger (``monitoring/ingest_ledger``): rows in, valid and quarantined per source and day."""
-    return table_rows(lake, "monitoring", "ingest_ledger")
+    return table_rows(lake, "monitoring", LEDGER_TABLE)
 
 
 def drift_rows(lake: Lake) -> list[Row]:
     """The drift statistics of every monitored day (``monitoring/drift_daily``)."""
-    return table_rows(lake, "monitoring", "drift_daily")
+    return table_rows(lake, "monitoring", MONITORING_TABLE)
 
 
 def _partition_rows(lake: Lake, zone: str, table: str, date: dt.date) -> int:
@@ -204,23 +209,13 @@ def highest_psi(rows: Sequence[Mapping[str, Any]], top: int = 8) -> tuple[str | 
 
 
 def retrain_requests(lake: Lake) -> list[Row]:
-    """Every retrain request (``monitoring/retrain_requests/D.json``), oldest partition first."""
-    return [dict(read_json(p)) for p in list_docs(lake.retrain_requests())]
+    """Every retrain request (``monitoring/retrain_requests/D.json``) as its document, oldest partition first."""
+    return [request.to_doc() for request in read_retrain_requests(lake)]
 
 
-def _ledger_prefix(name: str, alias: str) -> str:
-    # the ledger's file names: <model>-<alias>-<seq>.json, the model name made file-safe
-    return f"{re.sub(r'[^A-Za-z0-9_.=-]', '_', name)}-{alias}-"
-
-
-def alias_ledger(lake: Lake, name: str | None = None) -> list[Row]:
-    """The recorded alias moves (``monitoring/promotions``), of one model or all, oldest first."""
-    records = []
-    for path in list_docs(lake.promotions()):
-        base = path.rsplit("/", 1)[-1]
-        if name is None or any(base.startswith(_ledger_prefix(name, a)) for a in ALIASES):
-            records.append(dict(read_json(path)))
-    return sorted(records, key=lambda r: (str(r.get("at")), r.get("alias", ""), int(r.get("seq", 0))))
+def alias_ledger(lake: Lake, name: str) -> list[Row]:
+    """The recorded alias moves of the model (``monitoring/promotions``) as their documents, oldest first."""
+    return [entry.to_json() for entry in registry.ledger_entries(name, lake=lake)]
 
 
 def champion_moves(ledger: Sequence[Mapping[str, Any]]) -> list[Row]:

@@ -55,7 +55,7 @@ def lake_status(cfg: PipelineConfig) -> Section:
     lake = Lake(cfg.lake.root)
     if lake.is_remote:
         return {"note": "lake status reads local lakes only; use the MLflow and Airflow UIs for remote lakes"}
-    ledger = readmodel.alias_ledger(lake)
+    ledger = readmodel.alias_ledger(lake, cfg.model.name)
     return {
         "root": lake.root,
         "scoring": readmodel.last_scored(lake, cfg.dataset.entity.name),
@@ -63,7 +63,7 @@ def lake_status(cfg: PipelineConfig) -> Section:
         "drift": readmodel.drift_state(readmodel.drift_rows(lake)),
         "retrain_requests": readmodel.retrain_requests(lake),
         "promotions": readmodel.champion_moves(ledger),
-        "ledger_aliases": readmodel.ledger_heads(readmodel.alias_ledger(lake, cfg.model.name)),
+        "ledger_aliases": readmodel.ledger_heads(ledger),
         "alerts": readmodel.recent_alerts(cfg, lake),
     }
 
