@@ -34,8 +34,9 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         raise MissingRunKey("--run-key is required: evaluate reads runs/<run key>/train.json")
     cfg, lake = setup(args)
 
+    from flightdeck.core import tracking
     from flightdeck.data.sparkio import build_session
-    from flightdeck.model import registry, tracking
+    from flightdeck.model import registry
     from flightdeck.model.documents import TrainResult, emit, read_run_doc
     from flightdeck.model.evaluation import evaluate_candidate, evaluation_metrics
 

@@ -32,14 +32,15 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     args = p.parse_args(argv)
     cfg, lake = setup(args)
 
+    from flightdeck.core import tracking
     from flightdeck.data.sparkio import build_session
-    from flightdeck.model import tracking
+    from flightdeck.model.documents import Manifest
     from flightdeck.model.reproduce import check_identical, check_rebuildable, reproduce
 
     name = cfg.model.name
     version = str(args.model_version).strip().removeprefix("v")
     client = tracking.client()
-    run_id, manifest = tracking.load_manifest(name, version, c=client)
+    run_id, manifest = tracking.load_manifest(name, version, Manifest, artifact=Manifest.ARTIFACT, c=client)
     check_rebuildable(manifest, name, version)
     spark = build_session("flightdeck-reproduce", {"spark.task.cpus": str(manifest.threads_per_worker)})
     outcome = reproduce(spark, cfg, lake, manifest, tracking.load_model(name, version))

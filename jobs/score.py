@@ -36,10 +36,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     cfg, lake = setup(args)
     dates = partitions(args)
 
+    from flightdeck.core.tracking import load_model
     from flightdeck.data.sparkio import build_session
     from flightdeck.model.inference import ScoringModel, score_partitions
     from flightdeck.model.registry import resolve_version
-    from flightdeck.model.tracking import load_model
 
     name = cfg.model.name
     version = resolve_version(name, args.model_version)  # once: every row of this run gets this version

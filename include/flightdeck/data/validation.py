@@ -616,7 +616,8 @@ def log_data_docs(lake: Lake, reports: Mapping[str, ValidationReport], scope: st
 
     Only when ``MLFLOW_TRACKING_URI`` names a tracking server or a file store (Airflow tasks
     have the server's URL); a database URI would put the artifacts in ``./mlruns`` of
-    whatever folder the job runs in, so it is skipped. Returns the run id.
+    whatever folder the job runs in, so it is skipped. The run is written by
+    :func:`flightdeck.core.tracking.log_data_docs`. Returns the run id.
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if not uri or not reports:
@@ -624,30 +625,24 @@ def log_data_docs(lake: Lake, reports: Mapping[str, ValidationReport], scope: st
     if uri.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "mysql", "mssql"}:
         log.info("Data Docs not logged to MLflow: %s is a database, not a tracking server", uri.split(":", 1)[0])
         return None
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
+    from flightdeck.core import tracking
 
     suites = sorted({r.suite for r in reports.values()})
-    mlflow.set_experiment("flightdeck-data-quality")
-    with mlflow.start_run(run_name=f"{'+'.join(suites)} {scope}") as run, tempfile.TemporaryDirectory() as tmp:
-        failed = sorted(k for k, r in reports.items() if not r.success)
-        mlflow.set_tags({"suites": ",".join(suites), "scope": scope, "lake": lake.root, "failed": ",".join(failed)})
-        mlflow.log_metrics(
-            {
-                "partitions": len(reports),
-                "partitions_failed": len(failed),
-                "rows": sum(r.n_rows for r in reports.values()),
-            }
-        )
-        for key, report in reports.items():
-            if report.data_docs:
-                folder = Path(tmp) / report.suite
-                folder.mkdir(exist_ok=True)
-                (folder / f"{report.partition or key}.html").write_text(report.data_docs)
-        mlflow.log_artifacts(tmp, artifact_path="data_docs")
-        return str(run.info.run_id)
+    failed = sorted(k for k, r in reports.items() if not r.success)
+    return tracking.log_data_docs(
+        f"{'+'.join(suites)} {scope}",
+        tags={"suites": ",".join(suites), "scope": scope, "lake": lake.root, "failed": ",".join(failed)},
+        metrics={
+            "partitions": len(reports),
+            "partitions_failed": len(failed),
+            "rows": sum(r.n_rows for r in reports.values()),
+        },
+        pages={
+            f"{report.suite}/{report.partition or key}.html": report.data_docs
+            for key, report in reports.items()
+            if report.data_docs
+        },
+    )
 
 
 def ledger_counts(spark: Any, lake: Lake, first: dt.date, last: dt.date) -> dict[str, dict[str, int]]:

@@ -207,9 +207,9 @@ def evaluate_candidate(
     import numpy as np
     from pyspark.sql import functions as F
 
+    from flightdeck.core.tracking import load_model
     from flightdeck.data.sparkio import read_partitions
     from flightdeck.model.inference import collect_keyed_scores
-    from flightdeck.model.tracking import load_model
 
     holdout = (
         read_partitions(spark, lake, "features", cfg.dataset.entity.name, train.holdout_partitions)

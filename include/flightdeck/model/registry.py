@@ -31,12 +31,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, is_dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from flightdeck.core import tracking
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake, list_docs, read_json
 from flightdeck.model.documents import LedgerEntry
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from flightdeck.core.tracking import Client
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ CHALLENGER = "challenger"
 NO_VERSION = "none"
 ACTOR_ENV = "FLIGHTDECK_ACTOR"
 STALE_CLAIM_SECONDS = 300
-_TAG_LIMIT = 5000
 _CLAIM_ATTEMPTS = 20
 
 
@@ -74,12 +74,8 @@ class Move:
     action: str = "promote"
 
 
-def _client(client: MlflowClient | None) -> MlflowClient:
-    if client is not None:
-        return client
-    from mlflow import MlflowClient
-
-    return MlflowClient()
+def _client(client: Client | None) -> Client:
+    return client if client is not None else tracking.client()
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
@@ -96,26 +92,17 @@ def default_actor() -> str:
         return "unknown"
 
 
-def alias_version(name: str, alias: str, *, client: MlflowClient | None = None) -> str | None:
+def alias_version(name: str, alias: str, *, client: Client | None = None) -> str | None:
     """The version an alias points at; None when the model or the alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        model = _client(client).get_registered_model(name)
-    except MlflowException as err:
-        if getattr(err, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
-            return None
-        raise
-    version = (model.aliases or {}).get(alias)
-    return str(version) if version is not None else None
+    return (tracking.model_aliases(name, c=_client(client)) or {}).get(alias)
 
 
-def champion_version(name: str, *, client: MlflowClient | None = None) -> str | None:
+def champion_version(name: str, *, client: Client | None = None) -> str | None:
     """The current champion version, or None (no model or no champion yet)."""
     return alias_version(name, CHAMPION, client=client)
 
 
-def resolve_version(name: str, spec: str | int, *, client: MlflowClient | None = None) -> str:
+def resolve_version(name: str, spec: str | int, *, client: Client | None = None) -> str:
     """A concrete version for ``spec``: a version number as it is, an alias (``champion``) resolved once.
 
     The one alias resolution of the platform: scoring, drift and the DAGs call it once per run
@@ -196,14 +183,14 @@ def _claim(lake: Lake, entry: LedgerEntry) -> str | None:
     return path if _create_exclusive(path, entry.to_json()) else None
 
 
-def _record_tags(c: MlflowClient, name: str, entry: LedgerEntry) -> None:
+def _record_tags(c: Client, name: str, entry: LedgerEntry) -> None:
     summary = f"#{entry.seq} v{entry.from_ or NO_VERSION} -> v{entry.to} by {entry.who} at {entry.at}: {entry.why}"
     c.set_registered_model_tag(name, f"ledger.{entry.alias}.seq", str(entry.seq))
-    c.set_registered_model_tag(name, f"ledger.{entry.alias}.last", summary[:_TAG_LIMIT])
+    c.set_registered_model_tag(name, f"ledger.{entry.alias}.last", summary[: tracking.TAG_LIMIT])
 
 
 def _finish_own_move(
-    move: Move, head: LedgerEntry | None, current: str | None, lake: Lake, c: MlflowClient
+    move: Move, head: LedgerEntry | None, current: str | None, lake: Lake, c: Client
 ) -> dict[str, Any] | None:
     """Finish this move's own unfinished ledger claim (a retried task), or None when it is not ours.
 
@@ -252,7 +239,7 @@ def _superseded(move: Move, head: LedgerEntry | None, at: dt.datetime) -> int | 
     return head.seq
 
 
-def _move_champion(move: Move, *, at: dt.datetime, lake: Lake, c: MlflowClient) -> dict[str, Any]:
+def _move_champion(move: Move, *, at: dt.datetime, lake: Lake, c: Client) -> dict[str, Any]:
     """Compare-and-set of ``champion``: expected_current -> version, claimed in the ledger first."""
     name, version, expected_current = move.name, move.version, move.expected_current
     current = champion_version(name, client=c)
@@ -305,7 +292,7 @@ def set_challenger(
     lake: Lake,
     why: str = "new candidate",
     who: str | None = None,
-    client: MlflowClient | None = None,
+    client: Client | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Point ``challenger`` at ``version`` (a freshly trained candidate) and record the move."""
@@ -324,7 +311,7 @@ def set_challenger(
             to=version,
             who=who or default_actor(),
             at=at.isoformat(),
-            why=why[:_TAG_LIMIT],
+            why=why[: tracking.TAG_LIMIT],
         )
         path = _claim(lake, entry)
         if path is not None:
@@ -337,7 +324,7 @@ def set_challenger(
     return {**entry.to_json(), "ledger": path}
 
 
-def tag_decision(name: str, version: str | int, decision: Any, *, client: MlflowClient | None = None) -> None:
+def tag_decision(name: str, version: str | int, decision: Any, *, client: Client | None = None) -> None:
     """Record a gate decision (a :class:`flightdeck.model.gate.Decision` or a mapping) as version tags."""
     data: Mapping[str, Any]
     if is_dataclass(decision) and not isinstance(decision, type):
@@ -348,17 +335,17 @@ def tag_decision(name: str, version: str | int, decision: Any, *, client: Mlflow
         raise TypeError(f"tag_decision needs a Decision or a mapping, got {type(decision).__name__}")
     c = _client(client)
     c.set_model_version_tag(name, str(version), "gate_passed", str(bool(data.get("passed"))).lower())
-    c.set_model_version_tag(name, str(version), "gate_reasons", " | ".join(data.get("reasons", []))[:_TAG_LIMIT])
+    c.set_model_version_tag(
+        name, str(version), "gate_reasons", " | ".join(data.get("reasons", []))[: tracking.TAG_LIMIT]
+    )
     checks = json.dumps(data.get("checks", {}), sort_keys=True, default=str)
-    c.set_model_version_tag(name, str(version), "gate_checks", checks[:_TAG_LIMIT])
+    c.set_model_version_tag(name, str(version), "gate_checks", checks[: tracking.TAG_LIMIT])
     for check, result in (data.get("checks") or {}).items():
         if isinstance(result, Mapping) and "passed" in result:
             c.set_model_version_tag(name, str(version), f"gate.{check}", str(bool(result["passed"])).lower())
 
 
-def promote(
-    move: Move, *, lake: Lake, client: MlflowClient | None = None, now: dt.datetime | None = None
-) -> dict[str, Any]:
+def promote(move: Move, *, lake: Lake, client: Client | None = None, now: dt.datetime | None = None) -> dict[str, Any]:
     """Move ``champion`` to ``move.version`` if the champion is still ``move.expected_current``; record the move.
 
     Raises:
@@ -384,7 +371,7 @@ def promote(
     c.set_model_version_tag(name, version, "promoted_from", expected or NO_VERSION)
     c.set_model_version_tag(name, version, "promoted_at", at.isoformat())
     c.set_model_version_tag(name, version, "promoted_by", str(move.who))
-    c.set_model_version_tag(name, version, "gate_decision", move.decision_ref[:_TAG_LIMIT])
+    c.set_model_version_tag(name, version, "gate_decision", move.decision_ref[: tracking.TAG_LIMIT])
     if alias_version(name, CHALLENGER, client=c) == version:
         c.delete_registered_model_alias(name, CHALLENGER)
     log.info("model %s: champion v%s -> v%s by %s (%s)", name, expected, version, move.who, move.decision_ref)
@@ -398,7 +385,7 @@ def rollback(
     to_version: str | int | None = None,
     why: str | None = None,
     who: str | None = None,
-    client: MlflowClient | None = None,
+    client: Client | None = None,
     now: dt.datetime | None = None,
 ) -> dict[str, Any]:
     """Restore a previous champion: ``to_version``, else the one the current champion replaced.

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flightdeck.core import tracking
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError, MissingPartition
 from flightdeck.core.lake import Lake
-from flightdeck.model import registry, tracking
+from flightdeck.model import registry
 from flightdeck.model.documents import DataFingerprint, Manifest, TrainResult
 
 if TYPE_CHECKING:

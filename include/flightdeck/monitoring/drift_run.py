@@ -14,15 +14,13 @@ functions of :mod:`flightdeck.monitoring.drift`. Two Spark passes, no more:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flightdeck.core import tracking
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake, write_bytes, write_json
@@ -72,25 +70,16 @@ def load_reference(name: str, version: str) -> Reference:
     Raises:
         RegistryError: the version has no training run to read the profile from.
     """
-    import mlflow
-    from mlflow import MlflowClient
-
-    run_id = MlflowClient().get_model_version(name, version).run_id
+    run_id = tracking.version_run_id(name, version)
     if not run_id:
         raise RegistryError(f"model {name} v{version} has no training run; cannot find its reference profile")
-    with tempfile.TemporaryDirectory(prefix="flightdeck-profile-") as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=PROFILE_ARTIFACT, dst_path=tmp)
-        return Reference(name, version, json.loads(Path(local).read_text()), run_id)
+    return Reference(name, version, tracking.load_run_json(run_id, PROFILE_ARTIFACT), run_id)
 
 
 def holdout_metrics(name: str, version: str) -> dict[str, float]:
     """``roc_auc`` and ``log_loss`` on the frozen holdout, as logged by the version's training run."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    run_id = client.get_model_version(name, version).run_id
-    metrics = client.get_run(run_id).data.metrics if run_id else {}
-    return {k: float(metrics[k]) for k in ("roc_auc", "log_loss") if k in metrics}
+    metrics = tracking.version_run_metrics(name, version)
+    return {k: metrics[k] for k in ("roc_auc", "log_loss") if k in metrics}
 
 
 def labelled_predictions(predictions: DataFrame, features: DataFrame, keys: Sequence[str], label: str) -> DataFrame:
@@ -203,34 +192,31 @@ def write_outputs(spark: SparkSession, lake: Lake, cfg: PipelineConfig, report: 
 
 def log_run(reference: Reference, report: Mapping[str, Any], page: str, run_key: str | None) -> str:
     """Log the report, its page and its figures to the ``<model>-monitoring`` experiment; the run id."""
-    import mlflow
-
     day, version = report["date"], reference.version
     performance = report.get("performance") or {}
-    mlflow.set_experiment(f"{reference.name}-monitoring")
-    with mlflow.start_run(run_name=f"drift {day} v{version}") as active:
-        mlflow.set_tags(
-            {
-                "flightdeck.job": "detect_drift",
-                "partition": day,
-                "model_version": version,
-                "status": report["status"],
-                "reference_run_id": reference.run_id,
-                "flightdeck.run_key": run_key or "",
-            }
-        )
-        metrics = {
-            "n_rows": float(report["n_rows"]),
-            "drifted_share": report["drifted_share"],
-            **({"prediction_psi": report["prediction_psi"]} if report["prediction_psi"] is not None else {}),
-            **{f"psi_{f}": v for f, v in report["psi"].items() if v is not None},
-            **{f"labelled_{k}": performance[k] for k in ("roc_auc", "log_loss") if performance.get(k) is not None},
-        }
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict(dict(report), "drift_report.json")
-        mlflow.log_text(page, f"drift_report_{day}.html")
-        run_id: str = active.info.run_id
-    return run_id
+    tags = {
+        "flightdeck.job": "detect_drift",
+        "partition": day,
+        "model_version": version,
+        "status": report["status"],
+        "reference_run_id": reference.run_id,
+        "flightdeck.run_key": run_key or "",
+    }
+    metrics = {
+        "n_rows": float(report["n_rows"]),
+        "drifted_share": report["drifted_share"],
+        **({"prediction_psi": report["prediction_psi"]} if report["prediction_psi"] is not None else {}),
+        **{f"psi_{f}": v for f, v in report["psi"].items() if v is not None},
+        **{f"labelled_{k}": performance[k] for k in ("roc_auc", "log_loss") if performance.get(k) is not None},
+    }
+    return tracking.log_drift_run(
+        reference.name,
+        f"drift {day} v{version}",
+        tags=tags,
+        metrics=metrics,
+        report=report,
+        page=(f"drift_report_{day}.html", page),
+    )
 
 
 def summarize(report: Mapping[str, Any], reference: Reference, html_path: str, mlflow_run_id: str) -> DriftSummary:

@@ -31,7 +31,7 @@ from flightdeck.monitoring.drift import MONITORING_TABLE
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from flightdeck.core.tracking import Client as MlflowClient
 
 log = logging.getLogger(__name__)
 

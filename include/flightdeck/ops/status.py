@@ -43,9 +43,9 @@ def model_status(cfg: PipelineConfig, service: ServiceState | None = None) -> Se
     if service is not None and not service.up:
         return _not_running(service)
     try:
-        from mlflow import MlflowClient
+        from flightdeck.core import tracking
 
-        return {"reachable": True, **readmodel.registry_summary(cfg.model.name, MlflowClient())}
+        return {"reachable": True, **readmodel.registry_summary(cfg.model.name, tracking.client())}
     except Exception as err:  # mlflow raises its own exception types per store
         return {"reachable": False, "error": str(err)}
 

@@ -31,7 +31,8 @@ from flightdeck.ops import readmodel
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-    from mlflow import MlflowClient
+
+    from flightdeck.core.tracking import Client as MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,9 @@ def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: La
 
     def versions() -> list[dict[str, Any]]:
         if client is None:
-            from mlflow import MlflowClient
+            from flightdeck.core import tracking
 
-            return readmodel.model_versions(name, MlflowClient())
+            return readmodel.model_versions(name, tracking.client())
         return readmodel.model_versions(name, client)
 
     return {

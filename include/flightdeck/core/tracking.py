@@ -1,39 +1,47 @@
-"""MLflow tracking in one place: runs, params, metrics, artifacts, datasets, models and version tags.
+"""MLflow in one place: runs, params, metrics, artifacts, datasets, models, version tags and reads.
 
-The jobs and the model plane's orchestration call these named functions instead of ``mlflow.*``,
-so what a training or evaluation run records is read in one module. The registry's aliases
-and their ledger are :mod:`flightdeck.model.registry`.
+Every plane calls these named functions instead of ``mlflow.*`` or ``MlflowClient``, so what a
+training, evaluation, drift or data-quality run records (experiment, run name, tags, metrics,
+artifact paths) is read in one module. It sits in core so the data plane can log its Data Docs;
+mlflow is imported inside the functions only, since core is imported when DAG files are parsed.
+The registry's aliases and their ledger are :mod:`flightdeck.model.registry`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
 
 from flightdeck.core.errors import FlightdeckError
-from flightdeck.model.documents import Manifest
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from mlflow import MlflowClient as Client
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
 TAG_LIMIT = 5000
+"""Longest tag value written (MLflow rejects longer ones); free text is cut to it."""
 MODEL_ARTIFACT = "model"
+DATA_QUALITY_EXPERIMENT = "flightdeck-data-quality"
+DATA_DOCS_ARTIFACT = "data_docs"
+DocT = TypeVar("DocT", bound=BaseModel)
 
 
 class ManifestError(FlightdeckError):
     """A model version has no usable training manifest (the message says why)."""
 
 
-def client() -> MlflowClient:
-    """The MLflow client of the configured tracking and registry servers."""
+def client() -> Client:
+    """The MLflow client of the configured tracking and registry servers (the one factory)."""
     from mlflow import MlflowClient
 
     return MlflowClient()
@@ -136,7 +144,7 @@ def log_spark_model(model: PipelineModel, *, name: str, example: Any, requiremen
     return str(info.registered_model_version)
 
 
-def tag_version(name: str, version: str, tags: Mapping[str, str], *, c: MlflowClient | None = None) -> None:
+def tag_version(name: str, version: str, tags: Mapping[str, str], *, c: Client | None = None) -> None:
     """Tags on a registered model version."""
     the_client = c or client()
     for key, value in tags.items():
@@ -148,7 +156,7 @@ def log_evaluation(
     metrics: Mapping[str, float],
     comparison: Mapping[str, Any],
     *,
-    c: MlflowClient | None = None,
+    c: Client | None = None,
 ) -> None:
     """Record an evaluation on the candidate's training run: ``eval_*``/``champion_*`` metrics and the comparison."""
     the_client = c or client()
@@ -157,13 +165,15 @@ def log_evaluation(
     the_client.log_dict(run_id, dict(comparison), "evaluation/comparison.json")
 
 
-def set_run_tag(run_id: str, key: str, value: str, *, c: MlflowClient | None = None) -> None:
+def set_run_tag(run_id: str, key: str, value: str, *, c: Client | None = None) -> None:
     """One tag on a run."""
     (c or client()).set_tag(run_id, key, value)
 
 
-def load_manifest(name: str, version: str, *, c: MlflowClient | None = None) -> tuple[str, Manifest]:
-    """The training run id and ``manifest.json`` of a registered version.
+def load_manifest(
+    name: str, version: str, schema: type[DocT], *, artifact: str, c: Client | None = None
+) -> tuple[str, DocT]:
+    """The training run id and the manifest (``artifact`` of that run, parsed as ``schema``) of a registered version.
 
     Raises:
         ManifestError: the version has no training run, or its manifest is not one flightdeck can rebuild from.
@@ -171,12 +181,101 @@ def load_manifest(name: str, version: str, *, c: MlflowClient | None = None) -> 
     import mlflow
     from pydantic import ValidationError
 
-    mv = (c or client()).get_model_version(name, version)
-    if not mv.run_id:
+    run_id = version_run_id(name, version, c=c)
+    if not run_id:
         raise ManifestError(f"model {name} v{version} has no training run; it was not trained by flightdeck")
-    raw = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{Manifest.ARTIFACT}")
+    raw = mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}")
     try:
-        manifest = Manifest.model_validate(raw)
+        manifest = schema.model_validate(raw)
     except ValidationError as err:
         raise ManifestError(f"the manifest of {name} v{version} is incomplete ({err.error_count()} errors)") from err
-    return str(mv.run_id), manifest
+    return run_id, manifest
+
+
+# --- registry reads ----------------------------------------------------------------------------
+
+
+def model_aliases(name: str, *, c: Client | None = None) -> dict[str, str] | None:
+    """The aliases of a registered model (alias -> version); None when the model does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = (c or client()).get_registered_model(name)
+    except MlflowException as err:
+        if getattr(err, "error_code", "") in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
+            return None
+        raise
+    return {alias: str(v) for alias, v in (model.aliases or {}).items()}
+
+
+def version_run_id(name: str, version: str, *, c: Client | None = None) -> str | None:
+    """The id of the run that logged a registered version (None for a version logged outside a run)."""
+    run_id = (c or client()).get_model_version(name, version).run_id
+    return str(run_id) if run_id else None
+
+
+def version_run_metrics(name: str, version: str, *, c: Client | None = None) -> dict[str, float]:
+    """The metrics of the run that logged a registered version (empty when it has no run)."""
+    the_client = c or client()
+    run_id = version_run_id(name, version, c=the_client)
+    metrics = the_client.get_run(run_id).data.metrics if run_id else {}
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def load_run_json(run_id: str, artifact: str) -> Any:
+    """A JSON artifact of a run, downloaded to a temporary folder and parsed."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="flightdeck-artifact-") as tmp:
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=tmp)
+        return json.loads(Path(local).read_text())
+
+
+# --- monitoring and data-quality runs ------------------------------------------------------------
+
+
+def log_drift_run(
+    name: str,
+    run_name: str,
+    *,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+    report: Mapping[str, Any],
+    page: tuple[str, str],
+) -> str:
+    """One drift run in the ``<model>-monitoring`` experiment: tags, metrics, ``drift_report.json`` and its page.
+
+    ``page`` is (artifact file name, HTML). Returns the run id.
+    """
+    import mlflow
+
+    mlflow.set_experiment(f"{name}-monitoring")
+    with mlflow.start_run(run_name=run_name) as active:
+        mlflow.set_tags(dict(tags))
+        mlflow.log_metrics(dict(metrics))
+        mlflow.log_dict(dict(report), "drift_report.json")
+        mlflow.log_text(page[1], page[0])
+        run_id: str = active.info.run_id
+    return run_id
+
+
+def log_data_docs(
+    run_name: str, *, tags: Mapping[str, str], metrics: Mapping[str, float], pages: Mapping[str, str]
+) -> str:
+    """One run in the ``flightdeck-data-quality`` experiment: tags, metrics and the Data Docs pages.
+
+    ``pages`` maps a page's path under ``data_docs/`` (``<suite>/<partition>.html``) to its HTML.
+    Returns the run id.
+    """
+    import mlflow
+
+    mlflow.set_experiment(DATA_QUALITY_EXPERIMENT)
+    with mlflow.start_run(run_name=run_name) as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tags(dict(tags))
+        mlflow.log_metrics(dict(metrics))
+        for relative, html in pages.items():
+            target = Path(tmp) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(html)
+        mlflow.log_artifacts(tmp, artifact_path=DATA_DOCS_ARTIFACT)
+        return str(run.info.run_id)
