@@ -18,8 +18,9 @@ import datetime as dt
 
 from airflow.sdk import DAG, task
 
-from flightdeck.core import jobargs
+from flightdeck.core.lake import configured
 from flightdeck.data import landing
+from flightdeck.data.documents import IngestResult
 from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, spark_job
 
 PARTITION = "{{ data_interval_start | ds }}"
@@ -46,9 +47,10 @@ with DAG(
     @task(outlets=[BRONZE])
     def publish_bronze(partition: str, *, outlet_events=None, run_id=None) -> dict:
         """Announce the committed bronze partition (asset event keyed by the day)."""
-        result = jobargs.run_result(run_id, "ingest")
+        _, lake = configured()
+        result = IngestResult.read(lake, run_id)
         outlet_events[BRONZE].add_partitions(partition)
-        outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.get("partitions", {})}
-        return result
+        outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.partitions}
+        return result.to_json()
 
     land(PARTITION) >> ingest >> publish_bronze(PARTITION)

@@ -15,8 +15,9 @@ import datetime as dt
 
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
-from flightdeck.core import jobargs
+from flightdeck.core.lake import configured
 from flightdeck.model import promotion
+from flightdeck.model.documents import ScoreResult
 from flightdeck.ops.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
@@ -70,7 +71,8 @@ with DAG(
     @task(outlets=[PREDICTIONS])
     def publish_predictions(model_version: str, *, dag_run=None, run_id=None, outlet_events=None) -> dict:
         """Announce the predictions partition with the model version that produced it."""
-        result = jobargs.run_result(run_id, "score")
+        _, lake = configured()
+        result = ScoreResult.read(lake, run_id).to_json()
         outlet_events[PREDICTIONS].add_partitions(dag_run.partition_key)
         outlet_events[PREDICTIONS].extra = {"partition": dag_run.partition_key, "model_version": model_version}
         return result

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.jobargs import parser, partitions, run, setup
 from flightdeck.data.feature_run import build_range, read_feature_inputs
 from flightdeck.data.sparkio import build_session
 
@@ -26,7 +26,7 @@ def main(argv: Sequence[str]) -> None:
     inputs = read_feature_inputs(spark, cfg, lake, dates)
     result = build_range(spark, cfg, lake, inputs, dates)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
-    emit_result(result.model_dump(mode="json"), lake, args.run_key, "build_features")
+    result.emit(lake, args.run_key)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,11 @@ retrain decision is not taken here: the monitoring DAG calls
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from flightdeck.core.jobargs import parser, partitions, run, setup
-
-log = logging.getLogger("flightdeck.jobs.detect_drift")
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
@@ -36,7 +33,6 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     from flightdeck.data.sparkio import build_session
     from flightdeck.model.registry import resolve_version
     from flightdeck.monitoring import drift_run
-    from flightdeck.monitoring.documents import emit_drift_summary
     from flightdeck.monitoring.drift_html import render_report
 
     day = drift_run.one_partition(partitions(args))
@@ -52,8 +48,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     mlflow_run_id = drift_run.log_run(reference, report, page, args.run_key)
 
     summary = drift_run.summarize(report, reference, html_path, mlflow_run_id)
-    emit_drift_summary(summary, lake, args.run_key)
-    return summary.to_doc()
+    return summary.emit(lake, args.run_key)
 
 
 if __name__ == "__main__":

@@ -12,15 +12,12 @@ is also logged on the candidate's MLflow run (``champion_*`` metrics,
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.jobargs import parser, run, setup
-
-log = logging.getLogger("flightdeck.jobs.evaluate")
 
 
 class MissingRunKey(FlightdeckError):
@@ -37,10 +34,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     from flightdeck.core import tracking
     from flightdeck.data.sparkio import build_session
     from flightdeck.model import registry
-    from flightdeck.model.documents import TrainResult, emit, read_run_doc
+    from flightdeck.model.documents import TrainResult
     from flightdeck.model.evaluation import evaluate_candidate, evaluation_metrics
 
-    train = read_run_doc(TrainResult, lake, args.run_key)
+    train = TrainResult.read(lake, args.run_key)
     client = tracking.client()
     champion = registry.champion_version(train.model_name, client=client)  # resolved once for this run
     spark = build_session("flightdeck-evaluate")
@@ -50,7 +47,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     tracking.log_evaluation(train.run_id, evaluation_metrics(evaluation), comparison, c=client)
     tracking.set_run_tag(train.run_id, "compared_against_champion", champion or "none", c=client)
     tracking.tag_version(train.model_name, train.version, {"compared_against_champion": champion or "none"}, c=client)
-    return emit(evaluation, lake, args.run_key)
+    return evaluation.emit(lake, args.run_key)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.jobargs import parser, partitions, run, setup
 from flightdeck.data.ingest_run import ingest_range, raise_for_failures
 from flightdeck.data.sparkio import build_session
 
@@ -28,7 +28,7 @@ def main(argv: Sequence[str]) -> None:
     spark = build_session("flightdeck-ingest")
     result = ingest_range(spark, cfg, lake, dates, refresh_reference=args.refresh_reference)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
-    emit_result(result.model_dump(mode="json"), lake, args.run_key, "ingest")
+    result.emit(lake, args.run_key)
     raise_for_failures(result)
 
 

@@ -13,17 +13,11 @@ fails when the data changed or the predictions differ.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flightdeck.core.jobargs import emit_result, parser, run, setup
-from flightdeck.model.reproduce import ReproductionError
-
-__all__ = ["ReproductionError", "main"]
-
-log = logging.getLogger("flightdeck.jobs.reproduce")
+from flightdeck.core.jobargs import parser, run, setup
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
@@ -34,7 +28,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
 
     from flightdeck.core import tracking
     from flightdeck.data.sparkio import build_session
-    from flightdeck.model.documents import Manifest
+    from flightdeck.model.documents import Manifest, ReproduceResult
     from flightdeck.model.reproduce import check_identical, check_rebuildable, reproduce
 
     name = cfg.model.name
@@ -46,8 +40,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     outcome = reproduce(spark, cfg, lake, manifest, tracking.load_model(name, version))
     tags = {"reproduced": str(outcome["identical"]).lower(), "reproduce_max_abs_diff": repr(outcome["max_abs_diff"])}
     tracking.tag_version(name, version, tags, c=client)
-    result = {"model_name": name, "version": version, "run_id": run_id, **outcome}
-    emit_result(result, lake, args.run_key, "reproduce")
+    result = ReproduceResult(model_name=name, version=version, run_id=run_id, **outcome).emit(lake, args.run_key)
     check_identical(outcome, name, version, manifest)
     return result
 

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.jobargs import parser, partitions, run, setup
 
 log = logging.getLogger("flightdeck.jobs.score")
 
@@ -38,6 +38,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
 
     from flightdeck.core.tracking import load_model
     from flightdeck.data.sparkio import build_session
+    from flightdeck.model.documents import ScoreResult
     from flightdeck.model.inference import ScoringModel, score_partitions
     from flightdeck.model.registry import resolve_version
 
@@ -50,14 +51,13 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     if args.shadow_version and (shadow_version := resolve_version(name, args.shadow_version)) != version:
         shadow = ScoringModel(shadow_version, load_model(name, shadow_version))
     written = score_partitions(spark, cfg, lake, dates, served, shadow=shadow, run_key=args.run_key)
-    result = {
-        "model_name": name,
-        "model_version": version,
-        "partitions": written,
-        "shadow_version": shadow.version if shadow is not None else None,
-    }
-    emit_result(result, lake, args.run_key, "score")
-    return result
+    result = ScoreResult(
+        model_name=name,
+        model_version=version,
+        partitions=written,
+        shadow_version=shadow.version if shadow is not None else None,
+    )
+    return result.emit(lake, args.run_key)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ are :func:`flightdeck.model.train_run.train_candidate`; the result is ``runs/<K>
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -20,8 +19,6 @@ from typing import Any
 
 from flightdeck.core.jobargs import parser, run, setup
 from flightdeck.core.lake import parse_date
-
-log = logging.getLogger("flightdeck.jobs.train")
 
 
 def main(argv: Sequence[str]) -> dict[str, Any]:
@@ -34,7 +31,6 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     cfg, lake = setup(args)
 
     from flightdeck.data.sparkio import build_session
-    from flightdeck.model.documents import emit
     from flightdeck.model.train_run import TrainRequest, train_candidate
     from flightdeck.monitoring.profile import prediction_profile, reference_profile
 
@@ -54,7 +50,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     spark = build_session("flightdeck-train", {"spark.task.cpus": str(cfg.model.threads_per_worker)})
     result = train_candidate(spark, cfg, lake, request, profile)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
-    return emit(result, lake, args.run_key)
+    return result.emit(lake, args.run_key)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from flightdeck.core.jobargs import emit_result, parser, partitions, run, setup
+from flightdeck.core.jobargs import parser, partitions, run, setup
 from flightdeck.data.feature_run import validate_range_of_features
 from flightdeck.data.sparkio import build_session, read_partitions
 from flightdeck.data.validation import FeatureValidationError, raise_failures
@@ -37,7 +37,7 @@ def main(argv: Sequence[str]) -> None:
     features = read_partitions(spark, lake, "features", cfg.dataset.entity.name, dates)
     result, checks = validate_range_of_features(spark, cfg, lake, features, dates, engine=args.engine)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
-    emit_result(result.model_dump(mode="json"), lake, args.run_key, "validate_features")
+    result.emit(lake, args.run_key)
     raise_failures([checks], FeatureValidationError)
 
 

@@ -146,9 +146,10 @@ def _worse_candidate_is_rejected(spark: Any, s: Setup) -> str:
 
 
 def _reproduction_refuses_changed_data() -> None:
-    reproduce = load_job("reproduce")
-    with pytest.raises(reproduce.ReproductionError, match="no longer hold the data"):
-        reproduce.main(["--model-version", "1", "--run-key", "rep2"])
+    from flightdeck.model.reproduce import ReproductionError
+
+    with pytest.raises(ReproductionError, match="no longer hold the data"):
+        load_job("reproduce").main(["--model-version", "1", "--run-key", "rep2"])
 
 
 def _scoring_keeps_the_version_it_resolved(

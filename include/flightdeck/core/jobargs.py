@@ -1,14 +1,14 @@
 """Command-line plumbing shared by every Spark job in ``jobs/``.
 
 Each job is ``spark-submit jobs/<name>.py --partition ... --config ...``; this
-module parses those arguments the same way for all of them and sets up logging.
+module parses those arguments the same way for all of them and sets up logging. A job hands
+its result on with :meth:`flightdeck.core.documents.RunDocument.emit`.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import sys
@@ -18,7 +18,7 @@ from typing import Any
 
 from flightdeck.core.config import JOBS_DIR, PipelineConfig, load_config
 from flightdeck.core.errors import FlightdeckError
-from flightdeck.core.lake import Lake, configured, parse_partitions, read_json, write_json
+from flightdeck.core.lake import Lake, parse_partitions
 
 
 def parser(prog: str, description: str, *, partition: bool = True) -> argparse.ArgumentParser:
@@ -48,20 +48,6 @@ def setup(args: argparse.Namespace) -> tuple[PipelineConfig, Lake]:
 
 def partitions(args: argparse.Namespace) -> list[dt.date]:
     return parse_partitions(args.partition)
-
-
-def emit_result(result: dict[str, Any], lake: Lake | None = None, run_key: str | None = None, name: str = "") -> None:
-    """Hand the job's result on: ``runs/<run_key>/<name>.json`` when a run key is given, and one
-    JSON line on stdout (Airflow shows it in the task log)."""
-    if lake is not None and run_key:
-        write_json(lake.run_doc(run_key, name), result)
-    print("FLIGHTDECK_RESULT " + json.dumps(result, sort_keys=True, default=str), flush=True)
-
-
-def run_result(run_key: str, name: str) -> dict[str, Any]:
-    """The hand-off document a job wrote for this run (e.g. 'ingest', 'train', 'drift'): :func:`emit_result`'s."""
-    _, lake = configured()
-    return dict(read_json(lake.run_doc(run_key, name)))
 
 
 def run(main_fn: Any, argv: Sequence[str] | None) -> int:

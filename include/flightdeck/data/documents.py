@@ -1,27 +1,29 @@
 """The results the data-plane jobs hand on (``runs/<run_key>/<job>.json`` and the task log).
 
-Each job builds one of these and emits ``model_dump(mode="json")`` through
-:func:`flightdeck.core.jobargs.emit_result`; the DAGs, the UI page and the tests read the
-same keys, so the field names are the documents' contract.
+Each job builds one of these :class:`~flightdeck.core.documents.RunDocument` s and calls its
+``emit``; the DAGs read them back typed (``IngestResult.read(lake, run_key)``), the UI page and
+the tests read the same keys, so the field names are the documents' contract. Unknown fields
+are kept, as for every lake document.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
 
-
-class _Document(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from flightdeck.core.documents import RunDocument
 
 
-class LedgerEntry(_Document):
+class IngestLedgerEntry(BaseModel):
     """Row accounting of one source's partition: every row in is valid or quarantined.
 
     Ingest counts into it while it classifies rows, then it is written as it is: to the
-    ``monitoring/ingest_ledger`` table and into the job's result.
+    ``monitoring/ingest_ledger`` table and into the job's result. (Not the alias ledger:
+    that is :class:`flightdeck.model.documents.LedgerEntry`.)
     """
+
+    model_config = ConfigDict(extra="allow")
 
     date: str
     source: str
@@ -40,13 +42,15 @@ class LedgerEntry(_Document):
         return round(share, 6)
 
 
-class IngestResult(_Document):
-    """What ``jobs/ingest.py`` did for a range of dates."""
+class IngestResult(RunDocument):
+    """What ``jobs/ingest.py`` did for a range of dates: ``runs/<key>/ingest.json``."""
+
+    NAME: ClassVar[str] = "ingest"
 
     job: Literal["ingest"] = "ingest"
     partitions: list[str]
     references: dict[str, int]  # rows per reference table ingested by this run (none: bronze had them)
-    ledger: dict[str, dict[str, LedgerEntry]]  # date -> source -> accounting
+    ledger: dict[str, dict[str, IngestLedgerEntry]]  # date -> source -> accounting
     rows_in: int
     rows_quarantined: int
     missing_files: dict[str, list[str]]  # date -> time series without a landing file
@@ -56,8 +60,10 @@ class IngestResult(_Document):
     seconds: float
 
 
-class BuildFeaturesResult(_Document):
-    """What ``jobs/build_features.py`` wrote."""
+class BuildFeaturesResult(RunDocument):
+    """What ``jobs/build_features.py`` wrote: ``runs/<key>/build_features.json``."""
+
+    NAME: ClassVar[str] = "build_features"
 
     job: Literal["build_features"] = "build_features"
     table: str
@@ -68,16 +74,20 @@ class BuildFeaturesResult(_Document):
     seconds: float
 
 
-class PartitionVerdict(_Document):
+class PartitionVerdict(BaseModel):
     """One feature partition's validation outcome."""
+
+    model_config = ConfigDict(extra="allow")
 
     success: bool
     n_rows: int
     failed: list[str]  # one message per failed expectation
 
 
-class ValidateFeaturesResult(_Document):
-    """What ``jobs/validate_features.py`` found."""
+class ValidateFeaturesResult(RunDocument):
+    """What ``jobs/validate_features.py`` found: ``runs/<key>/validate_features.json``."""
+
+    NAME: ClassVar[str] = "validate_features"
 
     job: Literal["validate_features"] = "validate_features"
     partitions: list[str]

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from flightdeck.core.config import ExtraColumns, PipelineConfig, ReferenceSource, TimeSeriesSource
 from flightdeck.core.errors import FlightdeckError, MissingPartition
 from flightdeck.core.lake import Lake, LakeError, parse_date, read_bytes, reference_table
-from flightdeck.data.documents import LedgerEntry
+from flightdeck.data.documents import IngestLedgerEntry
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -399,7 +399,7 @@ def split_rows(classified: DataFrame, source: TimeSeriesSource) -> tuple[DataFra
 # --- ledger ---------------------------------------------------------------------------------
 
 
-def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSource) -> dict[str, LedgerEntry]:
+def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSource) -> dict[str, IngestLedgerEntry]:
     """Per-date ledgers of one source; rows in are counted on the raw read, independently of the checks.
 
     Raises:
@@ -408,11 +408,11 @@ def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSourc
     from pyspark.sql import functions as F
 
     rows_in = {r[DATE]: int(r["n"]) for r in raw.groupBy(DATE).agg(F.count(F.lit(1)).alias("n")).collect()}
-    ledgers = {d: LedgerEntry(date=d, source=source.name, rows_in=n) for d, n in rows_in.items()}
+    ledgers = {d: IngestLedgerEntry(date=d, source=source.name, rows_in=n) for d, n in rows_in.items()}
     for r in classified.groupBy(DATE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
         ledger = ledgers.setdefault(
             r[DATE],
-            LedgerEntry(date=r[DATE], source=source.name),
+            IngestLedgerEntry(date=r[DATE], source=source.name),
         )
         if r[REASON] is None:
             ledger.rows_valid += int(r["n"])
@@ -429,7 +429,7 @@ def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSourc
     return ledgers
 
 
-def ledger_frame(spark: SparkSession, ledgers: Sequence[LedgerEntry]) -> DataFrame:
+def ledger_frame(spark: SparkSession, ledgers: Sequence[IngestLedgerEntry]) -> DataFrame:
     """Ledger rows (one per source and date) with a ``date`` column to partition by; ``reasons`` is a JSON string."""
     import json
 
@@ -462,7 +462,7 @@ def ledger_frame(spark: SparkSession, ledgers: Sequence[LedgerEntry]) -> DataFra
     return spark.createDataFrame(rows, schema).coalesce(1)
 
 
-def check_budget(ledger: LedgerEntry, max_share: float) -> str | None:
+def check_budget(ledger: IngestLedgerEntry, max_share: float) -> str | None:
     """A message when the partition's quarantined share exceeds the budget, else None."""
     if ledger.quarantine_share > max_share:
         top = ", ".join(f"{k}={v}" for k, v in sorted(ledger.reasons.items(), key=lambda kv: -kv[1])[:5])

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from flightdeck.core.config import PipelineConfig, TimeSeriesSource
 from flightdeck.core.lake import COMMIT_MARKER, Lake, json_exists, reference_table
-from flightdeck.data.documents import IngestResult, LedgerEntry
+from flightdeck.data.documents import IngestLedgerEntry, IngestResult
 from flightdeck.data.ingest import (
     LEDGER_TABLE,
     IngestContractError,
@@ -74,7 +74,7 @@ class _Checked:
     source: TimeSeriesSource
     dates: list[dt.date]
     classified: DataFrame
-    ledgers: dict[str, LedgerEntry]
+    ledgers: dict[str, IngestLedgerEntry]
     within_budget: list[dt.date] = field(default_factory=list)
 
 
@@ -87,7 +87,7 @@ class _Run:
     missing: dict[str, list[str]] = field(default_factory=dict)
     extra: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     budget_failures: list[str] = field(default_factory=list)
-    day_ledgers: dict[str, list[LedgerEntry]] = field(default_factory=dict)
+    day_ledgers: dict[str, list[IngestLedgerEntry]] = field(default_factory=dict)
 
 
 def ensure_references(spark: SparkSession, cfg: PipelineConfig, lake: Lake, *, refresh: bool = False) -> dict[str, int]:
@@ -152,7 +152,7 @@ def _quarantine(cfg: PipelineConfig, lake: Lake, run: _Run, item: _Checked) -> D
     write_partitions(quarantine, lake, "quarantine", item.source.name, item.dates)
     for date in item.dates:
         key = date.isoformat()
-        ledger = item.ledgers.get(key) or LedgerEntry(date=key, source=item.source.name)
+        ledger = item.ledgers.get(key) or IngestLedgerEntry(date=key, source=item.source.name)
         run.day_ledgers[key].append(ledger)
         problem = check_budget(ledger, cfg.ingest.max_quarantine_share)
         if problem:

@@ -6,53 +6,27 @@
   :func:`flightdeck.model.promotion.gate_candidate`.
 * :class:`GateResult` — ``runs/<key>/gate.json``, the gate's verdict on the candidate (also the
   XCom the promote task gets).
+* :class:`PromoteResult` — ``runs/<key>/promote.json``, the champion move the promote task made.
+* :class:`ScoreResult` — ``runs/<key>/score.json``, written by ``jobs/score.py``, read by the
+  score DAG.
+* :class:`ReproduceResult` — ``runs/<key>/reproduce.json``, written by ``jobs/reproduce.py``.
 * :class:`Manifest` — ``manifest.json`` of a training run in MLflow, from which
   ``jobs/reproduce.py`` rebuilds the model.
+* :class:`LedgerEntry` — one alias move in the lake's alias ledger.
 
-The JSON field names are those the UI page, ``flightdeck status`` and the tests read; a document
-written by an older flightdeck still validates (unknown fields are kept).
+The run documents are :class:`~flightdeck.core.documents.RunDocument` s (``read``, ``write``,
+``emit``). The JSON field names are those the UI page, ``flightdeck status`` and the tests read;
+a document written by an older flightdeck still validates (unknown fields are kept).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from flightdeck.core.jobargs import emit_result
-from flightdeck.core.lake import Lake, read_json, write_json
-
-D = TypeVar("D", bound="RunDocument")
-
-
-class RunDocument(BaseModel):
-    """A run hand-off document: ``runs/<run key>/<NAME>.json`` in the lake."""
-
-    model_config = ConfigDict(extra="allow")
-
-    NAME: ClassVar[str] = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """The document as JSON-ready data: the fields that were set, under their JSON names."""
-        return self.model_dump(by_alias=True, exclude_unset=True)
-
-
-def read_run_doc(kind: type[D], lake: Lake, run_key: str) -> D:
-    """Read this run's ``kind`` document (e.g. :class:`TrainResult`) from the lake."""
-    return kind.model_validate(read_json(lake.run_doc(run_key, kind.NAME)))
-
-
-def write_run_doc(doc: RunDocument, lake: Lake, run_key: str) -> None:
-    """Write a run document without announcing it (tasks; jobs use :func:`emit`)."""
-    write_json(lake.run_doc(run_key, doc.NAME), doc.to_json())
-
-
-def emit(doc: RunDocument, lake: Lake, run_key: str | None) -> dict[str, Any]:
-    """A job's result: written to ``runs/<run key>/`` (when there is a key) and printed; returned as data."""
-    data = doc.to_json()
-    emit_result(data, lake, run_key, doc.NAME)
-    return data
+from flightdeck.core.documents import RunDocument
 
 
 class TrainResult(RunDocument):
@@ -83,13 +57,23 @@ class ScoredModel(BaseModel):
 
 
 class Comparison(BaseModel):
-    """Candidate against champion on the same rows: AUC delta, its bootstrap interval, per-slice AUCs."""
+    """Candidate against champion on the same rows: AUC delta, its bootstrap interval, per-slice AUCs.
+
+    Only the fields that were set are written: without a champion the comparison is the
+    candidate's slice AUCs alone, as the first documents had it.
+    """
 
     model_config = ConfigDict(extra="allow")
 
     roc_auc_delta: float | None = None
     auc_diff_ci: dict[str, float] | None = None
     slices: dict[str, Any] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        unset = set(type(self).model_fields) - self.model_fields_set
+        return {k: v for k, v in data.items() if k not in unset}
 
 
 class Evaluation(RunDocument):
@@ -122,6 +106,41 @@ class GateResult(RunDocument):
     def of(cls, decision: GateResult | Mapping[str, Any]) -> GateResult:
         """A gate result from the document itself or its data (an XCom value)."""
         return decision if isinstance(decision, GateResult) else cls.model_validate(dict(decision))
+
+
+class PromoteResult(RunDocument):
+    """The champion move of a promotion: the alias-ledger entry, its path, or ``noop`` when nothing moved.
+
+    Its fields are :func:`flightdeck.model.registry.promote`'s record (the ledger entry's fields
+    and ``ledger``), kept as they are.
+    """
+
+    NAME: ClassVar[str] = "promote"
+
+
+class ScoreResult(RunDocument):
+    """What ``jobs/score.py`` wrote: the served version, the predictions partitions, the shadow version."""
+
+    NAME: ClassVar[str] = "score"
+
+    model_name: str
+    model_version: str
+    partitions: dict[str, int]  # date -> prediction rows written
+    shadow_version: str | None
+
+
+class ReproduceResult(RunDocument):
+    """Whether ``jobs/reproduce.py`` rebuilt a version identically: the outcome on the holdout."""
+
+    NAME: ClassVar[str] = "reproduce"
+
+    model_name: str
+    version: str
+    run_id: str
+    identical: bool
+    max_abs_diff: float
+    n_rows: int
+    data_fingerprint_match: bool
 
 
 class DataFingerprint(BaseModel):

@@ -193,7 +193,7 @@ def write_plots(
 
 # --- the candidate against the champion ------------------------------------------------------------
 
-ROW_ID = "_holdout_row"
+ROW_ID = "_holdout_row"  # lines up two models' scores on the same holdout rows (evaluation, reproduce)
 
 
 def evaluate_candidate(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake
+from flightdeck.data.features import EVENT_TS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -120,9 +121,6 @@ def collect_keyed_scores(
     cols = [scored[key], *(scored[c].cast("string").alias(c) for c in extra if c != key)]
     pdf: Any = scored.select(*cols, scored[cfg.label.name].cast("int").alias("y"), "p").toPandas()
     return pdf.sort_values(key, kind="stable").reset_index(drop=True)
-
-
-EVENT_TS = "event_ts"
 
 
 def shadow_table(entity: str) -> str:

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flightdeck.core import alerts
-from flightdeck.core.lake import configured, write_json
+from flightdeck.core.lake import configured
 from flightdeck.model import gate, registry
-from flightdeck.model.documents import Evaluation, GateResult, read_run_doc, write_run_doc
+from flightdeck.model.documents import Evaluation, GateResult, PromoteResult
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def gate_candidate(run_key: str) -> dict[str, Any]:
     per-slice AUCs and the bootstrap interval of the AUC difference; the decision is pure.
     """
     cfg, lake = configured()
-    evaluation = read_run_doc(Evaluation, lake, run_key)
+    evaluation = Evaluation.read(lake, run_key)
     candidate, champion, comparison = evaluation.candidate, evaluation.champion, evaluation.comparison
     ci = comparison.auc_diff_ci
     decision = gate.decide(
@@ -50,7 +50,7 @@ def gate_candidate(run_key: str) -> dict[str, Any]:
         champion_roc_auc=champion.metrics.get("roc_auc") if champion else None,
         **decision.to_dict(),
     )
-    write_run_doc(result, lake, run_key)
+    result.write(lake, run_key)
     log.info(
         "gate for version %s (champion %s): %s",
         candidate.version,
@@ -82,7 +82,7 @@ def promote_candidate(run_key: str, decision: GateResult | Mapping[str, Any], wh
         who=who,
     )
     record = registry.promote(move, lake=lake)
-    write_json(lake.run_doc(run_key, "promote"), record)
+    PromoteResult.model_validate(record).write(lake, run_key)
     if not record.get("noop"):
         summary = f"{cfg.model.name} champion v{record.get('previous')} -> v{record['version']}"
         alerts.notify(alerts.PROMOTION, summary, record, cfg=cfg)

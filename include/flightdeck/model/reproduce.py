@@ -15,14 +15,13 @@ from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake
 from flightdeck.model.documents import Manifest
+from flightdeck.model.evaluation import ROW_ID
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-
-ROW_ID = "_holdout_row"
 
 
 class ReproductionError(FlightdeckError):

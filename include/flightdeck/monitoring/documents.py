@@ -4,7 +4,7 @@
   when the drift policy asks for a retrain, marked consumed by the training DAG; its content is
   also the ``retrain_request`` asset event's extra.
 * :class:`DriftSummary`: ``runs/<key>/detect_drift.json``, what ``jobs/detect_drift.py`` hands on
-  to the monitoring DAG's ``decide_retrain``.
+  (its ``emit``) to the monitoring DAG's ``decide_retrain`` (``DriftSummary.read``).
 
 JSON keys are a contract (``flightdeck status``, the UI page and the asset event read them):
 rename a field only together with its readers.
@@ -12,14 +12,12 @@ rename a field only together with its readers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flightdeck.core.jobargs import emit_result
+from flightdeck.core.documents import RunDocument
 from flightdeck.core.lake import Lake, json_exists, list_docs, read_json, write_json
-
-DRIFT_SUMMARY = "detect_drift"  # the run document's name: runs/<key>/detect_drift.json
 
 
 class RetrainRequest(BaseModel):
@@ -29,7 +27,7 @@ class RetrainRequest(BaseModel):
     :func:`flightdeck.monitoring.retrain.consume_retrain_request`) or until it expires.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="allow")
 
     partition: str
     reason: str
@@ -61,14 +59,15 @@ def read_retrain_requests(lake: Lake) -> list[RetrainRequest]:
     return [RetrainRequest.model_validate(read_json(path)) for path in list_docs(lake.retrain_requests())]
 
 
-class DriftSummary(BaseModel):
+class DriftSummary(RunDocument):
     """The drift job's result for one partition: the drift report's figures and where it was logged.
 
     ``performance`` is :func:`flightdeck.monitoring.drift.performance_report`'s dict for day D-1
-    (None when D-1 has no committed predictions and features).
+    (None when D-1 has no committed predictions and features). Written with every key, nulls
+    included.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    NAME: ClassVar[str] = "detect_drift"
 
     partition: str
     date: str
@@ -91,17 +90,3 @@ class DriftSummary(BaseModel):
     performance: dict[str, Any] | None = None
     report_html: str
     mlflow_run_id: str
-
-    def to_doc(self) -> dict[str, Any]:
-        """The JSON document (every key, nulls included)."""
-        return self.model_dump()
-
-
-def emit_drift_summary(summary: DriftSummary, lake: Lake, run_key: str | None) -> None:
-    """Hand the summary on: ``runs/<run_key>/detect_drift.json`` (with a run key) and the task log."""
-    emit_result(summary.to_doc(), lake, run_key, DRIFT_SUMMARY)
-
-
-def read_drift_summary(lake: Lake, run_key: str) -> DriftSummary:
-    """The summary ``jobs/detect_drift.py`` wrote for this run."""
-    return DriftSummary.model_validate(read_json(lake.run_doc(run_key, DRIFT_SUMMARY)))

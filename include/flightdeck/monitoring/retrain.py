@@ -20,8 +20,8 @@ from flightdeck.core.config import Drift, PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake, configured, list_docs, parse_date, read_json
 from flightdeck.monitoring.documents import (
+    DriftSummary,
     RetrainRequest,
-    read_drift_summary,
     read_retrain_request,
     read_retrain_requests,
     write_retrain_request,
@@ -250,7 +250,7 @@ def drift_windows(lake: Lake) -> list[dict[str, Any]]:
 def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
     """Apply the drift policy to this window and the history (a pure decision, with a reason)."""
     cfg, lake = configured()
-    report = read_drift_summary(lake, run_key).to_doc()
+    report = DriftSummary.read(lake, run_key).to_json()
     day = parse_date(partition)
     windows = [w for w in drift_windows(lake) if w.get("date") != day.isoformat()] + [report]
     history = History(day=day, windows=windows, requests=retrain_history(lake))
