@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.generator import scale_flights, scale_planes
 from bench.probe import RssSampler, measure
+from flightdeck.core.documents import RESULT_PREFIX
 from flightdeck.core.jobargs import load_job
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from flightdeck.core.lake import Lake
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT_PREFIX = "FLIGHTDECK_RESULT "
 
 
 def run_job(name: str, argv: list[str]) -> dict[str, Any]:

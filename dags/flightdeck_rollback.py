@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import DAG, Param, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.model import promotion
 from flightdeck.ops import dagkit
@@ -54,7 +55,7 @@ with DAG(
     def rollback(*, params=None, dag_run=None, outlet_events=None) -> dict:
         """Restore the previous champion (or the named version)."""
         if not params["confirm"]:
-            raise ValueError("rollback not confirmed: trigger again with 'Confirm rollback' ticked")
+            raise AirflowFailException("rollback not confirmed: trigger again with 'Confirm rollback' ticked")
         record = promotion.rollback_champion(
             params.get("version") or None, params.get("reason") or "", who=dagkit.airflow_actor(dag_run)
         )

@@ -289,7 +289,7 @@ def classify_rows(
 
     missing_cols = [c for c in [*source.column_names, DATE, SOURCE_FILE] if c not in df.columns]
     if missing_cols:
-        raise IngestError(f"rows of {source.name} lack columns {missing_cols}; read them with read_landing")
+        raise ValueError(f"rows of {source.name} lack columns {missing_cols}; read them with read_landing")
     if _ROW not in df.columns:
         df = df.withColumn(_ROW, F.monotonically_increasing_id())
     if RAW_LINE not in df.columns:
@@ -379,7 +379,7 @@ def _reference_checks(
             )
         key = keys_by_ref.get(ref_name) or (frames[ref_name].columns[0] if len(frames[ref_name].columns) == 1 else None)
         if key is None:
-            raise IngestError(f"key of reference table {ref_name!r} unknown: pass the config's reference sources")
+            raise ValueError(f"key of reference table {ref_name!r} unknown: pass the config's reference sources")
         flag = f"__ref_{col_name}"
         keys = frames[ref_name].select(F.col(key).cast("string").alias(flag)).where(F.col(flag).isNotNull()).distinct()
         df = df.join(F.broadcast(keys), df[col_name] == keys[flag], "left")

@@ -166,7 +166,7 @@ def score(
     if missing:
         raise ModelInputError(f"features are missing key/passthrough columns {missing}; rebuild the features partition")
     if feature_partition is None and "date" not in features_df.columns:
-        raise ModelInputError("features have no 'date' column; pass feature_partition= or read with read_partitions")
+        raise ValueError("features have no 'date' column; pass feature_partition= or read with read_partitions")
     partition_col = F.lit(feature_partition) if feature_partition is not None else F.col("date").cast("string")
     # keys that are also model inputs (carrier, origin, dest) keep their original form
     carried = features_df.select(

@@ -317,7 +317,8 @@ def set_challenger(
         if path is not None:
             break
     else:
-        raise RegistryError(f"model {name}: could not record the challenger move after {_CLAIM_ATTEMPTS} attempts")
+        # contention, not a user error: keep the traceback
+        raise RuntimeError(f"model {name}: could not record the challenger move after {_CLAIM_ATTEMPTS} attempts")
     c.set_registered_model_alias(name, CHALLENGER, version)
     _record_tags(c, name, entry)
     log.info("model %s: alias %s v%s -> v%s", name, CHALLENGER, previous, version)

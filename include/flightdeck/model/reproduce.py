@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake
@@ -69,7 +71,14 @@ def reproduce(
     from flightdeck.model.inference import collect_keyed_scores
     from flightdeck.model.training import check_task_slots, fit
 
-    trained = PipelineConfig.model_validate(manifest.config)
+    try:
+        trained = PipelineConfig.model_validate(manifest.config)
+    except ValidationError as err:
+        raise ReproductionError(
+            f"the manifest's config no longer validates against today's schema ({err.error_count()} errors; "
+            f"first: {'.'.join(map(str, err.errors()[0]['loc']))}: {err.errors()[0]['msg']}); "
+            "check out the code version the manifest names (git_commit) to reproduce this model"
+        ) from err
     trained = trained.model_copy(update={"lake": cfg.lake})  # the lake may have moved; the data must not
     check_task_slots(spark, trained.model.num_workers)
     train_keys, holdout_keys = list(manifest.train_partitions), list(manifest.holdout_partitions)
