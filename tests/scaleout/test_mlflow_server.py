@@ -142,14 +142,20 @@ def test_model_round_trip_through_postgres_and_s3(mlflow_server: dict[str, Any],
 
     client = MlflowClient(tracking_uri=tracking, registry_uri=tracking)
     lake = Lake(f"s3a://{mlflow_server['bucket']}/lake")
-    registry.set_challenger(MODEL, version, lake=lake, client=client)
+    challenger = registry.set_challenger(MODEL, version, lake=lake, client=client)
     move = registry.Move(MODEL, version, expected_current=None, decision_ref="scale-out test")
     record = registry.promote(move, lake=lake, client=client)
     assert registry.champion_version(MODEL, client=client) == version
     assert registry.alias_version(MODEL, registry.CHALLENGER, client=client) is None
-    ledger = list_docs(lake.path("monitoring", "promotions"))
-    assert ledger == [record["ledger"]]
-    assert read_json(ledger[0])["version"] == version
+    # Both moves are in the alias ledger on S3: the challenger set, then the champion moved to it.
+    ledger = list_docs(lake.promotions())
+    assert ledger == [
+        f"s3a://{mlflow_server['bucket']}/lake/monitoring/promotions/{MODEL}-challenger-000001.json",
+        f"s3a://{mlflow_server['bucket']}/lake/monitoring/promotions/{MODEL}-champion-000001.json",
+    ]
+    assert [challenger["ledger"], record["ledger"]] == ledger
+    assert read_json(ledger[0])["to"] == version
+    assert read_json(ledger[1])["version"] == version
 
     # The run's artifacts went through the server to S3, not to a local folder.
     keys = [
