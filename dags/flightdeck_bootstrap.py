@@ -12,34 +12,33 @@ exactly those partitions.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, Param, task
 
 from flightdeck.data import landing
-from flightdeck.ops.dagkit import CFG, DEFAULT_ARGS, spark_job
+from flightdeck.ops.dagkit import CFG, DEFAULT_ARGS, START, history_default, spark_job
 
 RANGE = "{{ params.first }}..{{ params.last }}"
+FIRST, LAST = history_default(CFG)
 
 with DAG(
     dag_id="flightdeck_bootstrap",
     doc_md=__doc__,
     schedule=None,
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["flightdeck", "maintenance"],
     params={
         "first": Param(
-            CFG.dataset.partition_start.isoformat(),
+            FIRST,
             type="string",
             format="date",
             title="First day",
             description="First day of history to load.",
         ),
         "last": Param(
-            "2013-06-30",
+            LAST,
             type="string",
             format="date",
             title="Last day",

@@ -11,11 +11,9 @@ contract. Only a valid partition is announced as `features`.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
-from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, FEATURES, spark_job
+from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, FEATURES, START, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -23,7 +21,7 @@ with DAG(
     dag_id="flightdeck_features",
     doc_md=__doc__,
     schedule=PartitionedAssetTimetable(assets=BRONZE),
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -14,24 +14,22 @@ replaces exactly that day's partitions.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, task
 
 from flightdeck.core.lake import configured
 from flightdeck.data import landing
 from flightdeck.data.documents import IngestResult
-from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, spark_job
+from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, END, START, spark_job
 
 PARTITION = "{{ data_interval_start | ds }}"
 
 with DAG(
     dag_id="flightdeck_ingest",
     doc_md=__doc__,
-    schedule="@daily",
-    start_date=dt.datetime.combine(CFG.dataset.partition_start, dt.time(), tzinfo=dt.UTC),
-    end_date=dt.datetime.combine(CFG.dataset.partition_end, dt.time(), tzinfo=dt.UTC),
-    catchup=False,
+    schedule=CFG.calendar.schedule,
+    start_date=START,
+    end_date=END,
+    catchup=CFG.calendar.catchup,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["flightdeck", "data"],

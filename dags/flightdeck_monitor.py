@@ -15,12 +15,10 @@ asset event whose extra names what breached; that event starts `flightdeck_train
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
 from flightdeck.monitoring import retrain
-from flightdeck.ops.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, spark_job
+from flightdeck.ops.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, START, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -28,7 +26,7 @@ with DAG(
     dag_id="flightdeck_monitor",
     doc_md=__doc__,
     schedule=PartitionedAssetTimetable(assets=PREDICTIONS),
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -12,17 +12,15 @@ version gets the tags `reproduced` and `reproduce_max_abs_diff`.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, Param
 
-from flightdeck.ops.dagkit import DEFAULT_ARGS, spark_job
+from flightdeck.ops.dagkit import DEFAULT_ARGS, START, spark_job
 
 with DAG(
     dag_id="flightdeck_reproduce",
     doc_md=__doc__,
     schedule=None,
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

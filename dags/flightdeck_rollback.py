@@ -11,20 +11,18 @@ model. Scoring runs after it use the restored version.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, Param, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.model import promotion
 from flightdeck.ops import dagkit
-from flightdeck.ops.dagkit import CHAMPION, DEFAULT_ARGS
+from flightdeck.ops.dagkit import CHAMPION, DEFAULT_ARGS, START
 
 with DAG(
     dag_id="flightdeck_rollback",
     doc_md=__doc__,
     schedule=None,
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

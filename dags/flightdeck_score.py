@@ -11,14 +11,12 @@ job also writes its predictions to `predictions/<entity>_shadow` (never announce
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
 from flightdeck.core.lake import configured
 from flightdeck.model import promotion
 from flightdeck.model.documents import ScoreResult
-from flightdeck.ops.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, spark_job
+from flightdeck.ops.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, START, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -26,7 +24,7 @@ with DAG(
     dag_id="flightdeck_score",
     doc_md=__doc__,
     schedule=PartitionedAssetTimetable(assets=FEATURES),
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

@@ -33,7 +33,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from flightdeck.model import promotion
 from flightdeck.monitoring import retrain
 from flightdeck.ops import dagkit
-from flightdeck.ops.dagkit import CFG, CHAMPION, DEFAULT_ARGS, RETRAIN_REQUEST, spark_job
+from flightdeck.ops.dagkit import CFG, CHAMPION, DEFAULT_ARGS, RETRAIN_REQUEST, START, spark_job
 
 WINDOW = "{{ ti.xcom_pull(task_ids='plan_window') }}"
 
@@ -41,7 +41,7 @@ with DAG(
     dag_id="flightdeck_train",
     doc_md=__doc__,
     schedule=PartitionedAssetTimetable(assets=RETRAIN_REQUEST),
-    start_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC),
+    start_date=START,
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,

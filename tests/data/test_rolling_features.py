@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from flightdeck.core.config import DateColumns, Rolling, ScheduleCount, load_config
+from flightdeck.core.config import Rolling, ScheduleCount, load_config
 from flightdeck.core.jobargs import load_job
 from flightdeck.core.lake import Lake, reference_table
 from flightdeck.data.features import build_features, rolling_features, schedule_counts
@@ -18,7 +18,6 @@ from flightdeck.data.sparkio import write_partitions, write_table
 
 pytestmark = pytest.mark.spark
 
-DATES = DateColumns(year="y", month="m", day="d")
 ROWS_SCHEMA = "y int, m int, d int, g string, v double"
 
 
@@ -26,21 +25,30 @@ def _day(d: int) -> tuple[int, int, int]:
     return (2013, 1, d)
 
 
+def _dated(df: Any) -> Any:
+    """Rows with their local date in the partition column, as bronze holds them."""
+    from pyspark.sql import functions as F
+
+    return df.withColumn("date", F.make_date("y", "m", "d"))
+
+
 @pytest.fixture()
 def events(spark: Any) -> Any:
-    return spark.createDataFrame(
-        [
-            (*_day(1), "A", 1.0),
-            (*_day(1), "A", 0.0),
-            (*_day(2), "A", 1.0),
-            (*_day(3), "A", None),  # a null value is not counted
-            (*_day(4), "A", 0.0),
-            (*_day(2), "B", 1.0),
-            (*_day(4), "B", 1.0),
-            (*_day(4), "C", 0.0),  # a group without history
-            (*_day(4), None, 1.0),  # a null key belongs to no group
-        ],
-        ROWS_SCHEMA,
+    return _dated(
+        spark.createDataFrame(
+            [
+                (*_day(1), "A", 1.0),
+                (*_day(1), "A", 0.0),
+                (*_day(2), "A", 1.0),
+                (*_day(3), "A", None),  # a null value is not counted
+                (*_day(4), "A", 0.0),
+                (*_day(2), "B", 1.0),
+                (*_day(4), "B", 1.0),
+                (*_day(4), "C", 0.0),  # a group without history
+                (*_day(4), None, 1.0),  # a null key belongs to no group
+            ],
+            ROWS_SCHEMA,
+        )
     )
 
 
@@ -50,7 +58,7 @@ def _by_day_group(df: Any, *cols: str) -> dict[tuple[int, str | None], tuple[Any
 
 def test_rolling_mean_sees_only_days_before(events: Any) -> None:
     roll = Rolling(name="r", group_by=["g"], value="v", agg="mean", windows_days=[2, 3], count_column=True)
-    out = rolling_features(events, events, [roll], DATES)
+    out = rolling_features(events, events, [roll])
     got = _by_day_group(out.where("d <> 1 OR v = 1.0"), "r_2d", "r_2d_n", "r_3d", "r_3d_n")
     # day 4 of A: 2-day window = days 2..3 -> [1] (day 3 is null); 3-day = days 1..3 -> [1, 0, 1]
     assert got[(4, "A")] == (1.0, 1.0, pytest.approx(2 / 3), 3.0)
@@ -70,7 +78,7 @@ def test_rolling_sum_count_known_after_and_min_count(events: Any) -> None:
         Rolling(name="s", group_by=["g"], value="v", agg="sum", windows_days=[1, 2], known_after_days=2, min_count=2),
         Rolling(name="c", group_by=["g"], value="v", agg="count", windows_days=[3]),
     ]
-    out = rolling_features(events, events, rolls, DATES).dropDuplicates(["d", "g"])
+    out = rolling_features(events, events, rolls).dropDuplicates(["d", "g"])
     got = _by_day_group(out, "s_1d", "s_2d", "c_3d")
     # known after 2 days: day 4 sees day 2 (1 day) / days 1..2 (2 days)
     assert got[(4, "A")] == (None, 2.0, 3.0)  # day 2 holds one value < min_count 2; days 1..2: 1+0+1
@@ -82,7 +90,7 @@ def test_rolling_sum_count_known_after_and_min_count(events: Any) -> None:
 def test_rolling_window_over_a_missing_day_is_null(events: Any) -> None:
     roll = Rolling(name="r", group_by=["g"], value="v", windows_days=[1, 3])
     covered = [dt.date(2013, 1, d) for d in (1, 2, 4)]  # day 3 not committed
-    got = _by_day_group(rolling_features(events, events, [roll], DATES, covered).where("v = 0.0"), "r_1d", "r_3d")
+    got = _by_day_group(rolling_features(events, events, [roll], covered=covered).where("v = 0.0"), "r_1d", "r_3d")
     assert got[(4, "A")] == (None, None)
 
 
@@ -90,18 +98,26 @@ def test_rolling_multi_key_and_history_only_rows(spark: Any) -> None:
     history = [(*_day(d), k, "X", float(d % 2)) for d in (1, 2, 3) for k in ("P", "Q")]
     rows = [(*_day(4), "P", "X", 9.0), (*_day(4), "P", "Y", 9.0)]
     schema = "y int, m int, d int, g string, h string, v double"
-    events = spark.createDataFrame(rows + history, schema)
+    events = _dated(spark.createDataFrame(rows + history, schema))
     roll = Rolling(name="r", group_by=["g", "h"], value="v", agg="sum", windows_days=[3])
-    out = rolling_features(spark.createDataFrame(rows, schema), events, [roll], DATES)
+    out = rolling_features(_dated(spark.createDataFrame(rows, schema)), events, [roll])
     assert {r["h"]: r["r_3d"] for r in out.collect()} == {"X": 1.0 + 0.0 + 1.0, "Y": None}
 
 
 def test_schedule_counts_same_local_day_and_keys(spark: Any) -> None:
-    rows = spark.createDataFrame(
-        [(*_day(1), "EWR", 5), (*_day(1), "EWR", 5), (*_day(1), "EWR", 6), (*_day(1), "JFK", 5), (*_day(2), "EWR", 5)],
-        "y int, m int, d int, origin string, hour int",
+    rows = _dated(
+        spark.createDataFrame(
+            [
+                (*_day(1), "EWR", 5),
+                (*_day(1), "EWR", 5),
+                (*_day(1), "EWR", 6),
+                (*_day(1), "JFK", 5),
+                (*_day(2), "EWR", 5),
+            ],
+            "y int, m int, d int, origin string, hour int",
+        )
     )
-    out = schedule_counts(rows, [ScheduleCount(name="n", group_by=["origin", "hour"])], DATES)
+    out = schedule_counts(rows, [ScheduleCount(name="n", group_by=["origin", "hour"])])
     got = sorted((r["d"], r["origin"], r["hour"], r["n"]) for r in out.collect())
     assert got == [(1, "EWR", 5, 2.0), (1, "EWR", 5, 2.0), (1, "EWR", 6, 1.0), (1, "JFK", 5, 1.0), (2, "EWR", 5, 1.0)]
 

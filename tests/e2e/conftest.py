@@ -130,11 +130,13 @@ def _stack_environ(stack_env: dict[str, str]) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def demo_result(stack: Any, stack_env: dict[str, str], alert_hook: dict[str, Any]) -> dict:
     from flightdeck.ops.airflow_api import AirflowApi
-    from flightdeck.ops.demo import DemoPlan, run_demo
+    from flightdeck.core.config import load_config
+    from flightdeck.ops.demo import plan_from_config, run_demo
 
     api = AirflowApi(stack.airflow_url, "admin", stack.admin_password())
-    plan = DemoPlan(
-        history=(("2013-01-01", "2013-01-14"), ("2013-06-17", "2013-06-30")),
+    plan = plan_from_config(
+        load_config(),
+        history=["2013-01-01..2013-01-14", "2013-06-17..2013-06-30"],
         train_start="2013-01-01",
         train_end="2013-01-14",
         days=DAY,

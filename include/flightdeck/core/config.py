@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from flightdeck.core.columns import platform_column_clash
 from flightdeck.core.errors import FlightdeckError
 
 ENV_PREFIX = "FLIGHTDECK__"
@@ -39,29 +42,99 @@ class _Strict(BaseModel):
 
 
 class Column(_Strict):
-    """One column of a raw file."""
+    """One column of a raw file: its name in the lake, its type, and its header in the file when that differs."""
 
     name: str
     type: ColumnType
     required: bool = False
+    # The column's header in the landing file, when the lake name differs (e.g. a file
+    # column called `date`, which is the platform's partition column: {name: event_date, source: date}).
+    source: str | None = None
+
+    @property
+    def header(self) -> str:
+        """The column's name in the landing file."""
+        return self.source or self.name
 
 
-class DateColumns(_Strict):
-    """Columns holding the local calendar date of a row (its partition)."""
+def _zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as err:
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name such as 'UTC' or 'America/New_York'") from err
+    return name
 
-    year: str
-    month: str
-    day: str
+
+class PartitionDate(_Strict):
+    """Where a row's partition, its local calendar date, comes from: exactly one of three forms.
+
+    - ``{column: c}``: a date column;
+    - ``{timestamp: c, timezone: Z}``: a timestamp column, the calendar day in the IANA zone Z
+      (a timestamp without an offset in the file is read as UTC);
+    - ``{year: y, month: m, day: d}``: three integer columns.
+    """
+
+    column: str | None = None
+    timestamp: str | None = None
+    timezone: str | None = None
+    year: str | None = None
+    month: str | None = None
+    day: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PartitionDate:
+        ymd = [self.year, self.month, self.day]
+        forms = [self.column is not None, self.timestamp is not None, any(v is not None for v in ymd)]
+        if sum(forms) != 1:
+            raise ValueError(
+                "give exactly one form: {column: <date column>}, {timestamp: <column>, timezone: <IANA zone>} "
+                "or {year: <column>, month: <column>, day: <column>}"
+            )
+        if forms[2] and any(v is None for v in ymd):
+            raise ValueError("year, month and day go together: give all three columns")
+        if self.timestamp is not None and self.timezone is None:
+            raise ValueError(
+                f"timestamp {self.timestamp!r} needs the time zone whose calendar day is the partition, "
+                "e.g. timezone: UTC or timezone: America/New_York"
+            )
+        if self.timezone is not None:
+            if self.timestamp is None:
+                raise ValueError("timezone goes with timestamp only")
+            _zone(self.timezone)
+        return self
+
+    @property
+    def kind(self) -> Literal["date", "timestamp", "ymd"]:
+        if self.column is not None:
+            return "date"
+        if self.timestamp is not None:
+            return "timestamp"
+        return "ymd"
+
+    @property
+    def columns(self) -> list[str]:
+        """The user columns the partition date is read from."""
+        if self.column is not None:
+            return [self.column]
+        if self.timestamp is not None:
+            return [self.timestamp]
+        return [str(self.year), str(self.month), str(self.day)]
+
+    @property
+    def types(self) -> tuple[ColumnType, ...]:
+        """The column types each form accepts."""
+        return {"date": ("date",), "timestamp": ("timestamp",), "ymd": ("int", "long")}[self.kind]
 
 
 class TimeSeriesSource(_Strict):
     """A table that lands daily and is keyed by time (e.g. weather)."""
 
     name: str
-    source_file: str
     columns: list[Column]
     keys: list[str]
-    date_columns: DateColumns
+    partition_date: PartitionDate
+    # File in dataset.source_package that the demo's simulated upstream cuts into days.
+    source_file: str | None = None
     event_time: str
     null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
     row_rules: dict[str, str] = Field(default_factory=dict)
@@ -76,15 +149,46 @@ class TimeSeriesSource(_Strict):
     def required_columns(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lake column name -> its header in the landing file."""
+        return {c.name: c.header for c in self.columns}
+
     @model_validator(mode="after")
     def _keys_are_columns(self) -> TimeSeriesSource:
         names = set(self.column_names)
         missing = [k for k in self.keys if k not in names]
-        dates = [self.date_columns.year, self.date_columns.month, self.date_columns.day]
-        missing += [d for d in dates if d not in names]
+        missing += [d for d in self.partition_date.columns if d not in names]
         missing += [c for c in self.references if c not in names]
         if missing:
-            raise ValueError(f"source {self.name!r}: keys/date_columns/references {missing} are not among its columns")
+            raise ValueError(
+                f"source {self.name!r}: keys/partition_date/references {missing} are not among its columns"
+            )
+        types = {c.name: c.type for c in self.columns}
+        wrong = [c for c in self.partition_date.columns if types[c] not in self.partition_date.types]
+        if wrong:
+            raise ValueError(
+                f"source {self.name!r}: partition_date column(s) {wrong} have type {[types[c] for c in wrong]}; "
+                f"a {self.partition_date.kind} partition date reads type {' or '.join(self.partition_date.types)}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _no_platform_names(self) -> TimeSeriesSource:
+        for i, col in enumerate(self.columns):
+            clash = platform_column_clash(col.name)
+            if clash:
+                raise ValueError(
+                    f"columns[{i}]: column {col.name!r} of source {self.name!r} collides with {clash}; give it "
+                    f"another name in the lake and keep the file's header: "
+                    f"{{name: {self.name}_{col.name.strip('_')}, source: {col.header}, type: {col.type}}}"
+                )
+        headers = [c.header for c in self.columns]
+        twice = sorted({h for h in headers if headers.count(h) > 1})
+        names = self.column_names
+        twice += sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"source {self.name!r}: columns {twice} are declared twice")
         return self
 
 
@@ -92,8 +196,9 @@ class ReferenceSource(_Strict):
     """A static table that lands whole (e.g. planes, airports)."""
 
     name: str
-    source_file: str
     key: str
+    # File in dataset.source_package that the demo's simulated upstream delivers whole.
+    source_file: str | None = None
     # Declared types of non-string columns (the rest stay strings); never inferred.
     column_types: dict[str, ColumnType] = Field(default_factory=dict)
     null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
@@ -103,9 +208,9 @@ class Dataset(_Strict):
     """What the data is and where it comes from."""
 
     name: str
-    source_package: str
-    partition_start: dt.date
-    partition_end: dt.date
+    # Only for the demo's simulated upstream (`flightdeck feed`): a Python package shipping the
+    # source tables (`source_file` of each source) that the feed cuts into daily files.
+    source_package: str | None = None
     entity: TimeSeriesSource
     timeseries: list[TimeSeriesSource] = Field(default_factory=list)
     reference: list[ReferenceSource] = Field(default_factory=list)
@@ -359,11 +464,27 @@ class Drift(_Strict):
     exclude: list[str] = Field(default_factory=list)
     # Prediction drift: PSI of the score distribution (None: psi_threshold).
     prediction_psi_threshold: float | None = Field(default=None, gt=0)
+    # The statistic follows the sample size (issue 17). A day with fewer rows than this is
+    # judged by a chi-square test of homogeneity on its binned counts vs the reference
+    # (sparse bins merged until every expected count is >= 5): drifted when the p-value,
+    # corrected over the features by `p_value_correction`, is below `p_value` (the score
+    # distribution is one test at `p_value`). At or above it, PSI >= the PSI thresholds.
+    large_sample_rows: int = Field(default=500, ge=1)
+    p_value: float = Field(default=0.01, gt=0, lt=1)
+    p_value_correction: Literal["holm", "bonferroni", "none"] = "holm"
     # Performance drift once labels arrive (day D-1's outcomes, checked on day D), against
     # the holdout metrics of the model version that made the predictions.
     max_auc_drop: float = Field(default=0.05, ge=0, le=1)
     max_log_loss_rise: float = Field(default=0.1, ge=0)
     min_labeled_rows: int = Field(default=200, ge=1)
+    # Judged only with this many labels of each class; a breach only when the whole
+    # bootstrap interval (stratified by class, `bootstrap_samples` resamples of the labelled
+    # rows, seeded) of the AUC drop / log-loss rise is at or above its threshold.
+    # bootstrap_samples 0: the point estimate decides (no interval).
+    min_labels_per_class: int = Field(default=20, ge=1)
+    bootstrap_samples: int = Field(default=500, ge=0)
+    bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1)
+    bootstrap_seed: int = 0
     # Ask for a retrain when at least `breaches` of the last `windows` monitored windows
     # breached a threshold (the current window included).
     breaches: int = Field(default=1, ge=1)
@@ -412,9 +533,66 @@ class Spark(_Strict):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class Calendar(_Strict):
+    """When the platform runs: the ingest DAG's start, schedule, catchup and optional end.
+
+    Days before ``start`` or after ``end`` are refused by ingest (a file for them stays in the
+    inbox). A deployment whose start is today runs its first scheduled day tomorrow.
+    """
+
+    start: dt.date
+    end: dt.date | None = None
+    # A cron expression or an Airflow preset (@daily, @hourly, ...).
+    schedule: str = "@daily"
+    # Airflow's catchup: create the runs of every missed interval since start.
+    catchup: bool = False
+    # The zone of the schedule (when a day's run starts); partition days come from each source.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _zone(value)
+
+    @model_validator(mode="after")
+    def _order(self) -> Calendar:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"calendar.end {self.end} is before calendar.start {self.start}")
+        return self
+
+    def contains(self, day: dt.date) -> bool:
+        """True when ``day`` lies in the configured window."""
+        return self.start <= day and (self.end is None or day <= self.end)
+
+    @property
+    def window(self) -> str:
+        return f"{self.start}..{self.end or 'open'}"
+
+
+DAY_RANGE = r"^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$"
+
+
+class Demo(_Strict):
+    """The story `flightdeck demo` tells (dates of the dataset, so they live here, never in code)."""
+
+    # Days loaded as history before the first champion is trained (FIRST..LAST each).
+    history: list[str] = Field(min_length=1)
+    # Days then run one by one through the daily chain (FIRST..LAST).
+    days: str = Field(pattern=DAY_RANGE)
+
+    @field_validator("history")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(DAY_RANGE, v)]
+        if bad:
+            raise ValueError(f"history ranges {bad} must read FIRST..LAST, e.g. 2024-01-01..2024-03-31")
+        return value
+
+
 class PipelineConfig(_Strict):
     """The whole pipeline configuration (root of the YAML file)."""
 
+    calendar: Calendar
     dataset: Dataset
     features: Features
     label: Label
@@ -427,6 +605,28 @@ class PipelineConfig(_Strict):
     scoring: Scoring = Field(default_factory=Scoring)
     alerts: Alerts = Field(default_factory=Alerts)
     spark: Spark = Field(default_factory=Spark)
+    demo: Demo | None = None
+
+    @model_validator(mode="after")
+    def _outputs_clear_of_platform(self) -> PipelineConfig:
+        feats = self.features
+        named = {f"features.derived.{n}": n for n in feats.derived}
+        named |= {f"features.rolling.{r.name}": c for r in feats.rolling for c in r.outputs}
+        named |= {f"features.counts.{c.name}": c.name for c in feats.counts}
+        named |= {
+            f"features.lookups.{lk.source}.columns.{src}": dst
+            for lk in feats.lookups
+            for src, dst in lk.columns.items()
+        }
+        named |= {
+            f"features.asof_joins.{j.source}.columns.{c}": j.prefix + c for j in feats.asof_joins for c in j.columns
+        }
+        named["label.name"] = self.label.name
+        for key, name in named.items():
+            clash = platform_column_clash(name)
+            if clash:
+                raise ValueError(f"{key}: the output column {name!r} collides with {clash}; choose another name")
+        return self
 
     @field_validator("features")
     @classmethod

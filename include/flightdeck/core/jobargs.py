@@ -28,7 +28,7 @@ def parser(prog: str, description: str, *, partition: bool = True) -> argparse.A
         p.add_argument(
             "--partition",
             required=True,
-            help="date partition(s): 2013-07-01, a comma list, or a range 2013-01-01..2013-01-31",
+            help="date partition(s): YYYY-MM-DD, a comma list, or a range FIRST..LAST (e.g. 2024-01-01..2024-01-31)",
         )
     p.add_argument("--config", default=None, help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
     p.add_argument(

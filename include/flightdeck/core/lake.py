@@ -60,7 +60,7 @@ def parse_date(value: str | dt.date) -> dt.date:
 
 
 def parse_partitions(spec: str) -> list[dt.date]:
-    """Parse a partition spec: ``2013-07-01``, ``2013-07-01,2013-07-03`` or ``2013-01-01..2013-01-31``."""
+    """Parse a partition spec: ``2024-07-01``, ``2024-07-01,2024-07-03`` or ``2024-01-01..2024-01-31``."""
     dates: list[dt.date] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:

@@ -25,15 +25,16 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from flightdeck.core.config import AsofJoin, DateColumns, Lookup, PipelineConfig, Rolling, ScheduleCount
+from flightdeck.core.columns import EVENT_TS, PARTITION
+from flightdeck.core.config import AsofJoin, Lookup, PipelineConfig, Rolling, ScheduleCount
 from flightdeck.core.errors import FlightdeckError
+from flightdeck.data.ingest import local_date
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 log = logging.getLogger(__name__)
 
-EVENT_TS = "event_ts"
 _KIND = "__kind"  # 0 = time-series row, 1 = entity row: at equal times the observation comes first
 _TS = "__ts"
 _DAY = "__day"  # local date of an entity row as days since 1970-01-01
@@ -117,11 +118,11 @@ def lookup(entity: DataFrame, reference: DataFrame, look: Lookup) -> DataFrame:
     return entity.join(F.broadcast(right), cond, "left").drop(*keys.values())
 
 
-def local_day(dates: DateColumns) -> Column:
-    """An entity row's local calendar date as a day number (days since 1970-01-01)."""
+def local_day(day_column: str = PARTITION) -> Column:
+    """An entity row's local calendar date (its partition, set by ingest) as days since 1970-01-01."""
     from pyspark.sql import functions as F
 
-    return F.expr(f"unix_date(make_date({dates.year}, {dates.month}, {dates.day}))")
+    return F.unix_date(F.to_date(F.col(day_column)))
 
 
 def _day_number(day: dt.date) -> int:
@@ -153,7 +154,7 @@ def rolling_features(
     rows: DataFrame,
     events: DataFrame,
     rolls: Sequence[Rolling],
-    dates: DateColumns,
+    day_column: str = PARTITION,
     covered: Iterable[dt.date] | None = None,
 ) -> DataFrame:
     """Add every rolling aggregate's columns to ``rows``, point in time by local day.
@@ -164,7 +165,7 @@ def rolling_features(
             history before them, with the columns the values use (bronze columns and the
             label), each row once.
         rolls: the rolling aggregates from the config.
-        dates: the columns giving a row's local date.
+        day_column: the column holding a row's local date (the bronze partition date).
         covered: the local dates whose entity data is complete (committed partitions);
             a window touching any other day is null. None: the dates present in ``events``.
     """
@@ -173,13 +174,13 @@ def rolling_features(
 
     if not rolls:
         return rows
-    source = events.withColumn(_DAY, local_day(dates))
+    source = events.withColumn(_DAY, local_day(day_column))
     if covered is None:
         days = [int(r[0]) for r in source.select(_DAY).distinct().collect() if r[0] is not None]
     else:
         days = [_day_number(d) for d in covered]
     runs = _runs(days)
-    out = rows.withColumn(_DAY, local_day(dates))
+    out = rows.withColumn(_DAY, local_day(day_column))
     for roll in rolls:
         missing = [c for c in roll.group_by if c not in rows.columns or c not in events.columns]
         if missing:
@@ -215,12 +216,12 @@ def rolling_features(
     return out.drop(_DAY)
 
 
-def schedule_counts(entity: DataFrame, counts: Sequence[ScheduleCount], dates: DateColumns) -> DataFrame:
+def schedule_counts(entity: DataFrame, counts: Sequence[ScheduleCount], day_column: str = PARTITION) -> DataFrame:
     """Add, per declared count, the number of entity rows on the row's local date sharing its keys."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    out = entity.withColumn(_DAY, local_day(dates))
+    out = entity.withColumn(_DAY, local_day(day_column))
     for count in counts:
         missing = [c for c in count.group_by if c not in entity.columns]
         if missing:
@@ -259,6 +260,11 @@ def build_features(
     from pyspark.sql import functions as F
 
     feats = cfg.features
+    if PARTITION not in entity_df.columns:
+        # Rows straight from typed columns (not bronze): their local date from the source's rule.
+        entity_df = entity_df.withColumn(PARTITION, local_date(cfg.dataset.entity.partition_date))
+        if history is not None and PARTITION not in history.columns:
+            history = history.withColumn(PARTITION, local_date(cfg.dataset.entity.partition_date))
     df = entity_df.withColumn(EVENT_TS, F.expr(cfg.dataset.entity.event_time).cast("timestamp"))
     for join in feats.asof_joins:
         if join.source not in timeseries:
@@ -275,8 +281,8 @@ def build_features(
     if feats.rolling:
         events = entity_df if history is None else entity_df.unionByName(history.select(*entity_df.columns))
         events = events.withColumn(cfg.label.name, F.expr(cfg.label.expression))
-        df = rolling_features(df, events, feats.rolling, cfg.dataset.entity.date_columns, covered)
-    df = schedule_counts(df, feats.counts, cfg.dataset.entity.date_columns)
+        df = rolling_features(df, events, feats.rolling, covered=covered)
+    df = schedule_counts(df, feats.counts)
     columns = _dedupe([*feats.passthrough, *feats.numeric, *feats.categorical, cfg.label.name, EVENT_TS, *carry])
     missing = [c for c in columns if c not in df.columns]
     if missing:

@@ -10,8 +10,9 @@ its raw line and every reason, in this order::
     unparseable:<col>         a value is present but does not cast to the column's type
     <row rule name>           a configured row rule (SQL condition marking a bad row) holds
     unknown_reference:<col>   the value is not a key of the configured reference table
-    invalid_date              year, month and day do not form a calendar date (e.g. 2013-02-30)
-    wrong_partition           the row's local date is not the file's partition date
+    invalid_date              year, month and day do not form a calendar date (e.g. 2023-02-30)
+    wrong_partition           the row's local date (``partition_date``: a date column, a timestamp's
+                              day in its zone, or year/month/day) is not the file's partition date
     duplicate_key             the row repeats the keys of an earlier row of the same file
 
 ``reason`` is the first of them, ``reasons`` all of them. Whole-file problems raise
@@ -32,7 +33,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from flightdeck.core.config import ExtraColumns, PipelineConfig, ReferenceSource, TimeSeriesSource
+from flightdeck.core.columns import PARTITION as DATE
+from flightdeck.core.columns import RAW_LINE, REASON, REASONS, SOURCE_FILE
+from flightdeck.core.config import ExtraColumns, PartitionDate, PipelineConfig, ReferenceSource, TimeSeriesSource
 from flightdeck.core.errors import FlightdeckError, MissingPartition
 from flightdeck.core.lake import Lake, LakeError, parse_date, read_bytes, reference_table
 from flightdeck.data.documents import IngestLedgerEntry
@@ -42,11 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCE_FILE = "source_file"
-DATE = "date"
-RAW_LINE = "raw_line"
-REASON = "reason"
-REASONS = "reasons"
 _ROW = "__row"
 # A column past the header's: Spark's permissive CSV reader drops the tokens of a line that
 # has more fields than the schema; one spare column catches them, so the line is quarantined.
@@ -151,7 +149,8 @@ def inspect_landing_file(
             extra columns that the policy rejects; the message names the file, the problem
             and the expected header.
     """
-    expected = _expected(source.column_names)
+    wanted = list(source.headers.values())
+    expected = _expected(wanted)
     text = _read_text(path, expected)
     if text is None:
         raise IngestContractError(
@@ -162,14 +161,14 @@ def inspect_landing_file(
     if not head:
         raise IngestContractError(f"landing file {path} is empty; expected header: {expected} and at least one row")
     header = [h.strip() for h in next(csv.reader([head[0]]))]
-    if len(header) == 1 and len(source.column_names) > 1:
+    if len(header) == 1 and len(wanted) > 1:
         used = [name for sep, name in _OTHER_DELIMITERS.items() if len(re.findall(re.escape(sep), head[0])) > 0]
         raise IngestContractError(
             f"landing file {path} is not comma-separated"
             + (f" (its header is split by {used[0]}s)" if used else " (its header is one column)")
             + f": {head[0][:200]!r}; expected header: {expected}"
         )
-    missing = [c for c in source.column_names if c not in header]
+    missing = [c for c in wanted if c not in header]
     if missing:
         raise IngestContractError(
             f"landing file {path} has header {head[0][:300]!r}, which lacks columns {missing} of source "
@@ -178,7 +177,7 @@ def inspect_landing_file(
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise IngestContractError(f"landing file {path} repeats columns {repeated}; expected header: {expected}")
-    extra = [h for h in header if h not in source.column_names]
+    extra = [h for h in header if h not in wanted]
     if extra and extra_columns == "reject":
         raise IngestContractError(
             f"landing file {path} has extra columns {extra} and ingest.extra_columns is 'reject' "
@@ -237,7 +236,7 @@ def read_landing(spark: SparkSession, files: Sequence[LandingFile], source: Time
         to_date = F.create_map(*[x for f in group for x in (F.lit(_basename(f.path)), F.lit(f.date.isoformat()))])
         frames.append(
             raw.select(
-                *[F.col(c) for c in source.column_names],
+                *[F.col(h).alias(c) for c, h in source.headers.items()],
                 F.concat_ws(
                     ",",
                     *[_quoted(F.col(c)) for c in header],
@@ -268,6 +267,21 @@ def _typed(raw: Column, type_name: str, null_values: Sequence[str]) -> tuple[Col
     if type_name == "string":
         return present, present
     return present, present.try_cast(type_name)
+
+
+def local_date(spec: PartitionDate) -> Column:
+    """A typed row's local calendar date (its partition) under the source's ``partition_date``.
+
+    Null when the columns are null, or when year/month/day do not form a date. A timestamp's
+    day is taken in the configured zone (the session clock is UTC, see ``sparkio``).
+    """
+    from pyspark.sql import functions as F
+
+    if spec.column is not None:
+        return F.col(spec.column)
+    if spec.timestamp is not None:
+        return F.to_date(F.from_utc_timestamp(F.col(spec.timestamp), str(spec.timezone)))
+    return F.try_to_date(F.format_string("%04d-%02d-%02d", spec.year, spec.month, spec.day), "yyyy-MM-dd")
 
 
 def classify_rows(
@@ -329,17 +343,14 @@ def classify_rows(
     df, reference_checks = _reference_checks(df, source, reference_frames or {}, references)
     checks += reference_checks
 
-    d = source.date_columns
-    partition_day = F.to_date(F.col(DATE))
-    date_known = F.col(d.year).isNotNull() & F.col(d.month).isNotNull() & F.col(d.day).isNotNull()
-    as_date = F.try_to_date(F.format_string("%04d-%02d-%02d", d.year, d.month, d.day), "yyyy-MM-dd")
-    checks.append(("invalid_date", date_known & as_date.isNull()))
-    same_day = (
-        (F.col(d.year) == F.year(partition_day))
-        & (F.col(d.month) == F.month(partition_day))
-        & (F.col(d.day) == F.dayofmonth(partition_day))
-    )
-    checks.append(("wrong_partition", date_known & as_date.isNotNull() & ~same_day))
+    spec = source.partition_date
+    date_known = F.lit(True)
+    for c in spec.columns:
+        date_known = date_known & F.col(c).isNotNull()
+    as_date = local_date(spec)
+    if spec.kind == "ymd":
+        checks.append(("invalid_date", date_known & as_date.isNull()))
+    checks.append(("wrong_partition", date_known & as_date.isNotNull() & (as_date != F.to_date(F.col(DATE)))))
 
     keys_known = F.lit(True)
     for k in source.keys:

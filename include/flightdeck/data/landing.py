@@ -2,7 +2,7 @@
 
 For each date, the entity and every time series get ``landing/<source>/<source>_<date>.csv``
 holding the source's header line and, unchanged, the raw text lines of the rows whose
-local date (the configured ``date_columns``) is that date. Reference tables land whole in
+local date (the configured ``partition_date``) is that date. Reference tables land whole in
 ``landing/reference/<name>.csv``. Every write is atomic and idempotent (same bytes on rerun).
 
 Pure Python (csv/zipfile streaming); the decompressed sources are cached per process,
@@ -25,12 +25,13 @@ import importlib.util
 import logging
 import re
 import zipfile
+import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flightdeck.core.config import PipelineConfig, TimeSeriesSource
+from flightdeck.core.config import PartitionDate, PipelineConfig, TimeSeriesSource
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import (
     FileInfo,
@@ -61,8 +62,13 @@ class _DailyLines:
     by_date: dict[dt.date, list[str]]
 
 
-def source_dir(package: str) -> Path:
+def source_dir(package: str | None) -> Path:
     """The folder of the package that ships the source files (the package is not imported)."""
+    if not package:
+        raise LandingError(
+            "dataset.source_package is not set: only the demo's simulated upstream cuts days out of a package; "
+            "a dataset of your own arrives as files in the landing inbox"
+        )
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise LandingError(f"source package {package!r} is not installed; install it or fix dataset.source_package")
@@ -89,19 +95,38 @@ def _split_fields(line: str) -> list[str]:
     return next(csv.reader([line]))
 
 
+def row_date(values: Sequence[str], spec: PartitionDate) -> dt.date:
+    """The local date of one raw row: ``values`` are the raw fields of ``spec.columns``, in order.
+
+    Raises:
+        ValueError: the fields do not hold a date under the spec.
+    """
+    if spec.kind == "ymd":
+        return dt.date(int(values[0]), int(values[1]), int(values[2]))
+    if spec.kind == "date":
+        return dt.date.fromisoformat(values[0].strip()[:10])
+    stamp = dt.datetime.fromisoformat(values[0].strip().replace(" ", "T", 1))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.astimezone(zoneinfo.ZoneInfo(str(spec.timezone))).date()
+
+
 @functools.lru_cache(maxsize=8)
-def _daily_lines(path: str, year_col: str, month_col: str, day_col: str) -> _DailyLines:
-    """Read a source once per process and group its raw lines by the local date of each row."""
+def _daily_lines(path: str, spec: PartitionDate, headers: tuple[str, ...]) -> _DailyLines:
+    """Read a source once per process and group its raw lines by the local date of each row.
+
+    ``headers`` are the file headers of ``spec.columns``, in order.
+    """
     lines = _read_text(Path(path)).splitlines()
     if not lines:
         raise LandingError(f"source file {path} is empty")
     header = lines[0]
     names = _split_fields(header)
     try:
-        idx = (names.index(year_col), names.index(month_col), names.index(day_col))
+        idx = [names.index(h) for h in headers]
     except ValueError as err:
         raise LandingError(
-            f"source file {path}: date columns {[year_col, month_col, day_col]} not all in header {names}"
+            f"source file {path}: partition_date columns {list(headers)} not all in header {names}"
         ) from err
     by_date: dict[dt.date, list[str]] = {}
     for number, line in enumerate(lines[1:], start=2):
@@ -109,7 +134,7 @@ def _daily_lines(path: str, year_col: str, month_col: str, day_col: str) -> _Dai
             continue
         fields = _split_fields(line)
         try:
-            day = dt.date(int(fields[idx[0]]), int(fields[idx[1]]), int(fields[idx[2]]))
+            day = row_date([fields[i] for i in idx], spec)
         except (IndexError, ValueError) as err:
             raise LandingError(f"source file {path} line {number}: no valid local date in {line!r}") from err
         by_date.setdefault(day, []).append(line)
@@ -117,9 +142,11 @@ def _daily_lines(path: str, year_col: str, month_col: str, day_col: str) -> _Dai
 
 
 def _source_lines(cfg: PipelineConfig, source: TimeSeriesSource) -> _DailyLines:
+    if not source.source_file:
+        raise LandingError(f"source {source.name!r} has no source_file in dataset.source_package to cut days from")
     path = source_dir(cfg.dataset.source_package) / source.source_file
-    d = source.date_columns
-    return _daily_lines(str(path), d.year, d.month, d.day)
+    spec = source.partition_date
+    return _daily_lines(str(path), spec, tuple(source.headers[c] for c in spec.columns))
 
 
 def _render(header: str, lines: list[str]) -> bytes:
@@ -163,6 +190,8 @@ def land_reference(cfg: PipelineConfig, lake: Lake) -> dict[str, int]:
     base = source_dir(cfg.dataset.source_package)
     counts: dict[str, int] = {}
     for ref in cfg.dataset.reference:
+        if not ref.source_file:
+            raise LandingError(f"reference {ref.name!r} has no source_file in dataset.source_package to deliver")
         text = _read_text(base / ref.source_file)
         lines = text.splitlines()
         counts[ref.name] = sum(1 for line in lines[1:] if line)
@@ -269,10 +298,9 @@ def land_partition(partition: str) -> dict[str, Any]:
     """Land one day's raw files (and the reference tables when missing) into the landing zone."""
     cfg, lake = configured()
     date = parse_date(partition)
-    if not (cfg.dataset.partition_start <= date <= cfg.dataset.partition_end):
+    if not cfg.calendar.contains(date):
         raise LandingError(
-            f"partition {date} is outside the dataset's range "
-            f"{cfg.dataset.partition_start}..{cfg.dataset.partition_end} (dataset.partition_start/end)"
+            f"partition {date} is outside the configured calendar {cfg.calendar.window} (calendar.start/end)"
         )
     refs = land_reference(cfg, lake)
     rows = land_day(cfg, lake, date)

@@ -180,7 +180,7 @@ class ValidationReport:
         return doc
 
     def summary(self, table: str = "features") -> str:
-        """E.g. ``features 2013-07-01 failed 2 of 14 expectations: wx_temp non-null 61% < 80% required; ...``."""
+        """E.g. ``features 2024-07-01 failed 2 of 14 expectations: wx_temp non-null 61% < 80% required; ...``."""
         where = f"{table} {self.partition}" if self.partition else table
         if self.success:
             return f"{where} passed {self.evaluated} of {self.evaluated} expectations ({self.n_rows} rows)"

@@ -12,10 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flightdeck.core.columns import (
+    EVENT_TS,
+    FEATURE_PARTITION,
+    MODEL_NAME,
+    MODEL_VERSION,
+    PREDICTION,
+    PROBABILITY,
+    SCORING_RUN,
+)
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake
-from flightdeck.data.features import EVENT_TS
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,9 +66,6 @@ def feature_names(model: PipelineModel) -> list[str]:
         if isinstance(stage, VectorAssembler):
             return [c.removesuffix(INDEX_SUFFIX) for c in stage.getInputCols()]
     raise ModelInputError("the pipeline has no VectorAssembler producing 'features'; was it trained by flightdeck?")
-
-
-PROBABILITY = "probability"
 
 
 def positive_probability(scored: DataFrame) -> Any:
@@ -178,13 +183,13 @@ def score(
     probability = F.col("__probability")
     return scored.select(
         *[F.col(f"__key_{i}").alias(c) for i, c in enumerate(keys)],
-        probability.alias("probability"),
+        probability.alias(PROBABILITY),
         # xgboost.spark's prediction: the argmax of (1 - p, p)
-        (probability > 0.5).cast("int").alias("prediction"),
-        F.lit(model_name).alias("model_name"),
-        F.lit(str(model_version)).alias("model_version"),
-        F.lit(run_key).cast("string").alias("scoring_run"),
-        F.col("__partition").alias("feature_partition"),
+        (probability > 0.5).cast("int").alias(PREDICTION),
+        F.lit(model_name).alias(MODEL_NAME),
+        F.lit(str(model_version)).alias(MODEL_VERSION),
+        F.lit(run_key).cast("string").alias(SCORING_RUN),
+        F.col("__partition").alias(FEATURE_PARTITION),
     )
 
 

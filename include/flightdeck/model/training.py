@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from flightdeck.core.columns import FEATURE_VECTOR
 from flightdeck.core.config import PROJECT_ROOT, PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.model.inference import INDEX_SUFFIX, model_input_frame, positive_probability
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FEATURES_COL = "features"
+FEATURES_COL = FEATURE_VECTOR
 VALIDATION_COL = "_is_validation"
 ORDER_COL = "_row_hash"
 MIN_TRAIN_ROWS = 100

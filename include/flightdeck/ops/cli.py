@@ -82,10 +82,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     rt = Runtime()
     cfg = load_config(args.config)
-    plan = demo.DemoPlan(
-        history=demo.parse_history(args.history or ["2013-01-01..2013-06-30"]),
-        train_start=args.train_start or cfg.model.train_start.isoformat(),
-        train_end=args.train_end or cfg.model.train_end.isoformat(),
+    plan = demo.plan_from_config(
+        cfg,
+        history=args.history,
+        train_start=args.train_start,
+        train_end=args.train_end,
         days=args.days,
         timeout=args.timeout,
     )
@@ -172,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run the whole loop on real data",
         description=(
-            "Start the runtime, load history, train a first champion on early 2013, run daily ingestion over days "
+            "Start the runtime, load history, train a first champion, run daily ingestion over days "
             "of another season through Airflow (scoring, monitoring, drift-triggered retraining follow by asset "
             "events), then print a summary and write a JSON report."
         ),
@@ -181,14 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--history",
         action="append",
         metavar="FIRST..LAST",
-        help="history to bootstrap (repeatable; default 2013-01-01..2013-06-30)",
+        help="history to bootstrap (repeatable; default: the config's demo.history)",
     )
     dm.add_argument("--train-start", help="first champion's window start (default: model.train_start)")
     dm.add_argument("--train-end", help="first champion's window end (default: model.train_end)")
     dm.add_argument(
         "--days",
-        default="2013-07-01..2013-07-02",
-        help="daily runs to backfill (FIRST..LAST; default 2013-07-01..2013-07-02)",
+        help="daily runs to backfill (FIRST..LAST; default: the config's demo.days)",
     )
     dm.add_argument(
         "--fresh",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset
 
@@ -30,6 +31,23 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 CFG: PipelineConfig = load_config()
 LAKE = Lake(CFG.lake.root)
+
+
+def _midnight(day: dt.date | None, zone: str) -> dt.datetime | None:
+    return None if day is None else pendulum.datetime(day.year, day.month, day.day, tz=zone)
+
+
+# The calendar of every DAG comes from the config (calendar.*): no dataset date in code.
+START = _midnight(CFG.calendar.start, CFG.calendar.timezone)
+END = _midnight(CFG.calendar.end, CFG.calendar.timezone)
+
+
+def history_default(cfg: PipelineConfig) -> tuple[str, str]:
+    """The bootstrap's default history: the demo's first range, else the calendar's first day."""
+    if cfg.demo is not None:
+        first, last = cfg.demo.history[0].split("..")
+        return first, last
+    return cfg.calendar.start.isoformat(), cfg.calendar.start.isoformat()
 
 
 def _asset_uri(lake_path: str) -> str:

@@ -1,7 +1,7 @@
 """The demo: the whole loop on real data, driven through Airflow's REST API.
 
 1. bootstrap history (``flightdeck_bootstrap``): land, ingest, build and validate features;
-2. train the first champion on early 2013 (``flightdeck_train`` with Params);
+2. train the first champion on the configured window (``flightdeck_train`` with Params);
 3. run the daily ``flightdeck_ingest`` DAG over days of another season (an Airflow
    backfill); each day flows through features, scoring and monitoring by asset
    events, and real seasonal drift triggers retraining;
@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flightdeck.core.config import PipelineConfig
+from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import LakeError, parse_date, parse_partitions
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
 from flightdeck.ops.readmodel import DAG_IDS
@@ -25,15 +27,52 @@ from flightdeck.ops.readmodel import DAG_IDS
 CHAIN = ("flightdeck_features", "flightdeck_score", "flightdeck_monitor")
 
 
+class DemoConfigError(FlightdeckError):
+    """The demo does not know which days to run."""
+
+
 @dataclass(frozen=True)
 class DemoPlan:
-    """What the demo runs; the defaults tell the story of 2013's seasons."""
+    """What the demo runs: history to load, the first champion's window, the daily days.
 
-    history: Sequence[tuple[str, str]] = (("2013-01-01", "2013-06-30"),)
-    train_start: str = "2013-01-01"
-    train_end: str = "2013-03-31"
-    days: str = "2013-07-01..2013-07-02"
+    Its dates belong to the dataset, so they come from the config (``demo`` and
+    ``model.train_start``/``train_end``, see :func:`plan_from_config`), never from code.
+    """
+
+    history: Sequence[tuple[str, str]]
+    train_start: str
+    train_end: str
+    days: str
     timeout: float = 3600.0
+
+
+def plan_from_config(
+    cfg: PipelineConfig,
+    *,
+    history: Sequence[str] | None = None,
+    train_start: str | None = None,
+    train_end: str | None = None,
+    days: str | None = None,
+    timeout: float = 3600.0,
+) -> DemoPlan:
+    """The demo's plan: what is given, else the config's ``demo`` section and training window.
+
+    Raises:
+        DemoConfigError: neither the arguments nor the config say which days to run.
+    """
+    story = cfg.demo
+    if story is None and (not history or not days):
+        raise DemoConfigError(
+            "the config has no demo section: add demo: {history: [FIRST..LAST], days: FIRST..LAST} "
+            "or pass --history and --days"
+        )
+    return DemoPlan(
+        history=parse_history(history or (story.history if story else [])),
+        train_start=train_start or cfg.model.train_start.isoformat(),
+        train_end=train_end or cfg.model.train_end.isoformat(),
+        days=days or (story.days if story else ""),
+        timeout=timeout,
+    )
 
 
 @dataclass
@@ -149,7 +188,7 @@ def run_demo(api: AirflowApi, plan: DemoPlan, say: Callable[[str], None]) -> dic
 
 
 def parse_history(specs: Sequence[str]) -> list[tuple[str, str]]:
-    """``2013-01-01..2013-06-30`` -> ("2013-01-01", "2013-06-30")."""
+    """``FIRST..LAST`` specs -> [(FIRST, LAST)], each checked to be one continuous range."""
     out = []
     for spec in specs:
         dates = parse_partitions(spec)
