@@ -126,6 +126,34 @@ class PartitionDate(_Strict):
         return {"date": ("date",), "timestamp": ("timestamp",), "ymd": ("int", "long")}[self.kind]
 
 
+FileKind = Literal["csv", "parquet", "jsonl"]
+
+
+class FileFormat(_Strict):
+    """How a source's landing files are written (never inferred).
+
+    CSV files carry a header line naming their columns; JSON lines files hold one object
+    per line; Parquet files carry their own schema. CSV and JSON lines may be gzipped.
+    """
+
+    kind: FileKind = "csv"
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quote: str = Field(default='"', min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    compression: Literal["none", "gzip"] = "none"
+
+    @model_validator(mode="after")
+    def _compression(self) -> FileFormat:
+        if self.kind == "parquet" and self.compression != "none":
+            raise ValueError("parquet files compress themselves: leave compression out (none)")
+        return self
+
+    @property
+    def extension(self) -> str:
+        """The file name's ending: ``csv``, ``csv.gz``, ``parquet``, ``jsonl`` or ``jsonl.gz``."""
+        return self.kind + (".gz" if self.compression == "gzip" else "")
+
+
 class TimeSeriesSource(_Strict):
     """A table that lands daily and is keyed by time (e.g. weather)."""
 
@@ -133,6 +161,10 @@ class TimeSeriesSource(_Strict):
     columns: list[Column]
     keys: list[str]
     partition_date: PartitionDate
+    format: FileFormat = Field(default_factory=FileFormat)
+    # Where the upstream drops the daily files <name>_<YYYY-MM-DD>.<format extension>: a
+    # local folder or an s3:// prefix; by default the lake's landing/<name>/ folder.
+    inbox: str | None = None
     # File in dataset.source_package that the demo's simulated upstream cuts into days.
     source_file: str | None = None
     event_time: str
@@ -199,6 +231,7 @@ class ReferenceSource(_Strict):
     key: str
     # File in dataset.source_package that the demo's simulated upstream delivers whole.
     source_file: str | None = None
+    format: FileFormat = Field(default_factory=FileFormat)
     # Declared types of non-string columns (the rest stay strings); never inferred.
     column_types: dict[str, ColumnType] = Field(default_factory=dict)
     null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
@@ -569,6 +602,26 @@ class Calendar(_Strict):
         return f"{self.start}..{self.end or 'open'}"
 
 
+class Arrival(_Strict):
+    """When a day's landing files are complete enough to ingest (the ingest DAG's sensor waits for it).
+
+    A day is complete when every ``required`` source has its file (and, with ``ready_marker``,
+    the upstream has dropped ``<entity>_<YYYY-MM-DD>.ready`` beside the entity file), or, with
+    ``cutoff_hours``, once that many hours have passed since the day ended and the entity
+    file is there (ingest then goes ahead with the sources present). The sensor pokes every
+    ``poke_seconds`` without holding a worker slot and fails after ``timeout_hours``.
+    """
+
+    # Sources whose files a day needs (None: the entity and every time series).
+    required: list[str] | None = None
+    ready_marker: bool = False
+    cutoff_hours: float | None = Field(default=None, ge=0)
+    poke_seconds: int = Field(default=60, ge=1)
+    timeout_hours: float = Field(default=48, gt=0)
+    # How often the inbox watcher (triggerer) looks for late and re-delivered files.
+    watch_seconds: int = Field(default=30, ge=1)
+
+
 DAY_RANGE = r"^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$"
 
 
@@ -594,6 +647,7 @@ class PipelineConfig(_Strict):
 
     calendar: Calendar
     dataset: Dataset
+    arrival: Arrival = Field(default_factory=Arrival)
     features: Features
     label: Label
     lake: Lake
@@ -606,6 +660,19 @@ class PipelineConfig(_Strict):
     alerts: Alerts = Field(default_factory=Alerts)
     spark: Spark = Field(default_factory=Spark)
     demo: Demo | None = None
+
+    @model_validator(mode="after")
+    def _required_sources_exist(self) -> PipelineConfig:
+        names = [self.dataset.entity.name, *[t.name for t in self.dataset.timeseries]]
+        unknown = sorted(set(self.arrival.required or []) - set(names))
+        if unknown:
+            raise ValueError(f"arrival.required: {unknown} are not sources; have {names}")
+        return self
+
+    def required_sources(self) -> list[str]:
+        """The sources a day needs before it is complete (``arrival.required``, default all)."""
+        names = [self.dataset.entity.name, *[t.name for t in self.dataset.timeseries]]
+        return list(self.arrival.required) if self.arrival.required is not None else names
 
     @model_validator(mode="after")
     def _outputs_clear_of_platform(self) -> PipelineConfig:
