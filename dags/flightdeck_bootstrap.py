@@ -1,8 +1,10 @@
 """
 ### flightdeck_bootstrap — load history in bulk (manual)
 
-Lands, ingests, builds and validates features for a whole date range in one Spark
-application per stage, instead of one daily run per day. Use it once to give a
+Ingests the history the upstream delivered to the landing inbox, then builds and
+validates features for the whole date range in one Spark application per stage,
+instead of one daily run per day; it fails first, naming the days and sources,
+when some day of the range is incomplete. Use it once to give a
 new deployment the history its first model trains on, then let the daily
 `flightdeck_ingest` runs (or a backfill) take over. It emits no asset events, so
 history does not flood scoring and monitoring; train with `flightdeck_train`.
@@ -48,12 +50,17 @@ with DAG(
 ):
 
     @task
-    def land_history(*, params=None) -> dict:
-        """Land every day of the range, reading the source once."""
-        return landing.land_history(params["first"], params["last"])
+    def check_history(*, params=None) -> list[str]:
+        """Every day of the range must be complete in the inbox (the upstream delivered it)."""
+        return landing.check_history(params["first"], params["last"])
 
     ingest = spark_job("ingest", "ingest", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
     build = spark_job("build_features", "build_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
     validate = spark_job("validate_features", "validate_features", ["--partition", RANGE, "--run-key", "{{ run_id }}"])
 
-    land_history() >> ingest >> build >> validate
+    @task
+    def mark_files(*, params=None, run_id=None) -> dict:
+        """Archive and mark the ingested files (a later change to one is a re-delivery)."""
+        return landing.mark_partitions(f"{params['first']}..{params['last']}", run_id)
+
+    check_history() >> ingest >> mark_files() >> build >> validate

@@ -1,20 +1,26 @@
 """
-### flightdeck_ingest — land and ingest one day (daily)
+### flightdeck_ingest — ingest one day when its files have arrived (on the configured calendar)
 
-Each run owns one day of data: its data interval. It **lands** that day's raw
-files (the upstream export: one CSV per source per day, plus the reference
-tables), then **ingests** them with Spark into typed bronze partitions. Bad
-rows go to quarantine with a reason; the per-partition ledger reconciles
-`rows in = rows valid + rows quarantined`. Publishing the `bronze` asset event
-(partition key = the day) starts `flightdeck_features` for that day.
+Each run owns one day of data: its data interval. **wait_for_files** checks the
+landing inbox for the day's files under the `arrival` rule of the config (every
+required source present, a ready marker, or a cutoff) and reschedules itself
+meanwhile, holding no worker slot. **ingest** then types the files with Spark
+into bronze partitions; bad rows go to quarantine with a reason and the ledger
+reconciles `rows in = rows valid + rows quarantined`. **mark_files** archives
+the ingested files, and the `bronze` asset event (partition key = the day)
+starts `flightdeck_features` for that day.
 
-Run history with `airflow backfill create` or the Backfill button; a rerun
-replaces exactly that day's partitions.
+Start, schedule, catchup and end come from `calendar` in the config. Run
+history with the Backfill button; a rerun replaces exactly that day's partitions.
+Files that arrive late or again for a day already ingested are taken by
+`flightdeck_inbox`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+import datetime as dt
+
+from airflow.sdk import DAG, PokeReturnValue, task
 
 from flightdeck.core.lake import configured
 from flightdeck.data import landing
@@ -35,12 +41,22 @@ with DAG(
     tags=["flightdeck", "data"],
 ):
 
-    @task
-    def land(partition: str) -> dict:
-        """Write the day's raw files into the landing zone, as the upstream export would."""
-        return landing.land_partition(partition)
+    @task.sensor(
+        poke_interval=CFG.arrival.poke_seconds,
+        timeout=dt.timedelta(hours=CFG.arrival.timeout_hours),
+        mode="reschedule",
+    )
+    def wait_for_files(partition: str) -> PokeReturnValue:
+        """Wait (rescheduling, no slot held) until the day's files are complete under `arrival`."""
+        status = landing.poke_day(partition)
+        return PokeReturnValue(is_done=status.complete, xcom_value=status.to_dict())
 
     ingest = spark_job("ingest", "ingest", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])
+
+    @task
+    def mark_files(partition: str, *, run_id=None) -> dict:
+        """Archive and mark the day's ingested files (a later change to one is a re-delivery)."""
+        return landing.mark_partitions(partition, run_id)
 
     @task(outlets=[BRONZE])
     def publish_bronze(partition: str, *, outlet_events=None, run_id=None) -> dict:
@@ -51,4 +67,4 @@ with DAG(
         outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.partitions}
         return result.to_json()
 
-    land(PARTITION) >> ingest >> publish_bronze(PARTITION)
+    wait_for_files(PARTITION) >> ingest >> mark_files(PARTITION) >> publish_bronze(PARTITION)

@@ -12,6 +12,7 @@ DAGS_DIR = Path(__file__).resolve().parents[2] / "dags"
 EXPECTED = {
     "flightdeck_bootstrap",
     "flightdeck_ingest",
+    "flightdeck_inbox",
     "flightdeck_features",
     "flightdeck_score",
     "flightdeck_monitor",
@@ -98,3 +99,32 @@ def test_data_dags_are_linked_by_assets(dagbag) -> None:
     assert "predictions_flights" in outlets("flightdeck_score")
     assert "retrain_request" in outlets("flightdeck_monitor")
     assert "champion_model" in outlets("flightdeck_train")
+    assert "bronze_flights" in outlets("flightdeck_inbox")
+
+
+def test_calendar_comes_from_the_config(dagbag) -> None:
+    from flightdeck.core.config import load_config
+
+    cal = load_config().calendar
+    ingest = dagbag.dags["flightdeck_ingest"]
+    assert ingest.start_date.date() == cal.start
+    assert (ingest.end_date.date() if ingest.end_date else None) == cal.end
+    assert ingest.catchup == cal.catchup
+    assert {d.start_date.date() for d in dagbag.dags.values()} == {cal.start}
+
+
+def test_ingest_waits_for_files_without_holding_a_slot(dagbag) -> None:
+    ingest = dagbag.dags["flightdeck_ingest"]
+    sensor = ingest.get_task("wait_for_files")
+    assert sensor.mode == "reschedule"
+    assert [t.task_id for t in ingest.topological_sort()][:2] == ["wait_for_files", "ingest"]
+
+
+def test_inbox_dag_is_scheduled_by_the_inbox_watcher(dagbag) -> None:
+    from flightdeck.ops.inbox_watch import InboxTrigger
+
+    inbox = dagbag.dags["flightdeck_inbox"]
+    assets = list(inbox.timetable.asset_condition.objects)
+    assert [a.name for a in assets] == ["landing_inbox"]
+    (watcher,) = assets[0].watchers
+    assert isinstance(watcher.trigger, InboxTrigger)

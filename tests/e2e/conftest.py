@@ -54,6 +54,8 @@ OVERRIDES = {
     "FLIGHTDECK__GATE__MAX_AUC_REGRESSION": "0.2",
     # Alerts also go to a webhook whose URL and bearer token live in an Airflow connection.
     "FLIGHTDECK__ALERTS__WEBHOOK_CONN_ID": "flightdeck_alerts",
+    # The inbox watcher looks for late and re-delivered files every few seconds.
+    "FLIGHTDECK__ARRIVAL__WATCH_SECONDS": "5",
 }
 # The webhook connection's password: it must reach the webhook and never a task log.
 CANARY = "canary-7f3e9c1d-never-in-logs"
@@ -129,8 +131,8 @@ def _stack_environ(stack_env: dict[str, str]) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def demo_result(stack: Any, stack_env: dict[str, str], alert_hook: dict[str, Any]) -> dict:
-    from flightdeck.ops.airflow_api import AirflowApi
     from flightdeck.core.config import load_config
+    from flightdeck.ops.airflow_api import AirflowApi
     from flightdeck.ops.demo import plan_from_config, run_demo
 
     api = AirflowApi(stack.airflow_url, "admin", stack.admin_password())

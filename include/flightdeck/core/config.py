@@ -123,7 +123,12 @@ class PartitionDate(_Strict):
     @property
     def types(self) -> tuple[ColumnType, ...]:
         """The column types each form accepts."""
-        return {"date": ("date",), "timestamp": ("timestamp",), "ymd": ("int", "long")}[self.kind]
+        accepted: dict[str, tuple[ColumnType, ...]] = {
+            "date": ("date",),
+            "timestamp": ("timestamp",),
+            "ymd": ("int", "long"),
+        }
+        return accepted[self.kind]
 
 
 FileKind = Literal["csv", "parquet", "jsonl"]

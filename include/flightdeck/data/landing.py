@@ -42,6 +42,7 @@ from flightdeck.core.lake import (
     json_exists,
     list_files,
     parse_date,
+    parse_partitions,
     read_json,
     write_bytes,
     write_json,
@@ -153,7 +154,9 @@ def _render(header: str, lines: list[str]) -> bytes:
     return ("\n".join([header, *lines]) + "\n").encode("utf-8")
 
 
-def _land(cfg: PipelineConfig, lake: Lake, dates: list[dt.date]) -> dict[str, dict[str, int]]:
+def _land(
+    cfg: PipelineConfig, lake: Lake, dates: list[dt.date], *, redeliver: bool = False
+) -> dict[str, dict[str, int]]:
     sources = [cfg.dataset.entity, *cfg.dataset.timeseries]
     counts: dict[str, dict[str, int]] = {d.isoformat(): {} for d in dates}
     for source in sources:
@@ -165,7 +168,12 @@ def _land(cfg: PipelineConfig, lake: Lake, dates: list[dt.date]) -> dict[str, di
                 # Nothing arrived upstream for that day: no file (ingest reports it).
                 log.warning("no %s rows for %s in the source; no landing file written", source.name, date)
                 continue
-            write_bytes(lake.landing_file(source.name, date), _render(daily.header, lines))
+            target = inbox_file(lake, source, date)
+            if json_exists(target) and not redeliver:
+                # The upstream never overwrites what it delivered (a re-delivery is explicit).
+                log.info("%s already delivered; left as it is", target)
+                continue
+            write_bytes(target, _render(daily.header, lines))
     return counts
 
 
@@ -177,10 +185,15 @@ def land_day(cfg: PipelineConfig, lake: Lake, date: dt.date | str) -> dict[str, 
     return counts
 
 
-def land_range(cfg: PipelineConfig, lake: Lake, first: dt.date | str, last: dt.date | str) -> dict[str, dict[str, int]]:
-    """Land every date from first to last (inclusive), reading each source once; {date: {source: rows}}."""
+def land_range(
+    cfg: PipelineConfig, lake: Lake, first: dt.date | str, last: dt.date | str, *, redeliver: bool = False
+) -> dict[str, dict[str, int]]:
+    """Land every date from first to last (inclusive), reading each source once; {date: {source: rows}}.
+
+    A file already in the inbox is left as it is unless ``redeliver`` (then it is replaced).
+    """
     dates = date_range(parse_date(first), parse_date(last))
-    counts = _land(cfg, lake, dates)
+    counts = _land(cfg, lake, dates, redeliver=redeliver)
     log.info("landed %d dates %s..%s", len(dates), dates[0], dates[-1])
     return counts
 
@@ -223,23 +236,78 @@ def _archive(lake: Lake, landed: LandedFile) -> str:
     return lake.landing_archive(landed.source, landed.file.fingerprint, landed.file.name)
 
 
-def landed_files(cfg: PipelineConfig, lake: Lake) -> list[LandedFile]:
-    """Every ``<source>_<YYYY-MM-DD>.csv`` in the landing folders of the entity and time series.
+def inbox_dir(lake: Lake, source: TimeSeriesSource) -> str:
+    """Where the upstream drops a source's daily files: ``source.inbox``, else ``landing/<source>``."""
+    return (source.inbox or lake.landing_inbox(source.name)).rstrip("/")
 
-    Other files in those folders are ignored (reported in the log), as are reference tables.
+
+def inbox_file(lake: Lake, source: TimeSeriesSource, date: dt.date | str) -> str:
+    """A source's file for one day in its inbox: ``<inbox>/<source>_<YYYY-MM-DD>.<extension>``."""
+    return f"{inbox_dir(lake, source)}/{source.name}_{parse_date(date).isoformat()}.{source.format.extension}"
+
+
+def ready_file(cfg: PipelineConfig, lake: Lake, date: dt.date | str) -> str:
+    """The upstream's ready marker of a day (``arrival.ready_marker``), beside the entity file."""
+    entity = cfg.dataset.entity
+    return f"{inbox_dir(lake, entity)}/{entity.name}_{parse_date(date).isoformat()}.ready"
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    """A file in an inbox that is not ingested, with the reason; it is left in place."""
+
+    path: str
+    reason: str
+
+
+def scan_inbox(cfg: PipelineConfig, lake: Lake) -> tuple[list[LandedFile], list[RefusedFile]]:
+    """The inbox files of the entity and time series, and the files refused (left in place).
+
+    A file is refused when its name is not ``<source>_<YYYY-MM-DD>.<extension>`` or its day lies
+    outside the configured calendar; ready markers are not data files and are skipped.
     """
     found: list[LandedFile] = []
+    refused: list[RefusedFile] = []
     for source in [cfg.dataset.entity, *cfg.dataset.timeseries]:
-        pattern = re.compile(rf"^{re.escape(source.name)}_(\d{{4}}-\d{{2}}-\d{{2}})\.csv$")
-        for info in list_files(lake.landing_inbox(source.name)):
-            match = pattern.match(info.name)
-            if match is None:
-                log.warning(
-                    "ignoring %s in the %s inbox: not named %s_<YYYY-MM-DD>.csv", info.path, source.name, source.name
-                )
+        ext = source.format.extension
+        pattern = re.compile(rf"^{re.escape(source.name)}_(\d{{4}}-\d{{2}}-\d{{2}})\.{re.escape(ext)}$")
+        for info in list_files(inbox_dir(lake, source)):
+            if info.name.endswith(".ready"):
                 continue
-            found.append(LandedFile(source.name, parse_date(match.group(1)), info))
-    return sorted(found, key=lambda f: (f.date, f.source))
+            match = pattern.match(info.name)
+            day = _valid_day(match.group(1)) if match else None
+            if match is None or day is None:
+                refused.append(
+                    RefusedFile(
+                        info.path,
+                        f"matches no source: the {source.name} inbox takes files named "
+                        f"{source.name}_<YYYY-MM-DD>.{ext}",
+                    )
+                )
+            elif not cfg.calendar.contains(day):
+                refused.append(
+                    RefusedFile(info.path, f"day {day} is outside the configured calendar {cfg.calendar.window}")
+                )
+            else:
+                found.append(LandedFile(source.name, day, info))
+    for r in refused:
+        log.warning("refused %s: %s; left in place", r.path, r.reason)
+    return sorted(found, key=lambda f: (f.date, f.source)), refused
+
+
+def _valid_day(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def landed_files(cfg: PipelineConfig, lake: Lake) -> list[LandedFile]:
+    """Every well-named inbox file of the entity and time series for a day of the calendar.
+
+    Other files are refused (reported in the log, left in place), see :func:`scan_inbox`.
+    """
+    return scan_inbox(cfg, lake)[0]
 
 
 def is_ingested(lake: Lake, landed: LandedFile) -> bool:
@@ -294,26 +362,163 @@ def ingest_new_files(
     return {"dates": [d.isoformat() for d in dates], "files": records, "result": result}
 
 
-def land_partition(partition: str) -> dict[str, Any]:
-    """Land one day's raw files (and the reference tables when missing) into the landing zone."""
+# --- arrival: when is a day complete, what came late, what depends on it -------------------------
+
+
+def _in_calendar(cfg: PipelineConfig, day: dt.date) -> dt.date:
+    if not cfg.calendar.contains(day):
+        raise LandingError(f"day {day} is outside the configured calendar {cfg.calendar.window} (calendar.start/end)")
+    return day
+
+
+@dataclass(frozen=True)
+class DayStatus:
+    """Which of a day's files have arrived and whether the day can be ingested."""
+
+    day: dt.date
+    present: list[str]
+    missing: list[str]
+    ready: bool | None
+    complete: bool
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "present": self.present,
+            "missing": self.missing,
+            "ready": self.ready,
+            "complete": self.complete,
+            "why": self.why,
+        }
+
+
+def day_status(cfg: PipelineConfig, lake: Lake, date: dt.date | str, now: dt.datetime | None = None) -> DayStatus:
+    """The completeness rule of ``arrival`` applied to one day's inbox files at ``now`` (UTC).
+
+    Raises:
+        LandingError: the day lies outside the configured calendar.
+    """
+    day = _in_calendar(cfg, parse_date(date))
+    sources = [cfg.dataset.entity, *cfg.dataset.timeseries]
+    present = [s.name for s in sources if json_exists(inbox_file(lake, s, day))]
+    missing = [name for name in cfg.required_sources() if name not in present]
+    ready = json_exists(ready_file(cfg, lake, day)) if cfg.arrival.ready_marker else None
+    if not missing and ready is not False:
+        return DayStatus(day, present, missing, ready, True, "every required source has arrived")
+    cutoff = cfg.arrival.cutoff_hours
+    now = now or dt.datetime.now(dt.UTC)
+    day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    entity_there = cfg.dataset.entity.name in present
+    if cutoff is not None and entity_there and now >= day_end + dt.timedelta(hours=cutoff):
+        return DayStatus(day, present, missing, ready, True, f"cutoff of {cutoff:g} h after the day passed")
+    waiting = [f"sources {missing}"] if missing else []
+    waiting += ["the ready marker " + ready_file(cfg, lake, day)] if ready is False else []
+    return DayStatus(day, present, missing, ready, False, "waiting for " + " and ".join(waiting))
+
+
+def mark_day(cfg: PipelineConfig, lake: Lake, date: dt.date | str, run_key: str | None = None) -> list[dict[str, Any]]:
+    """Archive and mark every inbox file of one day (after its ingest committed)."""
+    day = parse_date(date)
+    return [archive_and_mark(lake, f, run_key) for f in landed_files(cfg, lake) if f.date == day]
+
+
+def ingested_days(cfg: PipelineConfig, lake: Lake) -> set[dt.date]:
+    """Days whose entity bronze partition is committed (the day has had its ingest)."""
+    return set(lake.committed_partitions("bronze", cfg.dataset.entity.name))
+
+
+def redelivered_days(cfg: PipelineConfig, lake: Lake) -> list[dt.date]:
+    """Days already ingested that have a new file since: late sources and re-deliveries.
+
+    A day counts as ingested once some file of it is marked (its run marks them after the
+    commit), so a day between its commit and its marks is not mistaken for a re-delivery.
+    """
+    files = landed_files(cfg, lake)
+    marked = {f.date for f in files if json_exists(_marker(lake, f))}
+    return sorted({f.date for f in files if not is_ingested(lake, f)} & marked)
+
+
+def dependent_days(cfg: PipelineConfig, lake: Lake, days: Sequence[dt.date | str]) -> list[dt.date]:
+    """The days themselves and every later ingested day whose rolling windows read one of them."""
+    reach = cfg.features.lookback_days
+    done = ingested_days(cfg, lake)
+    out: set[dt.date] = set()
+    for date in days:
+        day = parse_date(date)
+        out.add(day)
+        out.update(day + dt.timedelta(days=k) for k in range(1, reach + 1) if day + dt.timedelta(days=k) in done)
+    return sorted(out)
+
+
+def feed(first: str, last: str, *, redeliver: bool = False) -> dict[str, Any]:
+    """The demo's simulated upstream: deliver the reference tables and every day from first to last.
+
+    It cuts the days out of ``dataset.source_package`` into each source's inbox, the way an
+    upstream export would arrive; a file already delivered is left as it is unless
+    ``redeliver``. Never part of the ingest path.
+
+    Raises:
+        LandingError: the range is reversed, leaves the calendar, or the config has no package.
+    """
     cfg, lake = configured()
-    date = parse_date(partition)
-    if not cfg.calendar.contains(date):
-        raise LandingError(
-            f"partition {date} is outside the configured calendar {cfg.calendar.window} (calendar.start/end)"
-        )
+    start, end = parse_date(first), parse_date(last)
+    if end < start:
+        raise LandingError(f"range ends ({end}) before it starts ({start})")
+    for day in (start, end):
+        _in_calendar(cfg, day)
     refs = land_reference(cfg, lake)
-    rows = land_day(cfg, lake, date)
-    log.info("landed %s: %s (references %s)", date, rows, refs)
-    return {"partition": date.isoformat(), "rows": rows, "references": refs}
+    rows = land_range(cfg, lake, start, end, redeliver=redeliver)
+    return {"first": start.isoformat(), "last": end.isoformat(), "rows": rows, "references": refs}
 
 
-def land_history(first: str, last: str) -> dict[str, Any]:
-    """Land every day from first to last (inclusive) in one pass over the source."""
+def check_history(first: str, last: str) -> list[str]:
+    """Every day from first to last is complete in the inbox; returns the days.
+
+    Raises:
+        LandingError: some days are incomplete (named, with what they wait for).
+    """
     cfg, lake = configured()
     start, end = parse_date(first), parse_date(last)
     if end < start:
         raise LandingError(f"history range ends ({end}) before it starts ({start})")
-    refs = land_reference(cfg, lake)
-    rows = land_range(cfg, lake, start, end)
-    return {"first": start.isoformat(), "last": end.isoformat(), "rows": rows, "references": refs}
+    statuses = [day_status(cfg, lake, d) for d in date_range(start, end)]
+    waiting = [f"{st.day}: {st.why}" for st in statuses if not st.complete]
+    if waiting:
+        shown = "; ".join(waiting[:5]) + (f"; and {len(waiting) - 5} more" if len(waiting) > 5 else "")
+        raise LandingError(
+            f"{len(waiting)} of {len(statuses)} history days are incomplete in the inbox ({shown}); deliver them "
+            "first (the demo's upstream: flightdeck feed --days FIRST..LAST)"
+        )
+    return [st.day.isoformat() for st in statuses]
+
+
+def poke_day(partition: str, now: dt.datetime | None = None) -> DayStatus:
+    """The ingest DAG's sensor: the day's completeness under ``arrival`` (logged)."""
+    cfg, lake = configured()
+    status = day_status(cfg, lake, partition, now)
+    log.info("%s: %s (present %s)", status.day, status.why, status.present)
+    return status
+
+
+def mark_partitions(spec: str, run_key: str | None = None) -> dict[str, Any]:
+    """Archive and mark the inbox files of every day in ``spec`` (after their ingest committed)."""
+    cfg, lake = configured()
+    records = [r for day in parse_partitions(spec) for r in mark_day(cfg, lake, day, run_key)]
+    log.info("marked %d inbox file(s) of %s as ingested", len(records), spec)
+    return {"partitions": spec, "files": [r["path"] for r in records]}
+
+
+def pending_redeliveries() -> list[str]:
+    """Days already ingested that have late or re-delivered files waiting (oldest first)."""
+    cfg, lake = configured()
+    _, refused = scan_inbox(cfg, lake)
+    days = [d.isoformat() for d in redelivered_days(cfg, lake)]
+    log.info("late or re-delivered days: %s; refused files: %d", days or "none", len(refused))
+    return days
+
+
+def affected_partitions(days: Sequence[str]) -> list[str]:
+    """The days and the later ingested days whose features read them (to rebuild downstream)."""
+    cfg, lake = configured()
+    return [d.isoformat() for d in dependent_days(cfg, lake, days)]

@@ -121,6 +121,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from flightdeck.ops import onboarding
+
+    result = onboarding.init_config(args.sample, name=args.name, out=args.out, force=args.force)
+    print(result.summary)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from flightdeck.ops import onboarding
+
+    report = onboarding.check_config(args.config, args.sample, args.source)
+    print(onboarding.render_check(report))
+    return 0 if report.ok else 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flightdeck",
@@ -199,6 +215,42 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--report", help="where to write the JSON report (default: <state>/demo-report.json)")
     dm.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
     dm.set_defaults(func=cmd_demo)
+
+    ini = sub.add_parser(
+        "init",
+        help="draft a config from a sample file of a new dataset",
+        description=(
+            "Read a sample file the upstream delivers (CSV: delimiter and quote sniffed; JSON lines; Parquet; "
+            "gzip recognised by its bytes; UTF-8) and write a starter pipeline YAML: the columns with types "
+            "inferred from the values, the null tokens seen, required columns, candidate keys, the partition "
+            "date, the file format, calendar.start at the sample's first day, a label and features section, "
+            "the lake under .flightdeck/lake-<name>, and every other section with the flights defaults. Columns "
+            "named like platform columns are renamed (the file's header kept as source:). Each choice it cannot "
+            "make is marked '# TODO(flightdeck init): ...' with a 'TODO: ...' value that 'flightdeck check' "
+            "refuses. Prints what it found and the TODO keys."
+        ),
+    )
+    ini.add_argument("--sample", required=True, metavar="FILE", help="a sample file as the upstream delivers it")
+    ini.add_argument("--name", help="dataset name (default: from the sample's file name, e.g. events)")
+    ini.add_argument("--out", metavar="PATH", help="where to write the YAML (default: <name>.yaml in this folder)")
+    ini.add_argument("--force", action="store_true", help="overwrite --out when it exists (never done otherwise)")
+    ini.set_defaults(func=cmd_init)
+
+    chk = sub.add_parser(
+        "check",
+        help="check a config against a sample file (exit 0: ready, 2: problems)",
+        description=(
+            "Load a pipeline YAML (every validation error with its key), list the TODO values left, then read a "
+            "sample file as ingest would under the source's format and report, each with the config key to "
+            "change and what to write: missing and extra columns, values that do not parse under their type "
+            "(count and first bad value), undeclared null tokens, required columns with gaps, rows without a "
+            "partition date, repeated keys. Exit 0 when nothing is wrong, 2 otherwise."
+        ),
+    )
+    chk.add_argument("--config", required=True, help="the pipeline YAML to check (e.g. the one 'init' wrote)")
+    chk.add_argument("--sample", required=True, metavar="FILE", help="a sample file of the source")
+    chk.add_argument("--source", metavar="NAME", help="which source the sample is a file of (default: the entity)")
+    chk.set_defaults(func=cmd_check)
     return parser
 
 

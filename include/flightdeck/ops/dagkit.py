@@ -11,10 +11,11 @@ from typing import Any
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetWatcher
 
-from flightdeck.core.config import JOBS_DIR, PipelineConfig, load_config
+from flightdeck.core.config import JOBS_DIR, PipelineConfig, config_path, load_config
 from flightdeck.core.lake import Lake
+from flightdeck.ops.inbox_watch import InboxTrigger
 from flightdeck.ops.notifiers import on_failure
 
 SPARK_CONN_ID = "spark_default"
@@ -62,6 +63,18 @@ BRONZE = Asset(name=f"bronze_{ENTITY}", uri=_asset_uri(LAKE.table("bronze", ENTI
 FEATURES = Asset(name=f"features_{ENTITY}", uri=_asset_uri(LAKE.table("features", ENTITY)), group="flightdeck")
 PREDICTIONS = Asset(name=f"predictions_{ENTITY}", uri=_asset_uri(LAKE.table("predictions", ENTITY)), group="flightdeck")
 RETRAIN_REQUEST = Asset(name="retrain_request", uri=_asset_uri(LAKE.retrain_requests()), group="flightdeck")
+# Events of the landing inbox come from the watcher in the triggerer (late and re-delivered files).
+INBOX = Asset(
+    name="landing_inbox",
+    uri=_asset_uri(LAKE.path("landing")),
+    group="flightdeck",
+    watchers=[
+        AssetWatcher(
+            name="flightdeck_inbox_watcher",
+            trigger=InboxTrigger(poll_seconds=CFG.arrival.watch_seconds, config=str(config_path())),
+        )
+    ],
+)
 CHAMPION = Asset(name="champion_model", uri=f"models://{CFG.model.name}/champion", group="flightdeck")
 
 

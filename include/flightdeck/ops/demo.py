@@ -1,9 +1,10 @@
 """The demo: the whole loop on real data, driven through Airflow's REST API.
 
-1. bootstrap history (``flightdeck_bootstrap``): land, ingest, build and validate features;
+1. deliver history into the landing inbox (the simulated upstream, :func:`flightdeck.data.landing.feed`),
+   then bootstrap it (``flightdeck_bootstrap``): ingest, build and validate features;
 2. train the first champion on the configured window (``flightdeck_train`` with Params);
-3. run the daily ``flightdeck_ingest`` DAG over days of another season (an Airflow
-   backfill); each day flows through features, scoring and monitoring by asset
+3. deliver days of another season and run the daily ``flightdeck_ingest`` DAG over them (an
+   Airflow backfill); each day flows through features, scoring and monitoring by asset
    events, and real seasonal drift triggers retraining;
 4. wait until the chain is quiet, then print a summary and write a JSON report.
 
@@ -21,6 +22,7 @@ from typing import Any
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import LakeError, parse_date, parse_partitions
+from flightdeck.data import landing
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
 from flightdeck.ops.readmodel import DAG_IDS
 
@@ -96,7 +98,7 @@ def _wait_ok(api: AirflowApi, dag_id: str, run_id: str, timeout: float, say: Cal
     return run
 
 
-def _wait_chain(
+def wait_chain(
     api: AirflowApi, days: list[str], since: str, timeout: float, say: Callable[[str], None]
 ) -> dict[str, list[dict[str, Any]]]:
     """Wait until every day has gone through features, scoring and monitoring, and training is idle."""
@@ -142,7 +144,9 @@ def run_demo(api: AirflowApi, plan: DemoPlan, say: Callable[[str], None]) -> dic
 
     for first, last in plan.history:
         t = time.monotonic()
-        say(f"bootstrap: loading history {first}..{last} (land, ingest, features, validation) ...")
+        say(f"upstream (simulated): delivering {first}..{last} into the landing inbox ...")
+        landing.feed(first, last)
+        say(f"bootstrap: loading history {first}..{last} (ingest, features, validation) ...")
         run = api.trigger("flightdeck_bootstrap", {"first": first, "last": last})
         _wait_ok(api, "flightdeck_bootstrap", run["dag_run_id"], plan.timeout, say)
         log.add("bootstrap", t, first=first, last=last, run_id=run["dag_run_id"])
@@ -158,6 +162,8 @@ def run_demo(api: AirflowApi, plan: DemoPlan, say: Callable[[str], None]) -> dic
 
     days = [d.isoformat() for d in parse_partitions(plan.days)]
     t = time.monotonic()
+    say(f"upstream (simulated): delivering {days[0]}..{days[-1]} into the landing inbox ...")
+    landing.feed(days[0], days[-1])
     say(f"daily runs: backfilling flightdeck_ingest over {days[0]}..{days[-1]} ...")
     backfill = api.backfill("flightdeck_ingest", days[0], days[-1])
     # A backfill's runs are created by the scheduler; follow them to the end.
@@ -177,7 +183,7 @@ def run_demo(api: AirflowApi, plan: DemoPlan, say: Callable[[str], None]) -> dic
 
     t = time.monotonic()
     say("waiting for features, scoring, monitoring and any retraining to finish ...")
-    chain = _wait_chain(api, days, since, plan.timeout, say)
+    chain = wait_chain(api, days, since, plan.timeout, say)
     log.add(
         "daily_chain",
         t,

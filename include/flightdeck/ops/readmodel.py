@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 DAG_IDS = (
     "flightdeck_bootstrap",
     "flightdeck_ingest",
+    "flightdeck_inbox",
     "flightdeck_features",
     "flightdeck_score",
     "flightdeck_monitor",
