@@ -174,3 +174,11 @@ def test_no_dataset_date_in_dags_or_library_code() -> None:
     ]
     assert len(files) > 40
     assert not found, f"dataset dates belong in the config, found in code at {found}"
+
+
+def test_todo_left_by_init_is_refused_naming_the_key(tmp_path: Path) -> None:
+    def edit(raw: dict[str, Any]) -> None:
+        raw["label"]["expression"] = "TODO: a SQL expression giving 1 for the positive class"
+
+    with pytest.raises(ConfigError, match=r"label\.expression: still a 'TODO: \.\.\.' choice left by flightdeck init"):
+        load_config(_variant(tmp_path, edit), environ={})

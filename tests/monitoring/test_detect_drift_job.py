@@ -64,6 +64,11 @@ def test_detect_drift_job_by_hand(spark: Any, lake_root: Path, tmp_path: Path, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("FLIGHTDECK__DRIFT__MIN_ROWS", "4")
     monkeypatch.setenv("FLIGHTDECK__DRIFT__MIN_LABELED_ROWS", "4")
+    # four rows a day: judged by PSI and by the point estimates, so the expectations stay hand-computable
+    # (the small-sample tests and the bootstrap interval are in test_small_samples.py)
+    monkeypatch.setenv("FLIGHTDECK__DRIFT__LARGE_SAMPLE_ROWS", "1")
+    monkeypatch.setenv("FLIGHTDECK__DRIFT__MIN_LABELS_PER_CLASS", "2")
+    monkeypatch.setenv("FLIGHTDECK__DRIFT__BOOTSTRAP_SAMPLES", "0")
     cfg = load_config()
     lake = Lake(str(lake_root))
     client = MlflowClient(uri)
@@ -87,6 +92,7 @@ def test_detect_drift_job_by_hand(spark: Any, lake_root: Path, tmp_path: Path, m
     assert result["psi"]["wx_temp"] == pytest.approx(hand, abs=1e-3)  # null bin: eps vs eps
     assert result["prediction_psi"] == pytest.approx(hand)
     assert result["n_rows"] == 4 and result["n_predictions"] == 4
+    assert result["feature_statistic"] == "psi" and result["statistics"]["wx_temp"]["statistic"] == "psi"
     # origin: JFK, EWR, JFK, EWR = [0.5, 0.5, 0] -> PSI 0
     assert result["psi"]["origin"] == pytest.approx(0.0, abs=1e-9)
     perf = result["performance"]
@@ -94,6 +100,7 @@ def test_detect_drift_job_by_hand(spark: Any, lake_root: Path, tmp_path: Path, m
     assert perf["roc_auc"] == pytest.approx(0.75)  # null dep_time joined null-safely: all 4 rows
     assert perf["log_loss"] == pytest.approx(-(math.log(0.9) + math.log(0.6) + math.log(0.35) + math.log(0.8)) / 4)
     assert perf["auc_drop"] == pytest.approx(0.10) and perf["auc_breach"]
+    assert (perf["n_positive"], perf["n_negative"], perf["auc_drop_interval"]) == (2, 2, None)
 
     table = {(r["kind"], r["name"]): r for r in _read(lake, DAY)}
     assert table[("performance", "roc_auc")]["reference"] == pytest.approx(0.85)

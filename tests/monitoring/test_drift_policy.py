@@ -261,7 +261,9 @@ def test_roc_auc_and_log_loss_hand_computed() -> None:
 
 
 def test_performance_report_thresholds_and_minimum_rows() -> None:
-    policy = POLICY.model_copy(update={"min_labeled_rows": 4})
+    # 2 labels per class allowed, no bootstrap: the point estimate decides (the interval and the
+    # default 20 labels per class are tested in test_small_samples.py)
+    policy = POLICY.model_copy(update={"min_labeled_rows": 4, "min_labels_per_class": 2, "bootstrap_samples": 0})
     y = [0, 0, 1, 1]
     p = [0.1, 0.4, 0.35, 0.8]
     ref = {"roc_auc": 0.85, "log_loss": 0.40}
@@ -275,6 +277,11 @@ def test_performance_report_thresholds_and_minimum_rows() -> None:
     assert few["status"] == "insufficient_rows" and not few["auc_breach"]
     assert performance_report([], [], ref, policy)["status"] == "no_labels"
     assert performance_report([1, 1, 1, 1], p, ref, policy)["status"] == "one_class"
+    # the default minimum of labels per class: 2 of each are reported, not judged
+    strict = POLICY.model_copy(update={"min_labeled_rows": 4})
+    few = performance_report(y, p, ref, strict)
+    assert few["status"] == "insufficient_class_labels" and not few["auc_breach"]
+    assert few["auc_drop"] == pytest.approx(0.10) and "need 20 of each" in few["reason"]
 
 
 def test_excluded_features_are_reported_but_never_drift() -> None:

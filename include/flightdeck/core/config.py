@@ -732,6 +732,20 @@ def _apply_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[st
     return raw
 
 
+TODO_MARK = "TODO:"
+
+
+def todo_keys(node: Any, prefix: str = "") -> list[str]:
+    """Keys whose value is still a ``TODO: ...`` choice left by ``flightdeck init``."""
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in todo_keys(value, f"{prefix}{key}.")]
+    if isinstance(node, list):
+        return [k for i, value in enumerate(node) for k in todo_keys(value, f"{prefix.rstrip('.')}[{i}].")]
+    if isinstance(node, str) and node.strip().startswith(TODO_MARK):
+        return [prefix.rstrip(".")]
+    return []
+
+
 def config_path(path: str | os.PathLike[str] | None = None) -> Path:
     """The config file in force: explicit path, else $FLIGHTDECK_CONFIG, else the flights default."""
     chosen = path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
@@ -755,6 +769,12 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: Mapping[str
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {file} must hold a mapping at the top level")
     raw = _apply_overrides(raw, os.environ if environ is None else environ)
+    todo = todo_keys(raw)
+    if todo:
+        raise ConfigError(
+            f"invalid config {file}: {', '.join(todo)}: still a 'TODO: ...' choice left by flightdeck init; "
+            f"make the choice each marks, then run flightdeck check --config {file} --sample <a file>"
+        )
     try:
         cfg = PipelineConfig.model_validate(raw)
     except ValidationError as err:

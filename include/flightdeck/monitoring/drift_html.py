@@ -30,6 +30,51 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return html.escape(str(value))
 
 
+def _p(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2g}"
+
+
+def _span(interval: Sequence[float] | None) -> str:
+    return "-" if not interval else f"{interval[0]:.3f} .. {interval[1]:.3f}"
+
+
+def _rule(report: Mapping[str, Any]) -> str:
+    """The sentence saying which statistic decided drift on this day, and why."""
+    n_rows, large = report.get("n_rows"), report.get("large_sample_rows")
+    if report.get("feature_statistic") == "chi2":
+        text = (
+            f"Features judged by a chi-square test on the binned counts ({_fmt(n_rows)} rows &lt; "
+            f"{_fmt(large)}, where PSI is unreliable): drifted when the p-value, "
+            f"{_fmt(report.get('p_value_correction'))}-corrected over the features, is below "
+            f"{_fmt(report.get('p_value_threshold'), 4)}."
+        )
+    else:
+        text = f"Features judged by PSI &ge; {_fmt(report.get('psi_threshold'), 2)}"
+        text += f" ({_fmt(n_rows)} rows &ge; {_fmt(large)})." if large is not None else "."
+    pred = report.get("prediction_statistic") or {}
+    if pred.get("statistic") == "chi2":
+        text += (
+            f" Score distribution: chi-square goodness of fit on {_fmt(pred.get('n_rows'))} predictions, "
+            f"p {_p(pred.get('p_value'))} vs {_fmt(pred.get('threshold'), 4)}."
+        )
+    elif pred:
+        text += f" Score distribution: PSI &ge; {_fmt(pred.get('threshold'), 2)}."
+    return text
+
+
+def _performance_rule(perf: Mapping[str, Any]) -> str:
+    """Why the labelled day was or was not judged, and how a breach is decided."""
+    if perf.get("status") != "ok":
+        return f"Not judged: {html.escape(str(perf.get('reason') or perf.get('status')))}."
+    if perf.get("auc_drop_interval") is None:
+        return "Judged on the point estimates (no bootstrap)."
+    return (
+        f"A breach needs the whole {float(perf.get('confidence', 0.95)):.0%} bootstrap interval "
+        f"({_fmt(perf.get('bootstrap_samples'))} resamples, stratified by class) at or above the "
+        f"threshold (AUC drop {_fmt(perf.get('max_auc_drop'))}, log-loss rise {_fmt(perf.get('max_log_loss_rise'))})."
+    )
+
+
 def _png(fig: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -60,13 +105,17 @@ def psi_chart(report: Mapping[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(8, max(3.0, 0.3 * len(names) + 1)))
     colors = ["tab:red" if n in drifted else "tab:gray" if n in excluded else "tab:blue" for n in names]
     ax.barh(names, [values[n] for n in names], color=colors)
-    ax.axvline(float(report.get("psi_threshold", 0.0)), color="black", linestyle="--", label="feature threshold")
-    if report.get("prediction_threshold") is not None:
+    # a threshold line only where PSI decided; on a small day a chi-square test did (red bars)
+    if report.get("feature_statistic", "psi") == "psi":
+        ax.axvline(float(report.get("psi_threshold", 0.0)), color="black", linestyle="--", label="feature threshold")
+    pred_stat = report.get("prediction_statistic") or {}
+    if report.get("prediction_threshold") is not None and pred_stat.get("statistic", "psi") == "psi":
         ax.axvline(
             float(report["prediction_threshold"]), color="tab:orange", linestyle=":", label="prediction threshold"
         )
     ax.set_xlabel("PSI vs the champion's training data")
-    ax.legend(loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right")
     fig.tight_layout()
     return _png(fig)
 
@@ -98,6 +147,74 @@ def _bins(name: str, profile: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return None
 
 
+def _distribution_charts(
+    report: Mapping[str, Any], profile: Mapping[str, Any], current: Mapping[str, Any]
+) -> list[str]:
+    psis = report.get("psi", {})
+    top = sorted((n for n in report.get("drifted", [])), key=lambda n: -float(psis.get(n) or 0))
+    charts = []
+    for name in top[:MAX_DISTRIBUTION_CHARTS]:
+        bins = _bins(name, profile, current)
+        if bins:
+            charts.append(f"<img alt='{html.escape(name)}' src='{distribution_chart(name, *bins)}'>")
+    ref_pred, cur_pred = profile.get("prediction"), current.get("prediction")
+    if ref_pred and cur_pred:
+        edges = ref_pred["edges"]
+        labels = [f"[{edges[i]:.2f}, {edges[i + 1]:.2f})" for i in range(len(edges) - 1)]
+        chart = distribution_chart("predicted probability", labels, ref_pred["proportions"], cur_pred["proportions"])
+        charts.append(f"<img alt='score distribution' src='{chart}'>")
+    return ["<h2>Distributions</h2>" + "".join(charts)] if charts else []
+
+
+def _performance_section(perf: Mapping[str, Any] | None) -> list[str]:
+    parts = ["<h2>Performance once labels arrived</h2>"]
+    if not perf:
+        return [*parts, "<p class='muted'>No labelled predictions yet (the previous day was not scored).</p>"]
+    ref = perf.get("reference") or {}
+    parts.append(
+        "<table><tr><th>labelled day</th><th>rows</th><th>positive / negative</th><th>status</th>"
+        "<th>AUC</th><th>holdout AUC</th><th>drop</th><th>drop interval</th>"
+        "<th>log loss</th><th>holdout log loss</th><th>rise</th><th>rise interval</th></tr>"
+        f"<tr><td>{_fmt(perf.get('date'))}</td><td>{_fmt(perf.get('n_rows'))}</td>"
+        f"<td>{_fmt(perf.get('n_positive'))} / {_fmt(perf.get('n_negative'))}</td>"
+        f"<td>{_fmt(perf.get('status'))}</td>"
+        f"<td>{_fmt(perf.get('roc_auc'))}</td><td>{_fmt(ref.get('roc_auc'))}</td>"
+        f"<td class='{'bad' if perf.get('auc_breach') else ''}'>{_fmt(perf.get('auc_drop'))}</td>"
+        f"<td>{_span(perf.get('auc_drop_interval'))}</td>"
+        f"<td>{_fmt(perf.get('log_loss'))}</td><td>{_fmt(ref.get('log_loss'))}</td>"
+        f"<td class='{'bad' if perf.get('log_loss_breach') else ''}'>{_fmt(perf.get('log_loss_rise'))}</td>"
+        f"<td>{_span(perf.get('log_loss_rise_interval'))}</td>"
+        "</tr></table>"
+    )
+    return [*parts, f"<p>{_performance_rule(perf)}</p>"]
+
+
+def _statistics_table(report: Mapping[str, Any]) -> list[str]:
+    """Every feature (and the score) with its PSI, whether it counted, and the statistic that decided."""
+    parts = [
+        "<h2>Every statistic</h2><table><tr><th>feature</th><th>PSI</th><th>counted</th>"
+        "<th>decided by</th><th>chi-square</th><th>p-value</th><th>p-value corrected</th><th>threshold</th></tr>"
+    ]
+    drifted = set(report.get("drifted", []))
+    excluded = set(report.get("excluded", []))
+    statistics = report.get("statistics") or {}
+    rows = [(n, v, statistics.get(n) or {}) for n, v in report.get("psi", {}).items()]
+    if report.get("prediction_psi") is not None:
+        rows.append(("(prediction)", report["prediction_psi"], report.get("prediction_statistic") or {}))
+        if report.get("prediction_drifted"):
+            drifted.add("(prediction)")
+    for name, value, stat in sorted(rows, key=lambda r: -(r[1] or 0)):
+        state = "drifted" if name in drifted else "excluded" if name in excluded else "ok"
+        tested = stat.get("statistic") == "chi2"
+        parts.append(
+            f"<tr><td>{html.escape(name)}</td><td class='{'bad' if name in drifted else ''}'>{_fmt(value)}</td>"
+            f"<td>{state}</td><td>{_fmt(stat.get('statistic', 'psi'))}</td>"
+            f"<td>{_fmt(stat.get('value') if tested else None, 1)}</td><td>{_p(stat.get('p_value'))}</td>"
+            f"<td>{_p(stat.get('p_value_adjusted'))}</td><td>{_fmt(stat.get('threshold'), 4)}</td></tr>"
+        )
+    return [*parts, "</table>"]
+
+
 def render_report(
     report: Mapping[str, Any],
     profile: Mapping[str, Any] | None = None,
@@ -106,8 +223,9 @@ def render_report(
     decision: Mapping[str, Any] | None = None,
     links: Mapping[str, str] | None = None,
 ) -> str:
-    """The HTML page: summary, PSI chart, distributions of the most drifted features and of the
-    score, performance on the labelled day, and the table of every statistic."""
+    """The HTML page: summary and the rule that decided (PSI or chi-square test), PSI chart,
+    distributions of the most drifted features and of the score, performance on the labelled
+    day with its bootstrap interval, and the table of every statistic."""
     day = html.escape(str(report.get("date", "")))
     version = html.escape(str(report.get("model_version", "")))
     parts = [
@@ -119,6 +237,7 @@ def render_report(
         f"status <b>{_fmt(report.get('status'))}</b> (minimum {_fmt(report.get('min_rows'))} rows).</p>",
         f"<p>{len(report.get('drifted', []))} of {report.get('n_features', 0)} features drifted "
         f"(share {_fmt(report.get('drifted_share'), 2)}); prediction PSI {_fmt(report.get('prediction_psi'))}.</p>",
+        f"<p>{_rule(report)}</p>",
     ]
     if decision:
         cls = "bad" if decision.get("retrain") else ""
@@ -128,48 +247,14 @@ def render_report(
         parts.append("<p>" + " · ".join(f"<a href='{html.escape(u)}'>{html.escape(k)}</a>" for k, u in links.items()))
     if report.get("psi"):
         parts.append(f"<h2>PSI per feature</h2><img alt='PSI per feature' src='{psi_chart(report)}'>")
-    if profile and current:
-        psis = report.get("psi", {})
-        top = sorted((n for n in report.get("drifted", [])), key=lambda n: -float(psis.get(n) or 0))
-        charts = []
-        for name in top[:MAX_DISTRIBUTION_CHARTS]:
-            bins = _bins(name, profile, current)
-            if bins:
-                charts.append(f"<img alt='{html.escape(name)}' src='{distribution_chart(name, *bins)}'>")
-        ref_pred, cur_pred = profile.get("prediction"), current.get("prediction")
-        if ref_pred and cur_pred:
-            edges = ref_pred["edges"]
-            labels = [f"[{edges[i]:.2f}, {edges[i + 1]:.2f})" for i in range(len(edges) - 1)]
-            chart = distribution_chart(
-                "predicted probability", labels, ref_pred["proportions"], cur_pred["proportions"]
+        if report.get("feature_statistic") == "chi2":
+            parts.append(
+                "<p class='muted'>PSI shown for information: on a day this small it is inflated by "
+                "sampling noise, so a chi-square test decided (red: drifted by the test).</p>"
             )
-            charts.append(f"<img alt='score distribution' src='{chart}'>")
-        if charts:
-            parts.append("<h2>Distributions</h2>" + "".join(charts))
-    perf = report.get("performance")
-    parts.append("<h2>Performance once labels arrived</h2>")
-    if perf:
-        ref = perf.get("reference") or {}
-        parts.append(
-            "<table><tr><th>labelled day</th><th>rows</th><th>status</th><th>AUC</th><th>holdout AUC</th>"
-            "<th>drop</th><th>log loss</th><th>holdout log loss</th><th>rise</th></tr>"
-            f"<tr><td>{_fmt(perf.get('date'))}</td><td>{_fmt(perf.get('n_rows'))}</td><td>{_fmt(perf.get('status'))}</td>"
-            f"<td>{_fmt(perf.get('roc_auc'))}</td><td>{_fmt(ref.get('roc_auc'))}</td>"
-            f"<td class='{'bad' if perf.get('auc_breach') else ''}'>{_fmt(perf.get('auc_drop'))}</td>"
-            f"<td>{_fmt(perf.get('log_loss'))}</td><td>{_fmt(ref.get('log_loss'))}</td>"
-            f"<td class='{'bad' if perf.get('log_loss_breach') else ''}'>{_fmt(perf.get('log_loss_rise'))}</td>"
-            "</tr></table>"
-        )
-    else:
-        parts.append("<p class='muted'>No labelled predictions yet (the previous day was not scored).</p>")
-    parts.append("<h2>Every statistic</h2><table><tr><th>feature</th><th>PSI</th><th>counted</th></tr>")
-    drifted = set(report.get("drifted", []))
-    excluded = set(report.get("excluded", []))
-    for name, value in sorted(report.get("psi", {}).items(), key=lambda kv: -(kv[1] or 0)):
-        state = "drifted" if name in drifted else "excluded" if name in excluded else "ok"
-        parts.append(
-            f"<tr><td>{html.escape(name)}</td><td class='{'bad' if name in drifted else ''}'>{_fmt(value)}</td>"
-            f"<td>{state}</td></tr>"
-        )
-    parts.append("</table></body></html>")
+    if profile and current:
+        parts += _distribution_charts(report, profile, current)
+    parts += _performance_section(report.get("performance"))
+    parts += _statistics_table(report)
+    parts.append("</body></html>")
     return "\n".join(parts)

@@ -207,6 +207,11 @@ def log_run(reference: Reference, report: Mapping[str, Any], page: str, run_key:
         "drifted_share": report["drifted_share"],
         **({"prediction_psi": report["prediction_psi"]} if report["prediction_psi"] is not None else {}),
         **{f"psi_{f}": v for f, v in report["psi"].items() if v is not None},
+        **{
+            f"p_value_{f}": s["p_value"]
+            for f, s in (report.get("statistics") or {}).items()
+            if s.get("p_value") is not None
+        },
         **{f"labelled_{k}": performance[k] for k in ("roc_auc", "log_loss") if performance.get(k) is not None},
     }
     return tracking.log_drift_run(
@@ -221,9 +226,14 @@ def log_run(reference: Reference, report: Mapping[str, Any], page: str, run_key:
 
 def summarize(report: Mapping[str, Any], reference: Reference, html_path: str, mlflow_run_id: str) -> DriftSummary:
     """The run document handed to the monitoring DAG: the report's figures and where it went."""
-    fields = set(DriftSummary.model_fields) - {"partition", "model_name", "report_html", "mlflow_run_id"}
+    own = {"partition", "model_name", "report_html", "mlflow_run_id"}
+    missing = set(DriftSummary.model_fields) - own - set(report)
+    if missing:
+        raise KeyError(f"the drift report lacks {sorted(missing)}")
+    # every key of the report, the statistics of issue 17 included (the retrain policy names
+    # the test and the p-values in its reason); extra fields are kept by the document
     return DriftSummary(
-        **{k: report[k] for k in fields},
+        **{k: v for k, v in report.items() if k not in own},
         partition=str(report["date"]),
         model_name=reference.name,
         report_html=html_path,

@@ -26,7 +26,7 @@ from flightdeck.monitoring.documents import (
     read_retrain_requests,
     write_retrain_request,
 )
-from flightdeck.monitoring.drift import STATUS_INSUFFICIENT, STATUS_OK, prediction_threshold
+from flightdeck.monitoring.drift import STAT_CHI2, STATUS_INSUFFICIENT, STATUS_OK, prediction_threshold
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +41,104 @@ def _drifted_features(report: Mapping[str, Any]) -> dict[str, float]:
     return {n: float(psis.get(n) or 0.0) for n in names}
 
 
+def _tested(stat: Mapping[str, Any] | None) -> bool:
+    return stat is not None and stat.get("statistic") == STAT_CHI2
+
+
+def _p_text(stat: Mapping[str, Any]) -> str:
+    p_value = stat.get("p_value_adjusted", stat.get("p_value"))
+    return "p n/a" if p_value is None else f"p {p_value:.2g}"
+
+
 def feature_summary(report: Mapping[str, Any], policy: Drift) -> str:
-    """``"5 of 20 features drifted (share 0.25 >= 0.20): a PSI 1.93, ..."``."""
+    """``"5 of 20 features drifted (share 0.25 >= 0.20): a PSI 1.93, ..."``.
+
+    When a chi-square test judged the day (a small day), the rule and each feature's
+    corrected p-value are named: ``"... (chi-square test, p < 0.01 holm-corrected, 110 rows
+    < 500): carrier p 3e-08 (PSI 0.93), ..."``.
+    """
     drifted = _drifted_features(report)
+    statistics: Mapping[str, Mapping[str, Any]] = report.get("statistics") or {}
+    by_test = report.get("feature_statistic") == STAT_CHI2
+    if by_test:
+        drifted = {n: drifted[n] for n in report.get("drifted", [])}  # most significant first
     share = float(report.get("drifted_share", 0.0))
     n_features = int(report.get("n_features", len(report.get("psi", {}))))
     op = ">=" if share >= policy.drifted_share else "<"
-    listing = ", ".join(f"{n} PSI {v:.2f}" for n, v in drifted.items())
     text = f"{len(drifted)} of {n_features} features drifted (share {share:.2f} {op} {policy.drifted_share:.2f})"
+    if by_test:
+        text += (
+            f" (chi-square test, p < {report.get('p_value_threshold', policy.p_value):g} "
+            f"{report.get('p_value_correction', policy.p_value_correction)}-corrected, "
+            f"{report.get('n_rows')} rows < {report.get('large_sample_rows', policy.large_sample_rows)})"
+        )
+    listing = ", ".join(
+        f"{n} {_p_text(statistics[n])} (PSI {v:.2f})" if _tested(statistics.get(n)) else f"{n} PSI {v:.2f}"
+        for n, v in drifted.items()
+    )
     return text + (f": {listing}" if listing else "")
+
+
+def _prediction_verdict(report: Mapping[str, Any], policy: Drift) -> tuple[bool, str] | None:
+    """Whether the score distribution breached, with its sentence; None when not measured.
+
+    Reports written before issue 17 have no ``prediction_statistic``: their PSI is compared
+    with the threshold, as then.
+    """
+    pred = report.get("prediction_psi")
+    if pred is None:
+        return None
+    stat: Mapping[str, Any] = report.get("prediction_statistic") or {}
+    if _tested(stat):
+        breached = bool(report.get("prediction_drifted"))
+        op = "<" if breached else ">="
+        p_value = stat.get("p_value")
+        p_text = "n/a (too few predictions)" if p_value is None else f"{p_value:.2g}"
+        limit_p = float(stat.get("threshold") or policy.p_value)
+        return breached, (
+            f"prediction chi-square p {p_text} {op} {limit_p:g} (PSI {pred:.2f}, {stat.get('n_rows')} predictions)"
+        )
+    limit = prediction_threshold(policy)
+    if pred >= limit:
+        return True, f"prediction PSI {pred:.2f} >= {limit:.2f}"
+    return False, f"prediction PSI {pred:.2f} < {limit:.2f}"
+
+
+def _interval_text(perf: Mapping[str, Any], key: str) -> str:
+    interval = perf.get(f"{key}_interval")
+    if not interval:
+        return ""
+    return f", {float(perf.get('confidence', 0.95)):.0%} interval {interval[0]:.3f}..{interval[1]:.3f}"
+
+
+def _performance_verdict(perf: Mapping[str, Any], policy: Drift) -> tuple[list[str], list[str]]:
+    """Breach and note sentences of a judged labelled day (status ``ok``)."""
+    breaches: list[str] = []
+    notes: list[str] = []
+    ref = perf.get("reference", {})
+    on = f"labels of {perf.get('date')}"
+    auc_text = f"AUC {perf['roc_auc']:.3f} vs holdout {float(ref.get('roc_auc', float('nan'))):.3f}"
+    ll_text = f"log loss {perf['log_loss']:.3f} vs holdout {float(ref.get('log_loss', float('nan'))):.3f}"
+    if perf.get("auc_breach"):
+        breaches.append(
+            f"{auc_text} (drop {perf['auc_drop']:.3f}{_interval_text(perf, 'auc_drop')} "
+            f">= {policy.max_auc_drop:.3f}, {on})"
+        )
+    if perf.get("log_loss_breach"):
+        breaches.append(
+            f"{ll_text} (rise {perf['log_loss_rise']:.3f}{_interval_text(perf, 'log_loss_rise')} "
+            f">= {policy.max_log_loss_rise:.3f}, {on})"
+        )
+    if not breaches:
+        held = f"performance holds on {on}: {auc_text}, {ll_text}"
+        interval = perf.get("auc_drop_interval")
+        if interval:
+            held += (
+                f" (AUC drop {float(perf.get('confidence', 0.95)):.0%} interval "
+                f"{interval[0]:.3f}..{interval[1]:.3f}, breach only when all of it >= {policy.max_auc_drop:.3f})"
+            )
+        notes.append(held)
+    return breaches, notes
 
 
 def window_breaches(report: Mapping[str, Any], policy: Drift) -> dict[str, Any]:
@@ -70,28 +159,18 @@ def window_breaches(report: Mapping[str, Any], policy: Drift) -> dict[str, Any]:
         judged = True
         summary = feature_summary(report, policy)
         (breaches if float(report.get("drifted_share", 0.0)) >= policy.drifted_share else notes).append(summary)
-        pred = report.get("prediction_psi")
-        if pred is not None:
-            limit = prediction_threshold(policy)
-            if pred >= limit:
-                breaches.append(f"prediction PSI {pred:.2f} >= {limit:.2f}")
-            else:
-                notes.append(f"prediction PSI {pred:.2f} < {limit:.2f}")
+        verdict = _prediction_verdict(report, policy)
+        if verdict is not None:
+            (breaches if verdict[0] else notes).append(verdict[1])
     perf = report.get("performance") or {}
     if perf.get("status") == STATUS_OK:
         judged = True
-        ref = perf.get("reference", {})
-        on = f"labels of {perf.get('date')}"
-        auc_text = f"AUC {perf['roc_auc']:.3f} vs holdout {float(ref.get('roc_auc', float('nan'))):.3f}"
-        if perf.get("auc_breach"):
-            breaches.append(f"{auc_text} (drop {perf['auc_drop']:.3f} >= {policy.max_auc_drop:.3f}, {on})")
-        ll_text = f"log loss {perf['log_loss']:.3f} vs holdout {float(ref.get('log_loss', float('nan'))):.3f}"
-        if perf.get("log_loss_breach"):
-            breaches.append(f"{ll_text} (rise {perf['log_loss_rise']:.3f} >= {policy.max_log_loss_rise:.3f}, {on})")
-        if not perf.get("auc_breach") and not perf.get("log_loss_breach"):
-            notes.append(f"performance holds on {on}: {auc_text}, {ll_text}")
+        perf_breaches, perf_notes = _performance_verdict(perf, policy)
+        breaches += perf_breaches
+        notes += perf_notes
     elif perf:
-        notes.append(f"performance not judged: {perf.get('status')} ({perf.get('n_rows', 0)} labelled rows)")
+        why = perf.get("reason") or f"{perf.get('n_rows', 0)} labelled rows"
+        notes.append(f"performance not judged on labels of {perf.get('date')}: {perf.get('status')} ({why})")
     return {"judged": judged, "breaches": breaches, "notes": notes}
 
 
