@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
-from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, FEATURES, START, spark_job
+from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, FEATURES, START, run_limits, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -25,6 +25,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **run_limits(),
     tags=["flightdeck", "data"],
 ):
     build = spark_job("build_features", "build_features", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])

@@ -16,7 +16,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, task
 
 from flightdeck.data import landing
-from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, INBOX, START, spark_job
+from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, INBOX, START, run_limits, spark_job
 
 DAYS = "{{ ti.xcom_pull(task_ids='find_days') | join(',') }}"
 
@@ -28,6 +28,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **run_limits(),
     tags=["flightdeck", "data"],
 ):
 

@@ -25,7 +25,7 @@ from airflow.sdk import DAG, PokeReturnValue, task
 from flightdeck.core.lake import configured
 from flightdeck.data import landing
 from flightdeck.data.documents import IngestResult
-from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, END, START, spark_job
+from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, END, START, run_limits, spark_job
 
 PARTITION = "{{ data_interval_start | ds }}"
 
@@ -38,6 +38,7 @@ with DAG(
     catchup=CFG.calendar.catchup,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **run_limits(wait_hours=CFG.arrival.timeout_hours),
     tags=["flightdeck", "data"],
 ):
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
 from flightdeck.monitoring import retrain
-from flightdeck.ops.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, START, spark_job
+from flightdeck.ops.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, START, run_limits, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -30,6 +30,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **run_limits(),
     tags=["flightdeck", "monitoring"],
 ):
 

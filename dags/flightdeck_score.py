@@ -16,7 +16,7 @@ from airflow.sdk import DAG, PartitionedAssetTimetable, task
 from flightdeck.core.lake import configured
 from flightdeck.model import promotion
 from flightdeck.model.documents import ScoreResult
-from flightdeck.ops.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, START, spark_job
+from flightdeck.ops.dagkit import DEFAULT_ARGS, FEATURES, PREDICTIONS, START, run_limits, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
 
@@ -28,6 +28,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    **run_limits(),
     tags=["flightdeck", "model"],
 ):
 

@@ -121,6 +121,7 @@ with DAG(
 
         approve = ApprovalOperator(
             task_id="approve",
+            execution_timeout=None,  # a human has response_timeout to answer, not the task default
             subject="Promote {{ ti.xcom_pull(task_ids='gate')['candidate_version'] }} to champion?",
             body=(
                 "Gate {{ 'passed' if ti.xcom_pull(task_ids='gate')['passed'] else 'FAILED' }} for version "

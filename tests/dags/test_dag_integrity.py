@@ -128,3 +128,19 @@ def test_inbox_dag_is_scheduled_by_the_inbox_watcher(dagbag) -> None:
     assert [a.name for a in assets] == ["landing_inbox"]
     (watcher,) = assets[0].watchers
     assert isinstance(watcher.trigger, InboxTrigger)
+
+
+def test_daily_dags_are_bounded_and_watched_by_a_deadline(dagbag) -> None:
+    from flightdeck.core.config import load_config
+
+    cfg = load_config()
+    for dag_id in ("flightdeck_ingest", "flightdeck_inbox", "flightdeck_features", "flightdeck_score"):
+        dag = dagbag.dags[dag_id]
+        assert dag.dagrun_timeout is not None, dag_id
+        (alert,) = dag.deadline if isinstance(dag.deadline, list) else [dag.deadline]
+        assert alert.interval == dt.timedelta(hours=cfg.timeouts.deadline_hours), dag_id
+        for task in dag.tasks:
+            assert task.execution_timeout is not None, (dag_id, task.task_id)
+    ingest = dagbag.dags["flightdeck_ingest"]
+    assert ingest.dagrun_timeout == dt.timedelta(hours=cfg.timeouts.dagrun_hours + cfg.arrival.timeout_hours)
+    assert ingest.get_task("ingest").execution_timeout == dt.timedelta(minutes=cfg.timeouts.spark_job_minutes)

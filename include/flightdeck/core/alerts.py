@@ -1,4 +1,4 @@
-"""Alerts: DAG failures, drift-triggered retrains, promotions and rollbacks.
+"""Alerts: DAG failures, missed deadlines, drift-triggered retrains, promotions and rollbacks.
 
 Every alert goes to the log and, by configuration only (``alerts`` in the YAML or
 ``FLIGHTDECK__ALERTS__...`` in the environment), to:
@@ -33,8 +33,15 @@ DAG_FAILURE = "dag_failure"
 RETRAIN_REQUESTED = "retrain_requested"
 PROMOTION = "promotion"
 ROLLBACK = "rollback"
-EVENTS = (DAG_FAILURE, RETRAIN_REQUESTED, PROMOTION, ROLLBACK)
-_SEVERITY = {DAG_FAILURE: "error", RETRAIN_REQUESTED: "warning", PROMOTION: "info", ROLLBACK: "warning"}
+DEADLINE_MISSED = "deadline_missed"
+EVENTS = (DAG_FAILURE, RETRAIN_REQUESTED, PROMOTION, ROLLBACK, DEADLINE_MISSED)
+_SEVERITY = {
+    DAG_FAILURE: "error",
+    RETRAIN_REQUESTED: "warning",
+    PROMOTION: "info",
+    ROLLBACK: "warning",
+    DEADLINE_MISSED: "error",
+}
 
 
 def build_alert(

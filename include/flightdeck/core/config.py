@@ -449,8 +449,16 @@ class Search(_Strict):
     space: dict[str, list[float | int | str]] = Field(default_factory=dict)
 
 
+ModelTask = Literal["binary", "regression"]
+
+
 class Model(_Strict):
     name: str
+    # binary: SparkXGBClassifier, scored as a probability, judged on AUC; regression:
+    # SparkXGBRegressor (objective reg:squarederror unless params say otherwise), scored as
+    # a value in the label's units, judged on RMSE. Changing the task of a registered model
+    # needs a new model.name: the gate never compares models of two tasks.
+    task: ModelTask = "binary"
     # XGBoost workers (Spark barrier tasks) and threads per worker (= spark.task.cpus,
     # which xgboost.spark uses as nthread); training checks the free task slots first.
     num_workers: int = Field(ge=1)
@@ -474,21 +482,44 @@ class Model(_Strict):
 
 
 class Gate(_Strict):
-    """Thresholds of the promotion gate (see :func:`flightdeck.model.gate.decide`)."""
+    """Thresholds of the promotion gate (see :func:`flightdeck.model.gate.decide`).
 
-    min_auc: float = Field(ge=0, le=1)
-    max_auc_regression: float = Field(ge=0, le=1)
+    ``model.task: binary`` is judged on ROC AUC (``min_auc`` and ``max_auc_regression`` are
+    needed), ``model.task: regression`` on RMSE (``max_rmse_regression`` has a default;
+    ``max_rmse`` is optional). The keys of the other task are not read.
+    """
+
+    # binary: the candidate's holdout ROC AUC floor, and how much AUC it may lose to the champion.
+    min_auc: float | None = Field(default=None, ge=0, le=1)
+    max_auc_regression: float | None = Field(default=None, ge=0, le=1)
     # Per-slice checks: holdout columns whose values are slices (e.g. carrier, origin, month).
     slices: list[str] = Field(default_factory=list)
+    # binary: AUC a slice may lose to the champion's on the same slice.
     max_slice_regression: float = Field(default=0.05, ge=0, le=1)
-    # Slices with fewer rows (or a single class) are reported, never judged.
+    # Slices with fewer rows (or, binary, a single class) are reported, never judged.
     min_slice_rows: int = Field(default=200, ge=1)
     # Paired bootstrap of the AUC difference (candidate - champion) on the holdout; the
-    # gate fails when the whole interval lies below -max_auc_regression.
+    # gate fails when the whole interval lies below -max_auc_regression. Regression: of the
+    # relative RMSE difference (RMSE(candidate) / RMSE(champion) - 1), overall and per slice.
     bootstrap_samples: int = Field(default=200, ge=0)
     bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1)
+    # regression: an optional ceiling on the candidate's holdout RMSE (in the label's units).
+    max_rmse: float | None = Field(default=None, gt=0)
+    # regression: how much worse (relative) the candidate's RMSE may be than the champion's on
+    # the same holdout (0.05: 5%); fails when the point estimate is above it, or when the whole
+    # bootstrap interval of the relative difference lies above it.
+    max_rmse_regression: float = Field(default=0.05, ge=0)
+    # regression, per slice (None: max_rmse_regression); a slice fails only when its whole
+    # bootstrap interval lies above it (without bootstrap samples: its point estimate).
+    max_slice_rmse_regression: float | None = Field(default=None, ge=0)
     # A human approves before the champion moves (Airflow HITL ApprovalOperator).
     require_approval: bool = False
+
+    def missing_for(self, task: str) -> list[str]:
+        """The ``gate`` keys ``task`` needs that are not set (binary: the AUC floor and regression)."""
+        if task == "binary":
+            return [f"gate.{k}" for k in ("min_auc", "max_auc_regression") if getattr(self, k) is None]
+        return []
 
 
 class Drift(_Strict):
@@ -514,11 +545,15 @@ class Drift(_Strict):
     # the holdout metrics of the model version that made the predictions.
     max_auc_drop: float = Field(default=0.05, ge=0, le=1)
     max_log_loss_rise: float = Field(default=0.1, ge=0)
+    # model.task regression: the labelled day's RMSE may be at most this much (relative)
+    # above the holdout RMSE (0.1: 10%); MAE is reported, never judged.
+    max_rmse_rise: float = Field(default=0.1, ge=0)
     min_labeled_rows: int = Field(default=200, ge=1)
     # Judged only with this many labels of each class; a breach only when the whole
     # bootstrap interval (stratified by class, `bootstrap_samples` resamples of the labelled
     # rows, seeded) of the AUC drop / log-loss rise is at or above its threshold.
-    # bootstrap_samples 0: the point estimate decides (no interval).
+    # Regression: min_labeled_rows alone, and the bootstrap interval (plain resamples) of the
+    # relative RMSE rise. bootstrap_samples 0: the point estimate decides (no interval).
     min_labels_per_class: int = Field(default=20, ge=1)
     bootstrap_samples: int = Field(default=500, ge=0)
     bootstrap_confidence: float = Field(default=0.95, gt=0, lt=1)
@@ -563,6 +598,20 @@ class Scoring(_Strict):
     batch_label: str = "daily"
     # Also score with the `challenger` alias into predictions_shadow (never served).
     shadow: bool = False
+
+
+class Timeouts(_Strict):
+    """How long work may take before Airflow stops it, and when a late run raises an alert.
+
+    A hung job fails after its ``execution_timeout`` (then retries, as any transient fault);
+    a daily run that has not finished ``deadline_hours`` after it was queued raises a
+    ``deadline_missed`` alert (an Airflow deadline alert) while it keeps running.
+    """
+
+    spark_job_minutes: float = Field(default=120, gt=0)
+    task_minutes: float = Field(default=20, gt=0)
+    dagrun_hours: float = Field(default=24, gt=0)
+    deadline_hours: float | None = Field(default=6, gt=0)
 
 
 class Spark(_Strict):
@@ -664,7 +713,19 @@ class PipelineConfig(_Strict):
     scoring: Scoring = Field(default_factory=Scoring)
     alerts: Alerts = Field(default_factory=Alerts)
     spark: Spark = Field(default_factory=Spark)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
     demo: Demo | None = None
+
+    @model_validator(mode="after")
+    def _task_thresholds(self) -> PipelineConfig:
+        missing = self.gate.missing_for(self.model.task)
+        if missing:
+            raise ValueError(
+                f"model.task is {self.model.task}: {', '.join(missing)} must be set (the holdout AUC floor and "
+                "the AUC the candidate may lose to the champion), e.g. gate: {min_auc: 0.6, max_auc_regression: "
+                "0.01}; a regression model (model.task: regression) is gated on RMSE instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _required_sources_exist(self) -> PipelineConfig:

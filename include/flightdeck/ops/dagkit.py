@@ -7,31 +7,37 @@ nothing heavier than the Airflow SDK and the Spark provider's operator.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, AssetWatcher
+from airflow.providers.common.compat.sdk import AirflowException
+from airflow.sdk import Asset, AssetWatcher, AsyncCallback, DeadlineAlert, DeadlineReference
+from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.core.config import JOBS_DIR, PipelineConfig, config_path, load_config
 from flightdeck.core.lake import Lake
 from flightdeck.ops.inbox_watch import InboxTrigger
-from flightdeck.ops.notifiers import on_failure
+from flightdeck.ops.notifiers import deadline_missed, on_failure
 
 SPARK_CONN_ID = "spark_default"
 OWNER = "flightdeck"
 
+CFG: PipelineConfig = load_config()
+LAKE = Lake(CFG.lake.root)
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": OWNER,
+    # Retries are for transient faults; a user error fails at once (see SparkJobOperator).
     "retries": 1,
     "retry_delay": dt.timedelta(seconds=30),
     "retry_exponential_backoff": False,
+    # A hung task fails (then retries) instead of stalling every later day.
+    "execution_timeout": dt.timedelta(minutes=CFG.timeouts.task_minutes),
     # every task failure (after its retries) is an alert: log, JSON lines, webhook/SMTP by config
     "on_failure_callback": on_failure(),
 }
-
-CFG: PipelineConfig = load_config()
-LAKE = Lake(CFG.lake.root)
 
 
 def _midnight(day: dt.date | None, zone: str) -> dt.datetime | None:
@@ -78,12 +84,49 @@ INBOX = Asset(
 CHAMPION = Asset(name="champion_model", uri=f"models://{CFG.model.name}/champion", group="flightdeck")
 
 
-def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkSubmitOperator:
+USER_ERROR_EXIT = 2
+_EXIT_CODE = re.compile(r"Error code is: (\d+)\.")
+_USER_ERROR_LINE = re.compile(r"^flightdeck: error: (.+)$", re.MULTILINE)
+
+
+def user_error(failure: str) -> str | None:
+    """The job's own message when a spark-submit failure is a user error (exit code 2), else None.
+
+    ``failure`` is the text of the Spark provider's exception: the exit code and the last lines
+    of the job's output, where :func:`flightdeck.core.jobargs.run` printed ``flightdeck: error: ...``.
+    """
+    code = _EXIT_CODE.search(failure)
+    if code is None or int(code.group(1)) != USER_ERROR_EXIT:
+        return None
+    lines = _USER_ERROR_LINE.findall(failure)
+    return lines[-1].strip() if lines else "the job stopped on a user error (exit 2); its message is in the log above"
+
+
+class SparkJobOperator(SparkSubmitOperator):
+    """spark-submit of a flightdeck job: a user error (exit 2) fails at once, without retries.
+
+    A broken file contract or an exceeded quarantine budget fails the same way on every try,
+    so it raises :class:`AirflowFailException` with the job's message; anything else (a lost
+    executor, an unreachable store) keeps the task's retries.
+    """
+
+    def execute(self, context: Any) -> None:
+        try:
+            super().execute(context)
+        except AirflowException as err:
+            message = user_error(str(err))
+            if message is None:
+                raise
+            raise AirflowFailException(f"{message} (a user error: not retried; fix it, then clear the task)") from err
+
+
+def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkJobOperator:
     """A task that spark-submits ``jobs/<job>.py`` through the ``spark_default`` connection."""
     application = JOBS_DIR / f"{job}.py"
     if not application.is_file():
         raise FileNotFoundError(f"Spark job {application} does not exist")
-    return SparkSubmitOperator(
+    kwargs.setdefault("execution_timeout", dt.timedelta(minutes=CFG.timeouts.spark_job_minutes))
+    return SparkJobOperator(
         task_id=task_id,
         application=str(application),
         application_args=args,
@@ -93,6 +136,23 @@ def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkSu
         verbose=False,
         **kwargs,
     )
+
+
+def run_limits(cfg: PipelineConfig = CFG, *, wait_hours: float = 0.0) -> dict[str, Any]:
+    """DAG arguments bounding a run: ``dagrun_timeout`` and, when configured, a deadline alert.
+
+    ``wait_hours`` extends the timeout for a run that may first wait (the ingest DAG's sensor).
+    The deadline is an Airflow deadline alert on the run's queue time: when the run has not
+    finished ``timeouts.deadline_hours`` later, the triggerer sends a ``deadline_missed`` alert.
+    """
+    limits: dict[str, Any] = {"dagrun_timeout": dt.timedelta(hours=cfg.timeouts.dagrun_hours + wait_hours)}
+    if cfg.timeouts.deadline_hours is not None:
+        limits["deadline"] = DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_QUEUED_AT,
+            interval=dt.timedelta(hours=cfg.timeouts.deadline_hours),
+            callback=AsyncCallback(deadline_missed, kwargs={"hours": cfg.timeouts.deadline_hours}),
+        )
+    return limits
 
 
 def airflow_actor(dag_run: Any) -> str:

@@ -70,6 +70,29 @@ class FlightdeckNotifier(BaseNotifier):
             log.warning("could not send %s alert: %s", self.event, err)
 
 
+async def deadline_missed(context: Mapping[str, Any] | None = None, hours: float = 0.0) -> None:
+    """Airflow deadline-alert callback (runs in the triggerer): a run is late; send the alert.
+
+    ``context`` is what Airflow passes to deadline callbacks: the DAG run and the deadline.
+    """
+    import asyncio
+
+    run = dict((context or {}).get("dag_run") or {})
+    deadline = dict((context or {}).get("deadline") or {})
+    dag_id, run_id = run.get("dag_id", "?"), run.get("dag_run_id") or run.get("run_id")
+    partition = run.get("partition_key")
+    summary = (
+        f"{dag_id} run {run_id}"
+        + (f" for partition {partition}" if partition else "")
+        + f" has not finished {hours:g} h after it was queued (deadline {deadline.get('deadline_time')})"
+    )
+    details = {"dag_id": dag_id, "run_id": run_id, "partition": partition, "state": run.get("state"), **deadline}
+    try:
+        await asyncio.to_thread(alerts.notify, alerts.DEADLINE_MISSED, summary, details)
+    except Exception as err:  # a broken alert channel must not break the triggerer
+        log.warning("could not send %s alert: %s", alerts.DEADLINE_MISSED, err)
+
+
 def on_failure() -> FlightdeckNotifier:
     """The failure notifier every flightdeck DAG uses (``dagkit.DEFAULT_ARGS``)."""
     return FlightdeckNotifier(alerts.DAG_FAILURE)

@@ -1,0 +1,66 @@
+"""A user error (exit code 2) fails a Spark task at once; any other failure keeps its retries.
+
+The operator runs a real spark-submit of a small application that fails the way a job does
+(through ``flightdeck.core.jobargs.run``), once with a user error and once with a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from flightdeck.ops.dagkit import SparkJobOperator, user_error
+
+APP = """
+import sys
+from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.jobargs import run
+
+def main(argv):
+    if argv[0] == "user":
+        raise FlightdeckError("landing file flights_2013-01-02.csv is empty; re-export it")
+    raise RuntimeError("a bug")
+
+sys.exit(run(main, None))
+"""
+
+
+def test_user_error_is_read_from_the_exit_code_and_the_jobs_line() -> None:
+    tail = "\nLast spark-submit output:\nWARN x\nflightdeck: error: file f.csv is empty\nINFO shutdown"
+    assert user_error(f"Cannot execute: spark-submit app.py. Error code is: 2.{tail}") == "file f.csv is empty"
+    assert user_error(f"Cannot execute: spark-submit app.py. Error code is: 1.{tail}") is None
+    assert "user error (exit 2)" in str(user_error("Cannot execute: spark-submit app.py. Error code is: 2."))
+
+
+@pytest.fixture()
+def spark_conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    venv_bin = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    conn = {
+        "conn_type": "spark",
+        "host": "local[1]",
+        "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps(conn))
+
+
+@pytest.mark.spark
+def test_spark_task_fails_fast_on_a_user_error_and_keeps_retries_otherwise(tmp_path: Path, spark_conn: None) -> None:
+    from airflow.providers.common.compat.sdk import AirflowException
+    from airflow.sdk.exceptions import AirflowFailException
+
+    app = tmp_path / "job.py"
+    app.write_text(APP)
+
+    def task(kind: str) -> SparkJobOperator:
+        return SparkJobOperator(task_id=kind, application=str(app), application_args=[kind], conn_id="spark_default")
+
+    with pytest.raises(AirflowFailException, match=r"landing file flights_2013-01-02\.csv is empty.*not retried"):
+        task("user").execute({})
+    with pytest.raises(AirflowException, match="Error code is: 1") as err:
+        task("bug").execute({})
+    assert not isinstance(err.value, AirflowFailException)
