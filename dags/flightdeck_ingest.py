@@ -8,7 +8,9 @@ meanwhile, holding no worker slot. **ingest** then types the files with Spark
 into bronze partitions; bad rows go to quarantine with a reason and the ledger
 reconciles `rows in = rows valid + rows quarantined`. **mark_files** archives
 the ingested files, and the `bronze` asset event (partition key = the day)
-starts `flightdeck_features` for that day.
+starts `flightdeck_features` for that day, and for every later day already
+ingested whose rolling windows read it (a day ingested late, e.g. by an
+out-of-order backfill, rebuilds its dependants).
 
 Start, schedule, catchup and end come from `calendar` in the config. Run
 history with the Backfill button; a rerun replaces exactly that day's partitions.
@@ -61,11 +63,12 @@ with DAG(
 
     @task(outlets=[BRONZE])
     def publish_bronze(partition: str, *, outlet_events=None, run_id=None) -> dict:
-        """Announce the committed bronze partition (asset event keyed by the day)."""
+        """Announce the committed day, and the later ingested days whose windows read it (asset events)."""
         _, lake = configured()
         result = IngestResult.read(lake, run_id)
-        outlet_events[BRONZE].add_partitions(partition)
-        outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.partitions}
+        rebuild = landing.affected_partitions([partition])
+        outlet_events[BRONZE].add_partitions(rebuild)
+        outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.partitions, "rebuild": rebuild}
         return result.to_json()
 
     wait_for_files(PARTITION) >> ingest >> mark_files(PARTITION) >> publish_bronze(PARTITION)
