@@ -152,6 +152,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 2
 
 
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flightdeck",
@@ -197,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--json", action="store_true", help="print machine-readable JSON (with a 'services' section: up/down, URL)"
     )
-    st.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
+    _add_config(st)
     st.set_defaults(func=cmd_status)
 
     dm = sub.add_parser(
@@ -228,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dm.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for each step (default 3600)")
     dm.add_argument("--report", help="where to write the JSON report (default: <state>/demo-report.json)")
-    dm.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
+    _add_config(dm)
     dm.set_defaults(func=cmd_demo)
 
     ini = sub.add_parser(
@@ -263,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fd.add_argument("--days", required=True, metavar="FIRST..LAST", help="the days to deliver (or one day)")
     fd.add_argument("--redeliver", action="store_true", help="replace files already delivered (a re-delivery)")
-    fd.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
+    _add_config(fd)
     fd.set_defaults(func=cmd_feed)
 
     chk = sub.add_parser(
