@@ -242,6 +242,27 @@ class ReferenceSource(_Strict):
     null_values: list[str] = Field(default_factory=lambda: ["NA", ""])
 
 
+class LabelSource(TimeSeriesSource):
+    """Outcomes that arrive later, on their own days, from another system (optional).
+
+    Its ``partition_date`` is the day an outcome arrived and its ``event_time`` when it became
+    known; ``join_on`` names, for each entity key, the column of this source holding it.
+    ``label.expression`` is then evaluated over the entity row and its outcome. Rolling label
+    features and live performance count an outcome from its arrival, never from the event's
+    day. An outcome arriving more than ``max_delay_days`` after its event is not matched.
+    """
+
+    join_on: dict[str, str] = Field(min_length=1)
+    max_delay_days: int = Field(default=7, ge=0)
+
+    @model_validator(mode="after")
+    def _join_columns(self) -> LabelSource:
+        missing = [c for c in self.join_on.values() if c not in self.column_names]
+        if missing:
+            raise ValueError(f"labels {self.name!r}: join_on columns {missing} are not among its columns")
+        return self
+
+
 class Dataset(_Strict):
     """What the data is and where it comes from."""
 
@@ -252,6 +273,28 @@ class Dataset(_Strict):
     entity: TimeSeriesSource
     timeseries: list[TimeSeriesSource] = Field(default_factory=list)
     reference: list[ReferenceSource] = Field(default_factory=list)
+    labels: LabelSource | None = None
+
+    @property
+    def daily_sources(self) -> list[TimeSeriesSource]:
+        """Every source that lands one file per day: the entity, the time series, the labels."""
+        return [self.entity, *self.timeseries, *([self.labels] if self.labels else [])]
+
+    @model_validator(mode="after")
+    def _labels_fit_the_entity(self) -> Dataset:
+        if self.labels is None:
+            return self
+        entity_cols = set(self.entity.column_names)
+        unknown = sorted(set(self.labels.join_on) - entity_cols)
+        if unknown:
+            raise ValueError(f"labels.join_on: {unknown} are not columns of the entity {self.entity.name!r}")
+        shared = sorted((set(self.labels.column_names) - set(self.labels.join_on.values())) & entity_cols)
+        if shared:
+            raise ValueError(
+                f"labels: columns {shared} are also entity columns; name them otherwise in the lake "
+                f"(e.g. {{name: label_{shared[0]}, source: {shared[0]}}}) so the joined row keeps both"
+            )
+        return self
 
     @model_validator(mode="after")
     def _references_exist(self) -> Dataset:
@@ -686,6 +729,9 @@ class Demo(_Strict):
     history: list[str] = Field(min_length=1)
     # Days then run one by one through the daily chain (FIRST..LAST).
     days: str = Field(pattern=DAY_RANGE)
+    # The simulated upstream delivers an event's outcome this many days after the event
+    # (with dataset.labels: the label source's files; 0 or unset: no label files).
+    label_delay_days: int | None = Field(default=None, ge=0)
 
     @field_validator("history")
     @classmethod
@@ -725,6 +771,18 @@ class PipelineConfig(_Strict):
                 "the AUC the candidate may lose to the champion), e.g. gate: {min_auc: 0.6, max_auc_regression: "
                 "0.01}; a regression model (model.task: regression) is gated on RMSE instead"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _outcomes_can_be_attached(self) -> PipelineConfig:
+        labels = self.dataset.labels
+        if labels is not None:
+            missing = [k for k in labels.join_on if k not in self.features.passthrough]
+            if missing:
+                raise ValueError(
+                    f"features.passthrough: add {missing}: with dataset.labels, outcomes join the feature rows "
+                    "on the entity keys of labels.join_on"
+                )
         return self
 
     @model_validator(mode="after")

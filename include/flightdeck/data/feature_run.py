@@ -36,8 +36,9 @@ from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import MissingPartition
 from flightdeck.core.lake import Lake
 from flightdeck.data.documents import BuildFeaturesResult, PartitionVerdict, ValidateFeaturesResult
-from flightdeck.data.features import EVENT_TS, build_features
+from flightdeck.data.features import EVENT_TS, RollingInputs, build_features
 from flightdeck.data.ingest import read_reference_tables
+from flightdeck.data.labels import latest_outcomes
 from flightdeck.data.sparkio import read_available_partitions, read_partitions, write_partitions
 from flightdeck.data.validation import (
     EngineChoice,
@@ -65,6 +66,8 @@ class FeatureInputs:
     timeseries: dict[str, DataFrame]
     coverage: dict[str, list[str]]  # time series -> partitions read that the as-of joins can use
     references: dict[str, DataFrame]
+    # With delayed labels: the latest outcome per entity key arrived in the windows' days.
+    outcomes: DataFrame | None = None
 
 
 def read_history(
@@ -134,8 +137,24 @@ def read_feature_inputs(
     """
     entity = cfg.dataset.entity.name
     entity_df = read_partitions(spark, lake, "bronze", entity, dates)
-    history, covered = read_history(spark, lake, entity, dates, cfg.features.lookback_days)
+    labels = cfg.dataset.labels
+    lookback = cfg.features.lookback_days
+    # With delayed labels a window's outcomes may belong to events up to max_delay_days older.
+    reach = lookback + (labels.max_delay_days if labels and lookback else 0)
+    history, covered = read_history(spark, lake, entity, dates, reach)
     timeseries, coverage = read_timeseries(spark, cfg, lake, dates)
+    outcomes = None
+    if labels is not None and lookback:
+        first = dates[0] - dt.timedelta(days=lookback)
+        arrived, _ = read_available_partitions(spark, lake, "bronze", labels.name, first, dates[-1])
+        if arrived is not None:
+            outcomes = latest_outcomes(arrived, cfg)
+        else:
+            log.warning(
+                "no outcomes of %s arrived in %s..%s: rolling label windows are null", labels.name, first, dates[-1]
+            )
+        # Outcomes are counted by arrival: a day without arrivals is an empty day, not a missing one.
+        covered = [first + dt.timedelta(days=i) for i in range((dates[-1] - first).days + 1)]
     return FeatureInputs(
         entity=entity_df,
         history=history,
@@ -143,6 +162,7 @@ def read_feature_inputs(
         timeseries=timeseries,
         coverage=coverage,
         references=read_reference_tables(spark, lake, sorted({look.source for look in cfg.features.lookups})),
+        outcomes=outcomes,
     )
 
 
@@ -160,8 +180,7 @@ def build_range(
         inputs.references,
         cfg,
         carry=["date"],
-        history=inputs.history,
-        covered=[*dates, *inputs.covered],
+        rolling=RollingInputs(history=inputs.history, covered=[*dates, *inputs.covered], outcomes=inputs.outcomes),
     )
     slices = max(1, min(len(dates), 2 * spark.sparkContext.defaultParallelism))
     # A total order within each date (every column breaks ties): byte-identical files on rerun.

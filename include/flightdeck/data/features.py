@@ -23,12 +23,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from flightdeck.core.columns import EVENT_TS, PARTITION
 from flightdeck.core.config import AsofJoin, Lookup, PipelineConfig, Rolling, ScheduleCount
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.data.ingest import local_date
+from flightdeck.data.labels import label_events
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -233,6 +235,21 @@ def schedule_counts(entity: DataFrame, counts: Sequence[ScheduleCount], day_colu
     return out.drop(_DAY)
 
 
+@dataclass(frozen=True)
+class RollingInputs:
+    """What the rolling windows read besides the rows being built.
+
+    ``history``: bronze entity rows of the ``features.lookback_days`` before (and between) the
+    dates; ``covered``: the days whose data is complete (a window touching another day is
+    null; None: the days present); ``outcomes``: with delayed labels, the latest outcome per
+    entity key (:func:`flightdeck.data.labels.latest_outcomes`), counted by arrival day.
+    """
+
+    history: DataFrame | None = None
+    covered: Iterable[dt.date] | None = None
+    outcomes: DataFrame | None = None
+
+
 def build_features(
     entity_df: DataFrame,
     timeseries: Mapping[str, DataFrame],
@@ -240,12 +257,13 @@ def build_features(
     cfg: PipelineConfig,
     *,
     carry: Sequence[str] = (),
-    history: DataFrame | None = None,
-    covered: Iterable[dt.date] | None = None,
+    rolling: RollingInputs | None = None,
 ) -> DataFrame:
     """Model-ready rows: passthrough + numeric (double) + categorical (string) + label + ``event_ts``.
 
     Order: as-of joins, lookups, derived columns, label, rolling aggregates, schedule counts.
+    With delayed labels (``dataset.labels``) the label is unknown when a day is built: its
+    column is null, and rolling label windows count outcomes by their arrival day.
 
     Args:
         entity_df: typed bronze entity rows (whole local days).
@@ -253,9 +271,7 @@ def build_features(
         references: bronze reference tables per name.
         cfg: the pipeline configuration.
         carry: extra input columns to keep (e.g. ``date`` for a partitioned write).
-        history: typed bronze entity rows of the ``features.lookback_days`` before (and
-            between) the dates of ``entity_df``, only as inputs of the rolling windows.
-        covered: local dates whose entity data is complete (see :func:`rolling_features`).
+        rolling: the inputs of the rolling windows besides ``entity_df`` (see :class:`RollingInputs`).
     """
     from pyspark.sql import functions as F
 
@@ -263,8 +279,6 @@ def build_features(
     if PARTITION not in entity_df.columns:
         # Rows straight from typed columns (not bronze): their local date from the source's rule.
         entity_df = entity_df.withColumn(PARTITION, local_date(cfg.dataset.entity.partition_date))
-        if history is not None and PARTITION not in history.columns:
-            history = history.withColumn(PARTITION, local_date(cfg.dataset.entity.partition_date))
     df = entity_df.withColumn(EVENT_TS, F.expr(cfg.dataset.entity.event_time).cast("timestamp"))
     for join in feats.asof_joins:
         if join.source not in timeseries:
@@ -277,11 +291,22 @@ def build_features(
         df = lookup(df, references[look.source], look)
     for name, expression in feats.derived.items():
         df = df.withColumn(name, F.expr(expression))
-    df = df.withColumn(cfg.label.name, F.expr(cfg.label.expression))
+    rolling = rolling or RollingInputs()
+    history = rolling.history
+    if history is not None and PARTITION not in history.columns:
+        history = history.withColumn(PARTITION, local_date(cfg.dataset.entity.partition_date))
+    delayed = cfg.dataset.labels is not None
+    label = F.lit(None).cast("double") if delayed else F.expr(cfg.label.expression)
+    df = df.withColumn(cfg.label.name, label)
     if feats.rolling:
         events = entity_df if history is None else entity_df.unionByName(history.select(*entity_df.columns))
-        events = events.withColumn(cfg.label.name, F.expr(cfg.label.expression))
-        df = rolling_features(df, events, feats.rolling, covered=covered)
+        if not delayed:
+            events = events.withColumn(cfg.label.name, F.expr(cfg.label.expression))
+        elif rolling.outcomes is None:  # no outcome has arrived yet: every window is empty
+            events = events.where(F.lit(False)).withColumn(cfg.label.name, F.lit(None).cast("double"))
+        else:
+            events = label_events(events, rolling.outcomes, cfg)
+        df = rolling_features(df, events, feats.rolling, covered=rolling.covered)
     df = schedule_counts(df, feats.counts)
     columns = _dedupe([*feats.passthrough, *feats.numeric, *feats.categorical, cfg.label.name, EVENT_TS, *carry])
     missing = [c for c in columns if c not in df.columns]

@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import functools
 import importlib.util
+import io
 import logging
 import re
 import zipfile
@@ -154,13 +155,67 @@ def _render(header: str, lines: list[str]) -> bytes:
     return ("\n".join([header, *lines]) + "\n").encode("utf-8")
 
 
+def _project(daily: _DailyLines, headers: Sequence[str]) -> _DailyLines:
+    """The lines cut down to ``headers`` (in that order) when the package file has other columns too."""
+    names = _split_fields(daily.header)
+    if list(headers) == names:
+        return daily
+    try:
+        idx = [names.index(h) for h in headers]
+    except ValueError as err:
+        raise LandingError(f"package file lacks columns {sorted(set(headers) - set(names))}") from err
+
+    def cut(line: str) -> str:
+        fields = next(csv.reader([line]))
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow([fields[i] for i in idx])
+        return out.getvalue()
+
+    return _DailyLines(
+        header=",".join(headers), by_date={d: [cut(line) for line in lines] for d, lines in daily.by_date.items()}
+    )
+
+
+def _simulated_labels(cfg: PipelineConfig, labels: TimeSeriesSource, delay: int) -> _DailyLines:
+    """The demo's outcomes: each entity row's label columns, delivered ``delay`` days after its event.
+
+    The one label column the package lacks (the arrival time) is filled with 06:00 of the arrival day.
+    """
+    entity = _source_lines(cfg, cfg.dataset.entity)
+    names = _split_fields(entity.header)
+    headers = list(labels.headers.values())
+    missing = [h for h in headers if h not in names]
+    if len(missing) != 1:
+        raise LandingError(
+            f"the simulated upstream of {labels.name!r} needs every label column in the entity's package file "
+            f"but one (its arrival time); missing {missing}"
+        )
+    source = _project(entity, [h for h in headers if h in names])
+    at = headers.index(missing[0])
+    by_date: dict[dt.date, list[str]] = {}
+    for event_day, lines in source.by_date.items():
+        arrival = event_day + dt.timedelta(days=delay)
+        stamp = f"{arrival.isoformat()}T06:00:00"
+        by_date[arrival] = [",".join([*line.split(",")[:at], stamp, *line.split(",")[at:]]) for line in lines]
+    return _DailyLines(header=",".join(headers), by_date=by_date)
+
+
+def _daily_source(cfg: PipelineConfig, source: TimeSeriesSource) -> _DailyLines | None:
+    """What the simulated upstream delivers for a source (None: it delivers nothing)."""
+    if cfg.dataset.labels is not None and source.name == cfg.dataset.labels.name:
+        delay = cfg.demo.label_delay_days if cfg.demo else None
+        return None if delay is None else _simulated_labels(cfg, source, delay)
+    return _project(_source_lines(cfg, source), list(source.headers.values()))
+
+
 def _land(
     cfg: PipelineConfig, lake: Lake, dates: list[dt.date], *, redeliver: bool = False
 ) -> dict[str, dict[str, int]]:
-    sources = [cfg.dataset.entity, *cfg.dataset.timeseries]
     counts: dict[str, dict[str, int]] = {d.isoformat(): {} for d in dates}
-    for source in sources:
-        daily = _source_lines(cfg, source)
+    for source in cfg.dataset.daily_sources:
+        daily = _daily_source(cfg, source)
+        if daily is None:
+            continue
         for date in dates:
             lines = daily.by_date.get(date, [])
             counts[date.isoformat()][source.name] = len(lines)
@@ -268,7 +323,7 @@ def scan_inbox(cfg: PipelineConfig, lake: Lake) -> tuple[list[LandedFile], list[
     """
     found: list[LandedFile] = []
     refused: list[RefusedFile] = []
-    for source in [cfg.dataset.entity, *cfg.dataset.timeseries]:
+    for source in cfg.dataset.daily_sources:
         ext = source.format.extension
         pattern = re.compile(rf"^{re.escape(source.name)}_(\d{{4}}-\d{{2}}-\d{{2}})\.{re.escape(ext)}$")
         for info in list_files(inbox_dir(lake, source)):
