@@ -5,7 +5,8 @@
 Reads ``runs/<K>/train.json`` (written by ``jobs/train.py``), resolves ``champion``
 once, scores both models on the candidate's holdout partitions (the same rows, lined up
 by a row id) and writes ``runs/<K>/evaluate.json``: both models' metrics, per-slice AUCs
-(``gate.slices``) and a paired bootstrap interval of the AUC difference. The comparison
+(``gate.slices``) and a paired bootstrap interval of the AUC difference (``model.task:
+regression``: per-slice RMSEs and intervals of the relative RMSE difference). The comparison
 is also logged on the candidate's MLflow run (``champion_*`` metrics,
 ``evaluation/comparison.json``). The gate (``flightdeck.model.gate.decide``) runs on this result.
 """

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from flightdeck.core.columns import SCORE_COLUMNS
 from flightdeck.core.jobargs import parser, run, setup
 from flightdeck.core.lake import parse_date
 
@@ -42,9 +43,10 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         run_key=args.run_key,
     )
 
-    def profile(train_df: Any, probabilities: Any) -> dict[str, Any]:
-        """The drift reference: the training features and the holdout predictions."""
-        return {**reference_profile(train_df, cfg), "prediction": prediction_profile(probabilities, cfg.drift.bins)}
+    def profile(train_df: Any, scores: Any) -> dict[str, Any]:
+        """The drift reference: the training features and the holdout scores (probability or predicted value)."""
+        column = SCORE_COLUMNS[cfg.model.task]
+        return {**reference_profile(train_df, cfg), "prediction": prediction_profile(scores, cfg.drift.bins, column)}
 
     started = time.monotonic()
     spark = build_session("flightdeck-train", {"spark.task.cpus": str(cfg.model.threads_per_worker)})

@@ -100,3 +100,32 @@ def test_history_ranges() -> None:
     ]
     with pytest.raises(FlightdeckError, match="one continuous range"):
         parse_history(["2013-01-01,2013-01-03"])
+
+
+def test_render_speaks_rmse_for_a_regression_model() -> None:
+    """The model section and the labelled day of a regression model, from real monitoring rows."""
+    from flightdeck.core.config import Drift
+    from flightdeck.monitoring.drift import monitoring_rows, regression_performance_report
+    from flightdeck.ops.readmodel import drift_state
+
+    policy = Drift(bins=10, psi_threshold=0.2, drifted_share=0.2, min_rows=50, cooldown_days=7, bootstrap_samples=0)
+    labels = [float(i % 7) for i in range(300)]
+    perf = regression_performance_report(labels, [y + 3.0 for y in labels], {"rmse": 2.0, "mae": 1.5}, policy,
+                                         data_date="2013-07-01", model_version="2")  # fmt: skip
+    report = {"date": "2013-07-02", "model_version": "2", "status": "ok", "n_rows": 300, "psi": {},
+              "drifted_share": 0.0, "performance": perf}  # fmt: skip
+    rows = [{**r, "date": "2013-07-02"} for r in monitoring_rows(report, policy)]
+    status = {
+        "airflow": {"reachable": False, "error": "down"},
+        "model": {
+            "reachable": True, "task": "regression", "name": "m", "versions": 2,
+            "champion": {"version": "2", "metrics": {"rmse": 2.0, "mae": 1.5, "r2": 0.91}}, "challenger": None,
+        },
+        "lake": {"scoring": None, "quarantine": None, "drift": drift_state(rows), "retrain_requests": [],
+                 "promotions": []},
+    }  # fmt: skip
+    text = render(status)
+    assert "m: 2 versions (regression)" in text
+    assert "champion   v2  holdout RMSE 2.0  MAE 1.5  R² 0.91" in text and "AUC" not in text
+    # every prediction 3 above its label: RMSE 3 vs holdout 2, a 50% rise (point estimate: no bootstrap)
+    assert "RMSE on labels of 2013-07-01: 3 (holdout 2, rise +50.0%), MAE 3  BREACHED" in text

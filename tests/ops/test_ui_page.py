@@ -147,3 +147,27 @@ def test_drift_series_from_monitoring_rows(stack: dict[str, Any]) -> None:
     assert series["drifted share"] == [("2013-07-01", 0.5), ("2013-07-02", 0.0)]
     assert series["prediction PSI"] == [("2013-07-01", 0.31), ("2013-07-02", 0.05)]
     assert "AUC drop" not in series
+
+
+def test_page_shows_rmse_for_a_regression_model() -> None:
+    from flightdeck.core.config import Drift
+    from flightdeck.monitoring.drift import regression_performance_report
+
+    policy = Drift(bins=10, psi_threshold=0.2, drifted_share=0.2, min_rows=50, cooldown_days=7, bootstrap_samples=0)
+    labels = [float(i % 7) for i in range(300)]
+    perf = regression_performance_report(labels, [y + 3.0 for y in labels], {"rmse": 2.0, "mae": 1.5}, policy,
+                                         data_date="2013-07-01", model_version="1")  # fmt: skip
+    report = {**_report("2013-07-02", 0.0, 0.05), "prediction_column": "prediction", "performance": perf}
+    rows = monitoring_rows(report, policy)
+    versions = [{"version": "1", "aliases": ["champion"], "metrics": {"rmse": 2.0, "mae": 1.5, "r2": 0.91},
+                 "tags": {"gate_passed": "true"}}]  # fmt: skip
+    data = {"model_name": "m", "task": "regression", "versions": versions, "ledger": [], "drift": rows,
+            "ingest": [], "requests": [], "policy": policy.model_dump(mode="json")}  # fmt: skip
+    body = render_page(data)
+    assert "champion <b>v1</b> (holdout RMSE 2)" in body and "holdout AUC" not in body
+    assert "<th>holdout RMSE</th><th>MAE</th><th>R²</th>" in body
+    assert "<td>2</td><td>1.5</td><td>0.91</td>" in body
+    series = drift_series(rows)
+    assert series["RMSE rise"] == [("2013-07-02", pytest.approx(0.5))] and "AUC drop" not in series
+    assert series["prediction PSI"] == [("2013-07-02", 0.05)]  # the prediction column's rows, named "prediction"
+    assert "RMSE rise 0.1" in body  # the chart's threshold line

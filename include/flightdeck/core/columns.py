@@ -24,6 +24,10 @@ MODEL_VERSION = "model_version"
 SCORING_RUN = "scoring_run"
 FEATURE_PARTITION = "feature_partition"
 INTERNAL_PREFIX = "__"
+# The column a model's score is in, by model.task: the positive-class probability of a
+# binary classifier (its ``prediction`` is the 0/1 class), the predicted value of a
+# regressor (a regressor's predictions have no ``probability`` column).
+SCORE_COLUMNS: dict[str, str] = {"binary": PROBABILITY, "regression": PREDICTION}
 
 PLATFORM_COLUMNS: dict[str, str] = {
     PARTITION: "the partition date of every zone",
@@ -34,7 +38,7 @@ PLATFORM_COLUMNS: dict[str, str] = {
     EVENT_TS: "the event time of a feature row",
     FEATURE_VECTOR: "the model's assembled input vector",
     PROBABILITY: "a prediction's probability",
-    PREDICTION: "a prediction",
+    PREDICTION: "a prediction (the class of a binary model, the value of a regression model)",
     MODEL_NAME: "the model that made a prediction",
     MODEL_VERSION: "the model version that made a prediction",
     SCORING_RUN: "the scoring run of a prediction",

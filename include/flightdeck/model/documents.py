@@ -59,8 +59,11 @@ class ScoredModel(BaseModel):
 class Comparison(BaseModel):
     """Candidate against champion on the same rows: AUC delta, its bootstrap interval, per-slice AUCs.
 
+    A regression model's comparison (``metric: rmse``) has the RMSE delta (absolute and
+    relative: RMSE(candidate) / RMSE(champion) - 1), the bootstrap interval of the relative
+    difference (``rmse_diff_ci``) and per-slice RMSEs with their intervals (``low``, ``high``).
     Only the fields that were set are written: without a champion the comparison is the
-    candidate's slice AUCs alone, as the first documents had it.
+    candidate's slice metrics alone, as the first documents had it.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -68,6 +71,10 @@ class Comparison(BaseModel):
     roc_auc_delta: float | None = None
     auc_diff_ci: dict[str, float] | None = None
     slices: dict[str, Any] = Field(default_factory=dict)
+    metric: str | None = None
+    rmse_delta: float | None = None
+    rmse_relative_delta: float | None = None
+    rmse_diff_ci: dict[str, float] | None = None
 
     @model_serializer(mode="wrap")
     def _set_fields_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -90,7 +97,12 @@ class Evaluation(RunDocument):
 
 
 class GateResult(RunDocument):
-    """The gate's verdict on a candidate, with the versions and AUCs it compared."""
+    """The gate's verdict on a candidate, with the versions and the metric it compared.
+
+    ``task`` and ``metric`` say what was judged: ``binary`` on ``roc_auc`` (the AUCs in
+    ``candidate_roc_auc``/``champion_roc_auc``), ``regression`` on ``rmse`` (in
+    ``candidate_rmse``/``champion_rmse``; the AUC fields are None).
+    """
 
     NAME: ClassVar[str] = "gate"
 
@@ -98,6 +110,10 @@ class GateResult(RunDocument):
     champion_version: str | None
     candidate_roc_auc: float | None
     champion_roc_auc: float | None
+    task: str = "binary"
+    metric: str = "roc_auc"
+    candidate_rmse: float | None = None
+    champion_rmse: float | None = None
     passed: bool
     reasons: list[str] = Field(default_factory=list)
     checks: dict[str, Any] = Field(default_factory=dict)

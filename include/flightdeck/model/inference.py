@@ -1,7 +1,10 @@
-"""Inference: the model's input frame, its positive-class probability, and scoring a features partition.
+"""Inference: the model's input frame, its score, and scoring a features partition.
 
 One place applies a fitted pipeline to rows, for training's validation, evaluation on the
 holdout and batch scoring alike; every prediction row carries the model version that made it.
+A model's score is the positive-class probability of a binary classifier or the predicted
+value of a regressor (``model.task``); :func:`with_score` tells them apart by the fitted
+pipeline's last stage.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from flightdeck.core.columns import (
     PROBABILITY,
     SCORING_RUN,
 )
-from flightdeck.core.config import PipelineConfig
+from flightdeck.core.config import ModelTask, PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake
 
@@ -40,6 +43,11 @@ class ModelInputError(FlightdeckError):
 INDEX_SUFFIX = "__idx"
 
 
+def label_type(cfg: PipelineConfig) -> str:
+    """The label's Spark type for the task: ``int`` (0/1) for binary, ``double`` for regression."""
+    return "double" if cfg.model.task == "regression" else "int"
+
+
 def model_input_frame(df: DataFrame, cfg: PipelineConfig, *, require_label: bool = True) -> DataFrame:
     """The model inputs (numerics as double, categoricals as string) and label, other columns kept."""
     from pyspark.sql import functions as F
@@ -53,7 +61,7 @@ def model_input_frame(df: DataFrame, cfg: PipelineConfig, *, require_label: bool
     return df.select(
         *[F.col(c).cast("double").alias(c) for c in cfg.features.numeric],
         *[F.col(c).cast("string").alias(c) for c in cfg.features.categorical],
-        *([F.col(label).cast("int").alias(label)] if has_label else []),
+        *([F.col(label).cast(label_type(cfg)).alias(label)] if has_label else []),
         *[c for c in df.columns if c not in {*cfg.features.model_inputs, label}],
     )
 
@@ -108,23 +116,86 @@ def with_probability(model: PipelineModel, df: DataFrame, column: str) -> DataFr
     return indexed.withColumn(column, predict(features)).select(*df.columns, column)
 
 
+def model_task(model: PipelineModel) -> ModelTask:
+    """The task a fitted pipeline was trained for, from its last stage: ``regression`` for a
+    SparkXGBRegressorModel, else ``binary``."""
+    from xgboost.spark import SparkXGBRegressorModel
+
+    stages = list(model.stages)
+    return "regression" if stages and isinstance(stages[-1], SparkXGBRegressorModel) else "binary"
+
+
+def with_value(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
+    """``df`` plus ``column``: a regressor's predicted value, as ``model.transform`` gives it.
+
+    The booster runs on the assembler's input columns in one vectorised pandas UDF, as
+    :func:`with_probability` does for a classifier; any other pipeline falls back to
+    ``model.transform``'s ``prediction``.
+    """
+    from pyspark.ml import PipelineModel as Pipeline
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.sql import functions as F
+    from xgboost.spark import SparkXGBRegressorModel
+
+    stages: list[Any] = list(model.stages)
+    head, (assembler, booster_model) = stages[:-2], (stages[-2:] if len(stages) >= 2 else [None, None])
+    if not (
+        isinstance(booster_model, SparkXGBRegressorModel)
+        and isinstance(assembler, VectorAssembler)
+        and not any(isinstance(st, VectorAssembler) for st in head)
+    ):
+        scored = model.transform(df)
+        return scored.withColumn(column, scored[PREDICTION].cast("double")).select(*df.columns, column)
+    from flightdeck.model.predict import value_udf
+
+    inputs = list(assembler.getInputCols())
+    indexed = Pipeline(stages=head).transform(df) if head else df
+    predict = value_udf(booster_model.get_booster(), len(inputs))
+    features = F.struct(*[F.col(c).cast("double") for c in inputs])
+    return indexed.withColumn(column, predict(features)).select(*df.columns, column)
+
+
+def with_score(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
+    """``df`` plus ``column``: the model's score (a classifier's positive-class probability, a
+    regressor's predicted value)."""
+    if model_task(model) == "regression":
+        return with_value(model, df, column)
+    return with_probability(model, df, column)
+
+
+def check_task(model: PipelineModel, cfg: PipelineConfig, what: str) -> None:
+    """Refuse a model trained for another task than ``model.task`` (``what`` names it in the message)."""
+    task = model_task(model)
+    if task != cfg.model.task:
+        raise ModelInputError(
+            f"{what} is a {task} model but model.task is {cfg.model.task}: a task change needs a new "
+            f"model.name (the registry of {cfg.model.name!r} holds {task} models), or set model.task back to {task}"
+        )
+
+
 def collect_scores(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Score ``holdout_df`` and collect only (label, probability) to the driver."""
+    """Score ``holdout_df`` and collect only (label, score) to the driver.
+
+    Binary: labels as int64 and positive-class probabilities; regression: labels and
+    predicted values as float64.
+    """
     import numpy as np
 
-    scored = with_probability(model, model_input_frame(holdout_df, cfg), "p")
-    pdf: Any = scored.select(scored[cfg.label.name].cast("int").alias("y"), "p").toPandas()
-    return pdf["y"].to_numpy(dtype=np.int64), pdf["p"].to_numpy(dtype=np.float64)
+    scored = with_score(model, model_input_frame(holdout_df, cfg), "p")
+    pdf: Any = scored.select(scored[cfg.label.name].cast(label_type(cfg)).alias("y"), "p").toPandas()
+    y_type = np.float64 if cfg.model.task == "regression" else np.int64
+    return pdf["y"].to_numpy(dtype=y_type), pdf["p"].to_numpy(dtype=np.float64)
 
 
 def collect_keyed_scores(
     model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig, key: str, extra: Sequence[str] = ()
 ) -> Any:
-    """Score ``holdout_df``; a pandas frame of ``key``, label ``y``, probability ``p`` and ``extra``
-    columns, sorted by ``key`` (so two models' scores of the same holdout line up row by row)."""
-    scored = with_probability(model, model_input_frame(holdout_df, cfg), "p")
+    """Score ``holdout_df``; a pandas frame of ``key``, label ``y``, score ``p`` (probability or
+    predicted value) and ``extra`` columns, sorted by ``key`` (so two models' scores of the same
+    holdout line up row by row)."""
+    scored = with_score(model, model_input_frame(holdout_df, cfg), "p")
     cols = [scored[key], *(scored[c].cast("string").alias(c) for c in extra if c != key)]
-    pdf: Any = scored.select(*cols, scored[cfg.label.name].cast("int").alias("y"), "p").toPandas()
+    pdf: Any = scored.select(*cols, scored[cfg.label.name].cast(label_type(cfg)).alias("y"), "p").toPandas()
     return pdf.sort_values(key, kind="stable").reset_index(drop=True)
 
 
@@ -159,8 +230,10 @@ def score(
     cfg: PipelineConfig,
     feature_partition: str | None = None,
 ) -> DataFrame:
-    """Predictions for ``features_df``: keys, ``probability`` (positive class), ``prediction`` and lineage.
+    """Predictions for ``features_df``: keys, the score columns and lineage.
 
+    Binary (``model.task``): ``probability`` (positive class) and ``prediction`` (0/1, int);
+    regression: ``prediction`` (the predicted value, double) and no ``probability`` column.
     ``feature_partition`` defaults to the ``date`` column added by
     :func:`flightdeck.data.sparkio.read_partitions`.
     """
@@ -179,13 +252,17 @@ def score(
         partition_col.alias("__partition"),
         *features_df.columns,
     )
-    scored = with_probability(model, model_input_frame(carried, cfg, require_label=False), "__probability")
-    probability = F.col("__probability")
+    check_task(model, cfg, f"{model_name} v{model_version}")
+    frame = model_input_frame(carried, cfg, require_label=False)
+    if cfg.model.task == "regression":
+        scores = [F.col("__score").alias(PREDICTION)]
+    else:
+        # xgboost.spark's prediction: the argmax of (1 - p, p)
+        scores = [F.col("__score").alias(PROBABILITY), (F.col("__score") > 0.5).cast("int").alias(PREDICTION)]
+    scored = with_score(model, frame, "__score")
     return scored.select(
         *[F.col(f"__key_{i}").alias(c) for i, c in enumerate(keys)],
-        probability.alias(PROBABILITY),
-        # xgboost.spark's prediction: the argmax of (1 - p, p)
-        (probability > 0.5).cast("int").alias(PREDICTION),
+        *scores,
         F.lit(model_name).alias(MODEL_NAME),
         F.lit(str(model_version)).alias(MODEL_VERSION),
         F.lit(run_key).cast("string").alias(SCORING_RUN),

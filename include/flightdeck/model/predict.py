@@ -42,3 +42,33 @@ def probability_udf(booster: Any, n_features: int) -> Any:
             yield pd.Series(expit(margins).astype(np.float64))
 
     return probability
+
+
+def value_udf(booster: Any, n_features: int) -> Any:
+    """A pandas UDF: struct of ``n_features`` doubles -> the regressor's predicted value (double).
+
+    The values of xgboost.spark's own regressor transform: the booster's ``value`` output
+    (the objective's link applied to the margin) over its early-stopped tree range.
+    """
+    from pyspark.sql.functions import pandas_udf
+
+    best = booster.attr("best_iteration")
+    iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
+
+    @pandas_udf("double")  # type: ignore[call-overload]
+    def value(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
+        import numpy as np
+        from pyspark import TaskContext
+
+        context = TaskContext.get()
+        booster.set_param({"nthread": context.cpus() if context is not None else 1})
+        for features in batches:
+            x = features.to_numpy(dtype=np.float64)
+            if x.shape[1] != n_features:
+                raise ValueError(f"the model expects {n_features} features, got {x.shape[1]}")
+            values = booster.inplace_predict(
+                x, iteration_range=iteration_range, predict_type="value", missing=np.nan, validate_features=False
+            )
+            yield pd.Series(np.asarray(values).astype(np.float64))
+
+    return value

@@ -29,18 +29,24 @@ def gate_candidate(run_key: str) -> dict[str, Any]:
     """Apply the evaluation gate to this run's candidate and record the decision on its version.
 
     The evaluation document holds both models' metrics on the same frozen holdout, the
-    per-slice AUCs and the bootstrap interval of the AUC difference; the decision is pure.
+    per-slice AUCs (regression: RMSEs) and the bootstrap interval of the AUC (relative RMSE)
+    difference; the decision is pure and judged on ``model.task``'s metric, which the gate
+    document names.
     """
     cfg, lake = configured()
+    task = cfg.model.task
     evaluation = Evaluation.read(lake, run_key)
     candidate, champion, comparison = evaluation.candidate, evaluation.champion, evaluation.comparison
     ci = comparison.auc_diff_ci
+    rmse_ci = comparison.rmse_diff_ci
     decision = gate.decide(
         candidate.metrics,
         champion.metrics if champion else None,
         cfg.gate,
         slices=comparison.slices if champion else None,
         auc_diff_ci=(ci["low"], ci["high"]) if champion and ci else None,
+        task=task,
+        rmse_diff_ci=(rmse_ci["low"], rmse_ci["high"]) if champion and rmse_ci else None,
     )
     registry.tag_decision(cfg.model.name, candidate.version, decision)
     result = GateResult(
@@ -48,13 +54,18 @@ def gate_candidate(run_key: str) -> dict[str, Any]:
         champion_version=champion.version if champion else None,
         candidate_roc_auc=candidate.metrics.get("roc_auc"),
         champion_roc_auc=champion.metrics.get("roc_auc") if champion else None,
+        task=task,
+        metric=gate.METRICS[task],
+        candidate_rmse=candidate.metrics.get("rmse"),
+        champion_rmse=champion.metrics.get("rmse") if champion else None,
         **decision.to_dict(),
     )
     result.write(lake, run_key)
     log.info(
-        "gate for version %s (champion %s): %s",
+        "gate for version %s (champion %s) on %s: %s",
         candidate.version,
         result.champion_version or "none",
+        result.metric,
         "PASS" if decision.passed else "FAIL",
     )
     for reason in decision.reasons:

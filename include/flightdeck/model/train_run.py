@@ -192,6 +192,7 @@ def _run_params(
 ) -> dict[str, Any]:
     return {
         **{f"xgb_{k}": v for k, v in chosen["params"].items()},
+        "task": cfg.model.task,
         "seed": cfg.model.seed,
         "num_workers": cfg.model.num_workers,
         "threads_per_worker": cfg.model.threads_per_worker,
@@ -241,7 +242,7 @@ def _fit_and_log(
     """
     from pyspark.sql import functions as F
 
-    from flightdeck.model.evaluation import feature_importance, metrics, write_plots
+    from flightdeck.model.evaluation import feature_importance, task_metrics, write_task_plots
     from flightdeck.model.inference import collect_scores, model_input_frame
     from flightdeck.model.training import fit_search
 
@@ -267,9 +268,9 @@ def _fit_and_log(
         manifest.search["results"] = results
         manifest.chosen_params = chosen["params"]
         manifest.best_iteration = chosen.get("best_iteration")
-        y, prob = collect_scores(model, holdout_df, cfg)
-        holdout_metrics = metrics(y, prob)
-        reference = profile(train_df, prob)
+        y, scores = collect_scores(model, holdout_df, cfg)
+        holdout_metrics = task_metrics(cfg.model.task, y, scores)
+        reference = profile(train_df, scores)
         importance = feature_importance(model)
 
         tracking.log_params(_run_params(cfg, split, request, chosen, len(results)))
@@ -287,7 +288,7 @@ def _fit_and_log(
                 "feature_importance.json": importance,
             }
         )
-        tracking.log_plots(lambda folder: write_plots(y, prob, importance, folder))
+        tracking.log_plots(lambda folder: write_task_plots(cfg.model.task, y, scores, importance, folder))
         example = model_input_frame(holdout_df, cfg).select(*cfg.features.model_inputs).limit(5).toPandas()
         version = tracking.log_spark_model(
             model, name=cfg.model.name, example=example, requirements=_pip_requirements()
@@ -301,7 +302,8 @@ def train_candidate(
 ) -> TrainResult:
     """Train, log and register a candidate on the request's window; point ``challenger`` at it.
 
-    ``profile(train_df, holdout_probabilities)`` builds the drift reference profile logged with the model.
+    ``profile(train_df, holdout_scores)`` builds the drift reference profile logged with the model
+    (the scores are probabilities, or predicted values for ``model.task: regression``).
     """
     from flightdeck.model.training import check_task_slots
 

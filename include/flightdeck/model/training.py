@@ -1,8 +1,9 @@
 """Training: time-based split, the Spark ML pipeline (indexers -> assembler -> XGBoost), reference profile.
 
 The fitted :class:`pyspark.ml.PipelineModel` takes raw feature columns (as in the
-features zone) and adds ``probability`` (vector) and ``prediction``; it is what MLflow
-stores and what scoring loads.
+features zone) and adds ``probability`` (vector) and ``prediction`` (a classifier,
+``model.task: binary``) or ``prediction`` (a regressor, ``model.task: regression``); it is
+what MLflow stores and what scoring loads.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ VALIDATION_COL = "_is_validation"
 ORDER_COL = "_row_hash"
 MIN_TRAIN_ROWS = 100
 MIN_HOLDOUT_ROWS = 20
+# A regressor's objective unless model.params names another; the task's validation metric:
+# what early stopping watches (EVAL_METRIC) and the trial search ranks on (SEARCH_METRIC,
+# an error negated so that higher is always better).
+REGRESSION_OBJECTIVE = "reg:squarederror"
+EVAL_METRIC = {"binary": "auc", "regression": "rmse"}
+SEARCH_METRIC = {"binary": "roc_auc", "regression": "rmse"}
 
 
 # How long to wait for a cluster's executors to register before the slot check fails.
@@ -209,9 +216,12 @@ def build_featurizer(cfg: PipelineConfig) -> Pipeline:
 
 
 def xgb_params(cfg: PipelineConfig, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The booster parameters of a fit: ``params`` (default ``model.params``) plus the fixed seed."""
+    """The booster parameters of a fit: ``params`` (default ``model.params``) plus the fixed seed
+    (and, for a regressor, ``objective: reg:squarederror`` unless the params name another)."""
     out: dict[str, Any] = dict(cfg.model.params if params is None else params)
     out.setdefault("random_state", cfg.model.seed)
+    if cfg.model.task == "regression":
+        out.setdefault("objective", REGRESSION_OBJECTIVE)
     return out
 
 
@@ -235,6 +245,38 @@ def build_classifier(cfg: PipelineConfig, params: Mapping[str, Any] | None = Non
     )
 
 
+def build_regressor(cfg: PipelineConfig, params: Mapping[str, Any] | None = None, *, validate: bool = False) -> Any:
+    """The SparkXGBRegressor; with ``validate``, early stopping on the RMSE of the rows flagged in VALIDATION_COL."""
+    from xgboost.spark import SparkXGBRegressor
+
+    extra: dict[str, Any] = {}
+    if validate:
+        extra["validation_indicator_col"] = VALIDATION_COL
+        if cfg.model.early_stopping_rounds:
+            extra["early_stopping_rounds"] = cfg.model.early_stopping_rounds
+            extra["eval_metric"] = EVAL_METRIC["regression"]
+    return SparkXGBRegressor(
+        features_col=FEATURES_COL,
+        label_col=cfg.label.name,
+        num_workers=cfg.model.num_workers,
+        missing=float("nan"),
+        **xgb_params(cfg, params),
+        **extra,
+    )
+
+
+def build_estimator(cfg: PipelineConfig, params: Mapping[str, Any] | None = None, *, validate: bool = False) -> Any:
+    """The task's XGBoost estimator (``model.task``): a classifier or a regressor."""
+    build = build_regressor if cfg.model.task == "regression" else build_classifier
+    return build(cfg, params, validate=validate)
+
+
+def validation_score(cfg: PipelineConfig, validation: Mapping[str, float]) -> float:
+    """How good a trial is on the validation rows, higher better: AUC, or minus the RMSE."""
+    value = float(validation[SEARCH_METRIC[cfg.model.task]])
+    return -value if cfg.model.task == "regression" else value
+
+
 def fit(
     train_df: DataFrame,
     cfg: PipelineConfig,
@@ -245,9 +287,25 @@ def fit(
     """Fit the pipeline on the training rows (checks task slots first).
 
     With ``validation_dates`` (values of the ``date`` column) those rows only validate:
-    XGBoost stops early on their AUC (``model.early_stopping_rounds``).
+    XGBoost stops early on their AUC, or RMSE for a regressor (``model.early_stopping_rounds``).
     """
     return fit_search(train_df, cfg, trials=[xgb_params(cfg, params)], validation_dates=validation_dates)[0]
+
+
+def _validation_metrics(cfg: PipelineConfig, booster_model: Any, validation_rows: DataFrame) -> dict[str, float]:
+    """The task's metrics of a fitted booster stage on the validation rows (collected: one window is small)."""
+    from pyspark.sql import functions as F
+
+    from flightdeck.model.evaluation import task_metrics
+
+    label = cfg.label.name
+    scored = booster_model.transform(validation_rows)
+    if cfg.model.task == "regression":
+        pdf: Any = scored.select(F.col(label).cast("double").alias("y"), F.col("prediction").alias("p"))
+    else:
+        pdf = scored.select(F.col(label).cast("int").alias("y"), positive_probability(scored).alias("p"))
+    pdf = pdf.toPandas()
+    return task_metrics(cfg.model.task, pdf["y"].to_numpy(), pdf["p"].to_numpy())
 
 
 def fit_search(
@@ -258,17 +316,16 @@ def fit_search(
     validation_dates: Sequence[dt.date | str] = (),
     on_trial: Any = None,
 ) -> tuple[PipelineModel, list[dict[str, Any]]]:
-    """Fit one model per parameter set (default :func:`search_trials`); keep the best on validation AUC.
+    """Fit one model per parameter set (default :func:`search_trials`); keep the best on validation.
 
     The featurizer (indexers, assembler) is fitted once on all training rows. Each trial's
-    validation AUC (rows of ``validation_dates``) picks the winner; without validation rows
-    only the first trial is fitted. ``on_trial(index, params, result)`` is called after each
-    fit (e.g. to log a nested MLflow run). Returns the best pipeline and every trial's result.
+    validation AUC, or lowest RMSE for a regressor (rows of ``validation_dates``), picks the
+    winner; without validation rows only the first trial is fitted. ``on_trial(index, params,
+    result)`` is called after each fit (e.g. to log a nested MLflow run). Returns the best
+    pipeline and every trial's result.
     """
     from pyspark.ml import PipelineModel
     from pyspark.sql import functions as F
-
-    from flightdeck.model.evaluation import metrics
 
     check_task_slots(train_df.sparkSession, cfg.model.num_workers)
     sets = list(trials if trials is not None else search_trials(cfg))
@@ -296,8 +353,8 @@ def fit_search(
     try:
         for i, trial in enumerate(sets):
             t0 = time.monotonic()
-            classifier = build_classifier(cfg, trial, validate=bool(validation))
-            booster_model = classifier.fit(prepared)
+            estimator = build_estimator(cfg, trial, validate=bool(validation))
+            booster_model = estimator.fit(prepared)
             model = PipelineModel(stages=[*featurizer.stages, booster_model])
             result: dict[str, Any] = {"trial": i, "params": dict(trial), "fit_seconds": time.monotonic() - t0}
             booster = booster_model.get_booster()
@@ -305,15 +362,13 @@ def fit_search(
             result["best_iteration"] = int(best_iteration) if best_iteration is not None else None
             result["num_trees"] = int(booster.num_boosted_rounds())
             if validation_rows is not None:
-                scored = booster_model.transform(validation_rows)
-                pdf: Any = scored.select(F.col(label).cast("int").alias("y"), positive_probability(scored).alias("p"))
-                pdf = pdf.toPandas()
-                result["validation"] = metrics(pdf["y"].to_numpy(), pdf["p"].to_numpy())
-                score = result["validation"]["roc_auc"]
+                result["validation"] = _validation_metrics(cfg, booster_model, validation_rows)
+                score = validation_score(cfg, result["validation"])
             else:
                 score = 0.0
             results.append(result)
-            log.info("trial %d %s: %s", i, dict(trial), result.get("validation", {}).get("roc_auc"))
+            metric = SEARCH_METRIC[cfg.model.task]
+            log.info("trial %d %s: %s %s", i, dict(trial), metric, result.get("validation", {}).get(metric))
             if on_trial is not None:
                 on_trial(i, dict(trial), result)
             if best is None or score > best[0]:

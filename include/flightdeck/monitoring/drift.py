@@ -7,7 +7,9 @@ and the holdout's score distribution. Monitoring bins a new partition the same w
 the statistic its sample size allows: a chi-square test on the binned counts
 (:func:`chi_square_test`, p-values corrected over the features) on a small day, PSI
 (:func:`psi`) on a large one (``drift.large_sample_rows``). Labelled days are judged by
-:func:`performance_report` (a bootstrap interval of the AUC drop and log-loss rise). The
+:func:`performance_report` (a bootstrap interval of the AUC drop and log-loss rise), or for a
+regression model by :func:`regression_performance_report` (a bootstrap interval of the
+relative RMSE rise). The
 pure policy :func:`flightdeck.monitoring.retrain.should_retrain` turns a report plus the
 history of retrain requests into a decision with a reason.
 
@@ -16,7 +18,10 @@ Profile layout (JSON, Python's ``Infinity`` for the open ends)::
     {"n_rows": int,
      "numeric": {f: {"edges": [-inf, c1, ..., ck, inf], "proportions": [k+1 floats], "null": float}},
      "categorical": {f: {"categories": [..., "__other__"], "proportions": [...]}},   # nulls are "__null__"
-     "prediction": {"column": "probability", "edges": [...], "proportions": [...]} | None}
+     "prediction": {"column": "probability" | "prediction", "edges": [...], "proportions": [...]} | None}
+
+The score distribution is a binary model's ``probability`` or a regression model's
+``prediction`` (its predicted value), named by ``column``.
 
 Bin i of a numeric feature is ``edges[i] <= x < edges[i+1]`` (the last bin includes +inf);
 null and NaN form their own bin. Proportions times the row count give back the counts
@@ -49,6 +54,7 @@ STATUS_NO_LABELS = "no_labels"
 STATUS_ONE_CLASS = "one_class"
 STATUS_NO_REFERENCE = "no_reference"
 STATUS_FEW_PER_CLASS = "insufficient_class_labels"
+TASK_REGRESSION = "regression"
 STAT_PSI = "psi"
 STAT_CHI2 = "chi2"
 MIN_EXPECTED = 5.0  # the chi-square approximation's rule (Cochran): every expected count >= 5
@@ -311,6 +317,7 @@ def drift_report(
         "missing": sorted(n for n, f in features.items() if f.get("missing")),
         "excluded": sorted(n for n, f in features.items() if f.get("excluded")),
         "prediction_psi": prediction_psi,
+        "prediction_column": (reference_profile.get("prediction") or {}).get("column", PREDICTION),
         "prediction_threshold": prediction_threshold(policy),
         "prediction_statistic": prediction,
         "prediction_drifted": bool(prediction and prediction["drifted"]),
@@ -515,6 +522,106 @@ def performance_report(
     return {**out, "status": STATUS_OK, "reason": ""}
 
 
+def bootstrap_regression_metrics(
+    labels: Sequence[float], predictions: Sequence[float], samples: int, seed: int
+) -> tuple[list[float], list[float]]:
+    """RMSE and MAE of ``samples`` bootstrap resamples of the labelled rows (seeded).
+
+    Plain resamples (no classes to stratify by), vectorised as :func:`bootstrap_metrics` is: a
+    resample is a row of multiplicities over the rows, its MSE and MAE the weighted means of
+    the rows' squared and absolute errors.
+    """
+    import numpy as np
+
+    error = np.asarray(predictions, dtype=float) - np.asarray(labels, dtype=float)
+    n = error.size
+    if n == 0:
+        raise ValueError("bootstrap_regression_metrics needs at least one labelled row")
+    squared, absolute = error**2, np.abs(error)
+    rng = np.random.default_rng(seed)
+    rmses: list[float] = []
+    maes: list[float] = []
+    chunk = max(1, _BOOTSTRAP_CELLS // n)
+    for first in range(0, samples, chunk):
+        k = min(chunk, samples - first)
+        picks = rng.integers(0, n, size=(k, n)) + n * np.arange(k)[:, None]
+        weights = np.bincount(picks.ravel(), minlength=k * n).reshape(k, n)
+        rmses += np.sqrt((weights @ squared) / n).tolist()
+        maes += ((weights @ absolute) / n).tolist()
+    return rmses, maes
+
+
+def regression_performance_report(
+    labels: Sequence[float],
+    predictions: Sequence[float],
+    reference: Mapping[str, float] | None,
+    policy: Drift,
+    *,
+    data_date: dt.date | str | None = None,
+    model_version: str | None = None,
+) -> dict[str, Any]:
+    """RMSE and MAE of one labelled day vs the holdout RMSE and MAE of the model that scored it.
+
+    ``reference`` holds the holdout ``rmse`` (and ``mae``) of that model version. The day is
+    judged (status ``ok``) only with at least ``policy.min_labeled_rows`` rows and a reference
+    RMSE; otherwise the metrics are reported, ``status`` and ``reason`` say why, and nothing
+    counts as a breach. Rises are relative (RMSE / holdout RMSE - 1). A judged day breaches
+    only when the whole bootstrap interval (:func:`bootstrap_regression_metrics`,
+    ``policy.bootstrap_confidence``) of the RMSE rise is at or above ``policy.max_rmse_rise``;
+    with ``bootstrap_samples`` 0 the point estimate decides. MAE is reported, never judged.
+    The holdout metric is taken as fixed.
+    """
+    import numpy as np
+
+    n = len(labels)
+    out: dict[str, Any] = {
+        "task": TASK_REGRESSION,
+        "date": None if data_date is None else parse_date(data_date).isoformat(),
+        "model_version": model_version,
+        "n_rows": n,
+        "min_rows": policy.min_labeled_rows,
+        "rmse": None,
+        "mae": None,
+        "reference": dict(reference or {}),
+        "rmse_rise": None,
+        "mae_rise": None,
+        "rmse_rise_interval": None,
+        "mae_rise_interval": None,
+        "confidence": policy.bootstrap_confidence,
+        "bootstrap_samples": policy.bootstrap_samples,
+        "max_rmse_rise": policy.max_rmse_rise,
+        "rmse_breach": False,
+        "mae_breach": False,
+    }
+    if n == 0:
+        return {**out, "status": STATUS_NO_LABELS, "reason": "no labelled rows"}
+    error = np.asarray(predictions, dtype=float) - np.asarray(labels, dtype=float)
+    out["rmse"] = float(np.sqrt(np.mean(error**2)))
+    out["mae"] = float(np.mean(np.abs(error)))
+    ref_rmse = (reference or {}).get("rmse")
+    ref_mae = (reference or {}).get("mae")
+    if ref_rmse:
+        out["rmse_rise"] = out["rmse"] / float(ref_rmse) - 1
+    if ref_mae:
+        out["mae_rise"] = out["mae"] / float(ref_mae) - 1
+    if n < policy.min_labeled_rows:
+        reason = f"{n} labelled rows < minimum {policy.min_labeled_rows}"
+        return {**out, "status": STATUS_INSUFFICIENT, "reason": reason}
+    if not ref_rmse:
+        return {**out, "status": STATUS_NO_REFERENCE, "reason": f"no holdout RMSE for model v{model_version}"}
+    rmse_low = out["rmse_rise"]
+    if policy.bootstrap_samples > 0:
+        rmses, maes = bootstrap_regression_metrics(labels, predictions, policy.bootstrap_samples, policy.bootstrap_seed)
+        lo, hi = _interval(rmses, policy.bootstrap_confidence)
+        out["rmse_rise_interval"] = [lo / float(ref_rmse) - 1, hi / float(ref_rmse) - 1]
+        rmse_low = out["rmse_rise_interval"][0]
+        if ref_mae:
+            lo, hi = _interval(maes, policy.bootstrap_confidence)
+            out["mae_rise_interval"] = [lo / float(ref_mae) - 1, hi / float(ref_mae) - 1]
+    out["rmse_breach"] = rmse_low is not None and rmse_low >= policy.max_rmse_rise
+    return {**out, "status": STATUS_OK, "reason": ""}
+
+
 # --- thresholds ---------------------------------------------------------------------------------
 
 
@@ -577,6 +684,7 @@ def count_bins(
     categorical: Mapping[str, Sequence[str] | None],
     prediction_edges: Sequence[float] | None = None,
     predictions: DataFrame | None = None,
+    score_column: str = PREDICTION,
 ) -> tuple[int, dict[str, dict[str, int]]]:
     """Row count and per-feature bin counts for every feature at once (one Spark job, one pass).
 
@@ -585,22 +693,23 @@ def count_bins(
     about three times faster than exploding each row into one record per feature and
     grouping those (see the README's Performance section). Categorical levels of None mean
     "count every value" (used to find the top categories at training time). The score
-    distribution is binned from ``df``'s ``probability`` column, or from ``predictions``
-    (another frame with that column, e.g. the day's predictions) in the same job.
+    distribution is binned from ``df``'s ``score_column`` (``probability``; a regression model's
+    ``prediction``), or from ``predictions`` (another frame with that column, e.g. the day's
+    predictions) in the same job.
     """
     from pyspark.sql import functions as F
 
     schema = "f string, b string, n long"
-    score_edges = {PREDICTION: prediction_edges} if prediction_edges is not None else {}
+    score_edges = {score_column: prediction_edges} if prediction_edges is not None else {}
     own_scores = score_edges if predictions is None else {}
     features = df.select(
         *[F.col(n).cast("double").alias(n) for n in [*numeric, *own_scores]],
         *[F.col(n).cast("string").alias(n) for n in categorical],
     )
-    names = {**{n: n for n in [*numeric, *categorical]}, PREDICTION: _PREDICTION_KEY}
+    names = {**{n: n for n in [*numeric, *categorical]}, score_column: _PREDICTION_KEY}
     counted = features.mapInPandas(_bin_counter({**numeric, **own_scores}, categorical, names, True), schema)
     if score_edges and predictions is not None:
-        scores = predictions.select(F.col(PREDICTION).cast("double").alias(PREDICTION))
+        scores = predictions.select(F.col(score_column).cast("double").alias(score_column))
         counted = counted.unionByName(scores.mapInPandas(_bin_counter(score_edges, {}, names, False), schema))
     counts: dict[str, dict[str, int]] = {}
     for row in counted.groupBy("f", "b").agg(F.sum("n").alias("n")).collect():
@@ -618,19 +727,22 @@ def profile_counts(df: DataFrame, profile: Mapping[str, Any], predictions: DataF
     """Current proportions of ``df`` in the reference profile's bins, in one Spark pass.
 
     Covers every profile feature present in ``df`` (absent ones are listed in ``missing``) and
-    the score distribution when ``df`` has a ``probability`` column, or from ``predictions``
-    (another frame with a ``probability`` column, e.g. the day's predictions), whose bins are
-    counted in the same Spark job (a union before the one aggregation). ``n_predictions`` is
-    the number of prediction rows counted.
+    the score distribution when ``df`` has the profile's score column (``probability``, or
+    ``prediction`` for a regression model), or from ``predictions`` (another frame with that
+    column, e.g. the day's predictions), whose bins are counted in the same Spark job (a union
+    before the one aggregation). ``n_predictions`` is the number of prediction rows counted.
     """
     columns = set(df.columns)
     numeric = {n: spec["edges"] for n, spec in profile.get("numeric", {}).items() if n in columns}
     categorical = {n: spec["categories"] for n, spec in profile.get("categorical", {}).items() if n in columns}
     pred = profile.get("prediction")
+    score_column = (pred or {}).get("column", PREDICTION)
     pred_edges = None
-    if pred and (PREDICTION in columns or predictions is not None):
+    if pred and (score_column in columns or predictions is not None):
         pred_edges = pred["edges"]
-    total, counts = count_bins(df, numeric, categorical, pred_edges, predictions if pred_edges is not None else None)
+    total, counts = count_bins(
+        df, numeric, categorical, pred_edges, predictions if pred_edges is not None else None, score_column
+    )
     result: dict[str, Any] = {
         "n_rows": total,
         "numeric": {n: _numeric_summary(counts.get(n, {}), e, total) for n, e in numeric.items()},
@@ -649,7 +761,9 @@ def profile_counts(df: DataFrame, profile: Mapping[str, Any], predictions: DataF
         summary = _numeric_summary(counts.get(_PREDICTION_KEY, {}), pred_edges, n_pred)
         result["n_predictions"] = n_pred
         result["prediction"] = (
-            {"column": PREDICTION, "edges": list(pred_edges), "proportions": summary["proportions"]} if n_pred else None
+            {"column": score_column, "edges": list(pred_edges), "proportions": summary["proportions"]}
+            if n_pred
+            else None
         )
     return result
 
@@ -661,8 +775,8 @@ MONITORING_COLUMNS = (
     "date",  # the monitored window (partition D)
     "model_version",  # the reference model (whose training profile / holdout is compared with)
     "kind",  # feature | prediction | features | performance | feature_test | prediction_test
-    "name",  # feature name, "probability", "drifted_share", "roc_auc", "log_loss"
-    "statistic",  # psi | share | auc_drop | log_loss_rise | chi2
+    "name",  # feature, "probability" (regression: "prediction"), "drifted_share", "roc_auc", "log_loss", "rmse", "mae"
+    "statistic",  # psi | share | auc_drop | log_loss_rise | rmse_rise | mae_rise | chi2
     "value",  # the statistic (None when not computable); for chi2 rows the (corrected) p-value
     "observed",  # the raw metric behind it (AUC, log loss, the chi-square statistic), else None
     "reference",  # the champion's holdout value it is compared with, else None
@@ -681,6 +795,46 @@ def _test_note(stat: Mapping[str, Any]) -> str:
         return f"chi2 test: too few rows ({stat.get('bins', 0)} bin(s) after merging)"
     op = "<" if stat.get("drifted") else ">="
     return f"chi2 test: p {p_value:.2g} {op} {float(stat.get('threshold') or 0.0):g}"
+
+
+def _performance_rows(perf: Mapping[str, Any], policy: Drift, row: Any) -> list[dict[str, Any]]:
+    """The ``performance`` rows of a labelled day: AUC drop and log-loss rise, or (a regression model)
+    the relative RMSE rise (judged) and MAE rise (reported); ``row`` builds one table row."""
+    rows: list[dict[str, Any]] = []
+    ref = perf.get("reference") or {}
+    common = {"n_rows": int(perf.get("n_rows", 0)), "data_date": perf.get("date"), "note": perf.get("status")}
+    judged: tuple[tuple[str, str, float | None, str, str], ...] = (
+        ("roc_auc", "auc_drop", policy.max_auc_drop, "roc_auc", "auc_breach"),
+        ("log_loss", "log_loss_rise", policy.max_log_loss_rise, "log_loss", "log_loss_breach"),
+    )
+    if perf.get("task") == TASK_REGRESSION:
+        judged = (
+            ("rmse", "rmse_rise", policy.max_rmse_rise, "rmse", "rmse_breach"),
+            ("mae", "mae_rise", None, "mae", "mae_breach"),  # reported, never judged
+        )
+    for name, statistic, threshold, observed, breach in judged:
+        note = common["note"]
+        interval = perf.get(f"{statistic}_interval")
+        if note == STATUS_OK:
+            note = (
+                f"{float(perf.get('confidence', 0.95)):.0%} interval {interval[0]:.3f}..{interval[1]:.3f}"
+                if interval
+                else ""
+            )
+        rows.append(
+            row(
+                "performance",
+                name,
+                statistic,
+                perf.get(statistic),
+                threshold=threshold,
+                breached=bool(perf.get(breach)),
+                observed=perf.get(observed),
+                reference=ref.get(observed),
+                **{**common, "note": note},
+            )
+        )
+    return rows
 
 
 def monitoring_rows(report: Mapping[str, Any], policy: Drift) -> list[dict[str, Any]]:
@@ -733,10 +887,11 @@ def monitoring_rows(report: Mapping[str, Any], policy: Drift) -> list[dict[str, 
         breached = bool(report.get("prediction_drifted"))
         n_pred = int(report.get("n_predictions", n_rows))
         note = _test_note(stat) if tested and not base_note else base_note
+        score_name = str(report.get("prediction_column") or PREDICTION)
         rows.append(
             row(
                 "prediction",
-                PREDICTION,
+                score_name,
                 STAT_PSI,
                 report["prediction_psi"],
                 threshold=None if tested else prediction_threshold(policy),
@@ -746,7 +901,7 @@ def monitoring_rows(report: Mapping[str, Any], policy: Drift) -> list[dict[str, 
             )
         )
         if tested:
-            rows.append(test_row("prediction_test", PREDICTION, stat, breached, note, n_rows=n_pred))
+            rows.append(test_row("prediction_test", score_name, stat, breached, note, n_rows=n_pred))
     share = float(report.get("drifted_share", 0.0))
     rows.append(
         row(
@@ -760,31 +915,5 @@ def monitoring_rows(report: Mapping[str, Any], policy: Drift) -> list[dict[str, 
     )
     perf = report.get("performance")
     if perf:
-        ref = perf.get("reference") or {}
-        common = {"n_rows": int(perf.get("n_rows", 0)), "data_date": perf.get("date"), "note": perf.get("status")}
-        for name, statistic, threshold, observed, breach in (
-            ("roc_auc", "auc_drop", policy.max_auc_drop, "roc_auc", "auc_breach"),
-            ("log_loss", "log_loss_rise", policy.max_log_loss_rise, "log_loss", "log_loss_breach"),
-        ):
-            note = common["note"]
-            interval = perf.get(f"{statistic}_interval")
-            if note == STATUS_OK:
-                note = (
-                    f"{float(perf.get('confidence', 0.95)):.0%} interval {interval[0]:.3f}..{interval[1]:.3f}"
-                    if interval
-                    else ""
-                )
-            rows.append(
-                row(
-                    "performance",
-                    name,
-                    statistic,
-                    perf.get(statistic),
-                    threshold=threshold,
-                    breached=bool(perf.get(breach)),
-                    observed=perf.get(observed),
-                    reference=ref.get(observed),
-                    **{**common, "note": note},
-                )
-            )
+        rows += _performance_rows(perf, policy, row)
     return rows

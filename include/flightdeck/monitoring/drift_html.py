@@ -62,10 +62,26 @@ def _rule(report: Mapping[str, Any]) -> str:
     return text
 
 
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{float(value):+.1%}"
+
+
+def _span_pct(interval: Sequence[float] | None) -> str:
+    return "-" if not interval else f"{interval[0]:+.1%} .. {interval[1]:+.1%}"
+
+
 def _performance_rule(perf: Mapping[str, Any]) -> str:
     """Why the labelled day was or was not judged, and how a breach is decided."""
     if perf.get("status") != "ok":
         return f"Not judged: {html.escape(str(perf.get('reason') or perf.get('status')))}."
+    if perf.get("task") == "regression":
+        if perf.get("rmse_rise_interval") is None:
+            return "Judged on the point estimate of the RMSE rise (no bootstrap)."
+        return (
+            f"A breach needs the whole {float(perf.get('confidence', 0.95)):.0%} bootstrap interval "
+            f"({_fmt(perf.get('bootstrap_samples'))} resamples of the labelled rows) of the RMSE rise, relative "
+            f"to the holdout RMSE, at or above {_pct(perf.get('max_rmse_rise'))}; MAE is reported, never judged."
+        )
     if perf.get("auc_drop_interval") is None:
         return "Judged on the point estimates (no bootstrap)."
     return (
@@ -160,16 +176,37 @@ def _distribution_charts(
     ref_pred, cur_pred = profile.get("prediction"), current.get("prediction")
     if ref_pred and cur_pred:
         edges = ref_pred["edges"]
-        labels = [f"[{edges[i]:.2f}, {edges[i + 1]:.2f})" for i in range(len(edges) - 1)]
-        chart = distribution_chart("predicted probability", labels, ref_pred["proportions"], cur_pred["proportions"])
+        probability = ref_pred.get("column", "probability") == "probability"
+        title, spec = ("predicted probability", ".2f") if probability else ("predicted value", ".3g")
+        labels = [f"[{edges[i]:{spec}}, {edges[i + 1]:{spec}})" for i in range(len(edges) - 1)]
+        chart = distribution_chart(title, labels, ref_pred["proportions"], cur_pred["proportions"])
         charts.append(f"<img alt='score distribution' src='{chart}'>")
     return ["<h2>Distributions</h2>" + "".join(charts)] if charts else []
+
+
+def _regression_performance_table(perf: Mapping[str, Any]) -> str:
+    ref = perf.get("reference") or {}
+    return (
+        "<table><tr><th>labelled day</th><th>rows</th><th>status</th>"
+        "<th>RMSE</th><th>holdout RMSE</th><th>rise</th><th>rise interval</th>"
+        "<th>MAE</th><th>holdout MAE</th><th>rise</th><th>rise interval</th></tr>"
+        f"<tr><td>{_fmt(perf.get('date'))}</td><td>{_fmt(perf.get('n_rows'))}</td>"
+        f"<td>{_fmt(perf.get('status'))}</td>"
+        f"<td>{_fmt(perf.get('rmse'), 4)}</td><td>{_fmt(ref.get('rmse'), 4)}</td>"
+        f"<td class='{'bad' if perf.get('rmse_breach') else ''}'>{_pct(perf.get('rmse_rise'))}</td>"
+        f"<td>{_span_pct(perf.get('rmse_rise_interval'))}</td>"
+        f"<td>{_fmt(perf.get('mae'), 4)}</td><td>{_fmt(ref.get('mae'), 4)}</td>"
+        f"<td>{_pct(perf.get('mae_rise'))}</td><td>{_span_pct(perf.get('mae_rise_interval'))}</td>"
+        "</tr></table>"
+    )
 
 
 def _performance_section(perf: Mapping[str, Any] | None) -> list[str]:
     parts = ["<h2>Performance once labels arrived</h2>"]
     if not perf:
         return [*parts, "<p class='muted'>No labelled predictions yet (the previous day was not scored).</p>"]
+    if perf.get("task") == "regression":
+        return [*parts, _regression_performance_table(perf), f"<p>{_performance_rule(perf)}</p>"]
     ref = perf.get("reference") or {}
     parts.append(
         "<table><tr><th>labelled day</th><th>rows</th><th>positive / negative</th><th>status</th>"

@@ -3,12 +3,14 @@
 ``jobs/detect_drift.py`` calls these in order; the statistics themselves are the pure
 functions of :mod:`flightdeck.monitoring.drift`. Two Spark passes, no more:
 
-1. the day's features and the probabilities the version produced for them (the predictions
-   partition) are binned in one aggregation against ``reference_profile.json`` of the
-   version's training run (:func:`measure_drift`);
+1. the day's features and the scores the version produced for them (the predictions
+   partition: ``probability``, or ``prediction`` for a regression model) are binned in one
+   aggregation against ``reference_profile.json`` of the version's training run
+   (:func:`measure_drift`);
 2. once labels arrive, day D-1's predictions joined with day D-1's labels (its features
-   partition), collected (one day is small) for AUC and log loss against the holdout metrics
-   of the version that made those predictions (:func:`measure_performance`).
+   partition), collected (one day is small) for AUC and log loss (regression: RMSE and MAE)
+   against the holdout metrics of the version that made those predictions
+   (:func:`measure_performance`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flightdeck.core import tracking
+from flightdeck.core.columns import SCORE_COLUMNS
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake, write_bytes, write_json
@@ -33,6 +36,7 @@ from flightdeck.monitoring.drift import (
     monitoring_rows,
     performance_report,
     profile_counts,
+    regression_performance_report,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROFILE_ARTIFACT = "reference_profile.json"
+HOLDOUT_METRICS = ("roc_auc", "log_loss", "rmse", "mae")  # what live performance is compared with
 
 
 class DriftRunError(FlightdeckError):
@@ -77,25 +82,31 @@ def load_reference(name: str, version: str) -> Reference:
 
 
 def holdout_metrics(name: str, version: str) -> dict[str, float]:
-    """``roc_auc`` and ``log_loss`` on the frozen holdout, as logged by the version's training run."""
+    """``roc_auc`` and ``log_loss`` (regression: ``rmse`` and ``mae``) on the frozen holdout, as
+    logged by the version's training run."""
     metrics = tracking.version_run_metrics(name, version)
-    return {k: metrics[k] for k in ("roc_auc", "log_loss") if k in metrics}
+    return {k: metrics[k] for k in HOLDOUT_METRICS if k in metrics}
 
 
-def labelled_predictions(predictions: DataFrame, features: DataFrame, keys: Sequence[str], label: str) -> DataFrame:
-    """``(label, probability, model_version)`` of each prediction whose outcome is known.
+def labelled_predictions(
+    predictions: DataFrame, features: DataFrame, keys: Sequence[str], label: str, *, task: str = "binary"
+) -> DataFrame:
+    """``(label, score, model_version)`` of each prediction whose outcome is known.
 
-    Joined on the key columns the predictions carry, null-safe (keys such as ``dep_time`` are
-    null for cancelled flights); rows without a label are dropped.
+    The score is ``probability`` with an int label (``task`` binary), or ``prediction`` with a
+    double label (regression). Joined on the key columns the predictions carry, null-safe
+    (keys such as ``dep_time`` are null for cancelled flights); rows without a label are dropped.
     """
     from pyspark.sql import functions as F
 
+    score = SCORE_COLUMNS[task]
+    label_type = "double" if task == "regression" else "int"
     f = features.select(*[F.col(k).alias(f"__k{i}") for i, k in enumerate(keys)], F.col(label).alias("label"))
     cond = [predictions[k].eqNullSafe(f[f"__k{i}"]) for i, k in enumerate(keys)]
     return (
         predictions.join(f, cond, "inner")
         .where(F.col("label").isNotNull())
-        .select(F.col("label").cast("int").alias("label"), "probability", F.col("model_version").cast("string"))
+        .select(F.col("label").cast(label_type).alias("label"), score, F.col("model_version").cast("string"))
     )
 
 
@@ -116,7 +127,8 @@ def measure_drift(
     preds = None
     if lake.is_committed("predictions", entity, day):
         preds = read_partitions(spark, lake, "predictions", entity, [day])
-        preds = preds.filter(F.col("model_version") == version).select("probability")
+        score = (reference.profile.get("prediction") or {}).get("column") or SCORE_COLUMNS[cfg.model.task]
+        preds = preds.filter(F.col("model_version") == version).select(score)
     current = profile_counts(features, reference.profile, predictions=preds)
     if current["missing"]:
         raise DriftRunError(
@@ -134,7 +146,8 @@ def measure_drift(
 def measure_performance(
     spark: SparkSession, lake: Lake, cfg: PipelineConfig, day: dt.date, reference: Reference
 ) -> dict[str, Any] | None:
-    """Pass 2: AUC and log loss of day D-1, whose outcomes are known now; None before they are.
+    """Pass 2: AUC and log loss (regression: RMSE and MAE) of day D-1, whose outcomes are known now;
+    None before they are.
 
     Compared with the holdout of the version that scored most of D-1's rows (the champion may
     have changed since).
@@ -149,17 +162,30 @@ def measure_performance(
     prev_preds = read_partitions(spark, lake, "predictions", entity, [previous_day])
     prev_features = read_partitions(spark, lake, "features", entity, [previous_day])
     keys = [k for k in key_columns(cfg) if k in prev_preds.columns and k in prev_features.columns]
-    labelled = labelled_predictions(prev_preds, prev_features, keys, cfg.label.name).collect()
+    task = cfg.model.task
+    labelled = labelled_predictions(prev_preds, prev_features, keys, cfg.label.name, task=task).collect()
     scored_by = Counter(str(r["model_version"]) for r in labelled).most_common(1)
     perf_version = scored_by[0][0] if scored_by else reference.version
-    performance = performance_report(
-        [int(r["label"]) for r in labelled],
-        [float(r["probability"]) for r in labelled],
-        holdout_metrics(reference.name, perf_version) if labelled else None,
-        cfg.drift,
-        data_date=previous_day,
-        model_version=perf_version,
-    )
+    reference_metrics = holdout_metrics(reference.name, perf_version) if labelled else None
+    score = SCORE_COLUMNS[task]
+    if task == "regression":
+        performance = regression_performance_report(
+            [float(r["label"]) for r in labelled],
+            [float(r[score]) for r in labelled],
+            reference_metrics,
+            cfg.drift,
+            data_date=previous_day,
+            model_version=perf_version,
+        )
+    else:
+        performance = performance_report(
+            [int(r["label"]) for r in labelled],
+            [float(r[score]) for r in labelled],
+            reference_metrics,
+            cfg.drift,
+            data_date=previous_day,
+            model_version=perf_version,
+        )
     log.info("performance on %s (v%s): %s", previous_day, perf_version, performance)
     return performance
 
@@ -212,7 +238,7 @@ def log_run(reference: Reference, report: Mapping[str, Any], page: str, run_key:
             for f, s in (report.get("statistics") or {}).items()
             if s.get("p_value") is not None
         },
-        **{f"labelled_{k}": performance[k] for k in ("roc_auc", "log_loss") if performance.get(k) is not None},
+        **{f"labelled_{k}": performance[k] for k in HOLDOUT_METRICS if performance.get(k) is not None},
     }
     return tracking.log_drift_run(
         reference.name,

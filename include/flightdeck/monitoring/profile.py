@@ -92,16 +92,21 @@ def reference_profile(train_df: DataFrame, cfg: PipelineConfig) -> dict[str, Any
     return profile
 
 
-def prediction_profile(probabilities: Sequence[float], bins: int) -> dict[str, Any]:
-    """Quantile bins of the holdout's predicted probabilities and the share per bin (pure, numpy)."""
+def prediction_profile(scores: Sequence[float], bins: int, column: str = PREDICTION) -> dict[str, Any]:
+    """Quantile bins of the holdout's scores and the share per bin (pure, numpy).
+
+    ``column`` names the score: ``probability`` (a binary model's positive-class probability)
+    or ``prediction`` (a regression model's predicted value); drift bins that column of the
+    day's predictions.
+    """
     import numpy as np
 
-    values = np.asarray(probabilities, dtype=float)
+    values = np.asarray(scores, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
-        raise ProfileError("no predicted probabilities to profile")
+        raise ProfileError(f"no predicted {column} values to profile")
     cuts = sorted({float(v) for v in np.quantile(values, [i / bins for i in range(1, bins)])})
     edges = [float("-inf"), *cuts, float("inf")]
     # searchsorted(side="right") is drift.bin_index's rule: edges[i] <= x < edges[i+1]
     counts = np.bincount(np.searchsorted(np.asarray(cuts), values, side="right"), minlength=len(edges) - 1)
-    return {"column": PREDICTION, "edges": edges, "proportions": [float(c) / values.size for c in counts]}
+    return {"column": column, "edges": edges, "proportions": [float(c) / values.size for c in counts]}

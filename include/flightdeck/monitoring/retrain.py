@@ -26,7 +26,13 @@ from flightdeck.monitoring.documents import (
     read_retrain_requests,
     write_retrain_request,
 )
-from flightdeck.monitoring.drift import STAT_CHI2, STATUS_INSUFFICIENT, STATUS_OK, prediction_threshold
+from flightdeck.monitoring.drift import (
+    STAT_CHI2,
+    STATUS_INSUFFICIENT,
+    STATUS_OK,
+    TASK_REGRESSION,
+    prediction_threshold,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +117,32 @@ def _interval_text(perf: Mapping[str, Any], key: str) -> str:
     return f", {float(perf.get('confidence', 0.95)):.0%} interval {interval[0]:.3f}..{interval[1]:.3f}"
 
 
+def _regression_verdict(perf: Mapping[str, Any], policy: Drift) -> tuple[list[str], list[str]]:
+    """Breach and note sentences of a judged labelled day of a regression model (relative RMSE rise)."""
+    ref = perf.get("reference", {})
+    on = f"labels of {perf.get('date')}"
+    rmse_text = f"RMSE {perf['rmse']:.4g} vs holdout {float(ref.get('rmse', float('nan'))):.4g}"
+    mae_text = f"MAE {perf['mae']:.4g} vs holdout {float(ref.get('mae', float('nan'))):.4g}"
+    if perf.get("rmse_breach"):
+        rise = f"rise {perf['rmse_rise']:+.1%}"
+        interval = perf.get("rmse_rise_interval")
+        if interval:
+            rise += f", {float(perf.get('confidence', 0.95)):.0%} interval {interval[0]:+.1%}..{interval[1]:+.1%}"
+        return [f"{rmse_text} ({rise} >= {policy.max_rmse_rise:.1%}, {on})"], []
+    held = f"performance holds on {on}: {rmse_text}, {mae_text}"
+    interval = perf.get("rmse_rise_interval")
+    if interval:
+        held += (
+            f" (RMSE rise {float(perf.get('confidence', 0.95)):.0%} interval {interval[0]:+.1%}..{interval[1]:+.1%}, "
+            f"breach only when all of it >= {policy.max_rmse_rise:.1%})"
+        )
+    return [], [held]
+
+
 def _performance_verdict(perf: Mapping[str, Any], policy: Drift) -> tuple[list[str], list[str]]:
     """Breach and note sentences of a judged labelled day (status ``ok``)."""
+    if perf.get("task") == TASK_REGRESSION:
+        return _regression_verdict(perf, policy)
     breaches: list[str] = []
     notes: list[str] = []
     ref = perf.get("reference", {})
@@ -240,7 +270,8 @@ def should_retrain(history: History, pol: Drift) -> Decision:
     Rules, in order (the first that says no wins, and its sentence is the reason):
 
     1. the current window (``history.day``) must itself breach a threshold: share of drifted
-       features, prediction PSI, or (once labels arrived) AUC drop / log-loss rise;
+       features, prediction PSI, or (once labels arrived) AUC drop / log-loss rise (a
+       regression model: the relative RMSE rise);
     2. at least ``policy.breaches`` of the last ``policy.windows`` judged windows up to the
        current one breached (windows without enough data are skipped, not counted);
     3. no request for this partition exists already (a rerun never asks twice);

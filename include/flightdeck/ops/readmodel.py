@@ -47,7 +47,8 @@ DAG_IDS = (
 )
 ALIASES = (registry.CHAMPION, registry.CHALLENGER)
 MAX_VERSIONS = 50
-PAGE_METRICS = frozenset({"roc_auc", "log_loss", "pr_auc"})
+PAGE_METRICS = frozenset({"roc_auc", "log_loss", "pr_auc", "rmse", "mae", "r2"})
+SCORE_NAMES = frozenset({"probability", "prediction"})  # a prediction row's name: binary, regression
 
 Row = dict[str, Any]
 
@@ -147,6 +148,19 @@ def quarantine_per_day(ledger: Sequence[Mapping[str, Any]]) -> dict[str, dict[st
 def _performance(last_rows: Sequence[Mapping[str, Any]]) -> Row | None:
     performance = {r["name"]: r for r in last_rows if r["kind"] == "performance"}
     auc = performance.get("roc_auc")
+    rmse = performance.get("rmse")
+    if auc is None and rmse is not None:  # a regression model: RMSE (judged) and MAE
+        mae = performance.get("mae") or {}
+        return {
+            "labelled_day": rmse.get("data_date"),
+            "rmse": rmse.get("observed"),
+            "holdout_rmse": rmse.get("reference"),
+            "rmse_rise": rmse.get("value"),
+            "mae": mae.get("observed"),
+            "holdout_mae": mae.get("reference"),
+            "breached": any(bool(r.get("breached")) for r in performance.values()),
+            "note": rmse.get("note") or "",
+        }
     if auc is None:
         return None
     return {
@@ -167,7 +181,7 @@ def drift_state(rows: Sequence[Mapping[str, Any]]) -> Row | None:
     drifted = sorted(
         (r for r in last_rows if r["kind"] == "feature" and r.get("breached")), key=lambda r: -float(r["value"] or 0)
     )
-    prediction = next((r for r in last_rows if r["kind"] == "prediction"), None)
+    prediction = next((r for r in last_rows if r["kind"] == "prediction"), None)  # probability or prediction
     return {
         "partitions": len({r["date"] for r in rows}),
         "last_partition": last_date,
@@ -180,16 +194,18 @@ def drift_state(rows: Sequence[Mapping[str, Any]]) -> Row | None:
 
 
 def drift_series(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[tuple[str, float | None]]]:
-    """Drift over time from ``drift_daily`` rows: drifted share, prediction PSI, AUC drop."""
-    picks = {
-        "drifted share": ("features", "drifted_share"),
-        "prediction PSI": ("prediction", "probability"),
-        "AUC drop": ("performance", "roc_auc"),
+    """Drift over time from ``drift_daily`` rows: drifted share, prediction PSI, AUC drop (a regression
+    model: the relative RMSE rise)."""
+    picks: dict[str, tuple[str, frozenset[str]]] = {
+        "drifted share": ("features", frozenset({"drifted_share"})),
+        "prediction PSI": ("prediction", SCORE_NAMES),
+        "AUC drop": ("performance", frozenset({"roc_auc"})),
+        "RMSE rise": ("performance", frozenset({"rmse"})),
     }
     out: dict[str, list[tuple[str, float | None]]] = {label: [] for label in picks}
     for row in rows:
-        for label, (kind, name) in picks.items():
-            if row.get("kind") == kind and row.get("name") == name:
+        for label, (kind, names) in picks.items():
+            if row.get("kind") == kind and row.get("name") in names:
                 out[label].append((str(row["date"]), None if row.get("value") is None else float(row["value"])))
     return {k: v for k, v in out.items() if v}
 

@@ -45,7 +45,8 @@ def model_status(cfg: PipelineConfig, service: ServiceState | None = None) -> Se
     try:
         from flightdeck.core import tracking
 
-        return {"reachable": True, **readmodel.registry_summary(cfg.model.name, tracking.client())}
+        summary = readmodel.registry_summary(cfg.model.name, tracking.client())
+        return {"reachable": True, "task": cfg.model.task, **summary}
     except Exception as err:  # mlflow raises its own exception types per store
         return {"reachable": False, "error": str(err)}
 
@@ -106,14 +107,22 @@ def _render_airflow(af: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _holdout_text(task: str, metrics: Mapping[str, Any]) -> str:
+    """The task's holdout metrics: AUC (binary); RMSE, MAE and R² (regression)."""
+    if task == "regression":
+        return f"holdout RMSE {metrics.get('rmse')}  MAE {metrics.get('mae')}  R² {metrics.get('r2')}"
+    return f"holdout AUC {metrics.get('roc_auc')}"
+
+
 def _render_model(model: Mapping[str, Any]) -> list[str]:
     if not model.get("reachable"):
         return ["Model", _unreachable(model)]
-    lines = ["Model", f"  {model['name']}: {model['versions']} versions"]
+    task = str(model.get("task") or "binary")
+    lines = ["Model", f"  {model['name']}: {model['versions']} versions" + (f" ({task})" if task != "binary" else "")]
     for alias in readmodel.ALIASES:
         info = model.get(alias)
         if info:
-            lines.append(f"  {alias:<10} v{info['version']}  holdout AUC {info['metrics'].get('roc_auc')}")
+            lines.append(f"  {alias:<10} v{info['version']}  {_holdout_text(task, info['metrics'])}")
         else:
             lines.append(f"  {alias:<10} none")
     return lines
@@ -145,7 +154,16 @@ def _render_drift(d: Mapping[str, Any] | None) -> list[str]:
     if d.get("prediction_psi") is not None:
         lines.append(f"    prediction PSI {d['prediction_psi']}")
     perf = d.get("performance")
-    if perf and perf.get("roc_auc") is not None:
+    if perf and perf.get("rmse") is not None:
+        flag = "  BREACHED" if perf.get("breached") else ""
+        holdout = perf.get("holdout_rmse")
+        rise = perf.get("rmse_rise")
+        lines.append(
+            f"    RMSE on labels of {perf['labelled_day']}: {perf['rmse']:.4g} "
+            f"(holdout {holdout if holdout is None else format(holdout, '.4g')}"
+            f"{'' if rise is None else f', rise {rise:+.1%}'}), MAE {perf.get('mae') or float('nan'):.4g}{flag}"
+        )
+    elif perf and perf.get("roc_auc") is not None:
         flag = "  BREACHED" if perf.get("breached") else ""
         lines.append(
             f"    AUC on labels of {perf['labelled_day']}: {perf['roc_auc']:.3f} "

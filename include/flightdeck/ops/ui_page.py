@@ -82,6 +82,7 @@ def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: La
 
     return {
         "model_name": name,
+        "task": cfg.model.task,
         "policy": cfg.drift.model_dump(mode="json"),
         "versions": _guard("MLflow registry", versions),
         "ledger": _guard("alias ledger", lambda: readmodel.alias_ledger(lake, name)),
@@ -233,6 +234,9 @@ def _versions_view(data: Mapping[str, Any]) -> View:
                 "aliases": v["aliases"],
                 "auc": v["metrics"].get("roc_auc"),
                 "log_loss": v["metrics"].get("log_loss"),
+                "rmse": v["metrics"].get("rmse"),
+                "mae": v["metrics"].get("mae"),
+                "r2": v["metrics"].get("r2"),
                 "gate": None if gate is None else gate == "true",
                 "gate_reasons": tags.get("gate_reasons"),
                 "promoted": f"at {promoted}" if promoted else None,
@@ -267,12 +271,15 @@ def _ledger_view(data: Mapping[str, Any]) -> View:
     return {"error": None, "rows": rows}
 
 
-def _drift_thresholds(policy: Mapping[str, Any]) -> dict[str, float]:
+def _drift_thresholds(policy: Mapping[str, Any], task: str = "binary") -> dict[str, float]:
     thresholds = {"share": float(policy.get("drifted_share", 0.2))}
     pred_limit = policy.get("prediction_psi_threshold") or policy.get("psi_threshold")
     if pred_limit is not None:
         thresholds["prediction PSI"] = float(pred_limit)
-    if policy.get("max_auc_drop") is not None:
+    if task == "regression":
+        if policy.get("max_rmse_rise") is not None:
+            thresholds["RMSE rise"] = float(policy["max_rmse_rise"])
+    elif policy.get("max_auc_drop") is not None:
         thresholds["AUC drop"] = float(policy["max_auc_drop"])
     return thresholds
 
@@ -284,9 +291,8 @@ def _drift_view(data: Mapping[str, Any]) -> View:
     if not rows:
         return {"error": None, "present": False}
     policy = data.get("policy", {})
-    chart = svg_chart(
-        readmodel.drift_series(rows), _drift_thresholds(policy), title="Drift over time (dashed: thresholds)"
-    )
+    thresholds = _drift_thresholds(policy, str(data.get("task") or "binary"))
+    chart = svg_chart(readmodel.drift_series(rows), thresholds, title="Drift over time (dashed: thresholds)")
     last, top = readmodel.highest_psi(rows)
     return {
         "error": None,
@@ -351,13 +357,18 @@ def _with_alias(versions: Any, alias: str) -> View | None:
     if not isinstance(versions, list):
         return None
     found = next((v for v in versions if alias in v.get("aliases", [])), None)
-    return None if found is None else {"version": found["version"], "auc": found["metrics"].get("roc_auc")}
+    if found is None:
+        return None
+    metrics = found["metrics"]
+    return {"version": found["version"], "auc": metrics.get("roc_auc"), "rmse": metrics.get("rmse")}
 
 
 def page_view(data: Mapping[str, Any]) -> View:
     """What ``page.html`` lays out, computed from :func:`collect`'s data."""
     return {
         "model_name": str(data["model_name"]),
+        # the metrics the page shows: AUC and log loss (binary); RMSE, MAE and R² (regression)
+        "task": str(data.get("task") or "binary"),
         "champion": _with_alias(data["versions"], "champion"),
         "challenger": _with_alias(data["versions"], "challenger"),
         "airflow_url": data.get("airflow_url", ".."),
