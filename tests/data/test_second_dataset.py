@@ -68,3 +68,53 @@ def test_bike_rentals_flow_through_ingest_features_and_validation(
     load_job("validate_features").main(["--partition", str(LAST), "--config", CONFIG])
     report = json.loads((lake_root / "monitoring" / "validation" / "features" / f"{LAST}.json").read_text())
     assert report["success"] and report["n_rows"] == len(day)
+
+
+def test_bike_rentals_whole_loop_by_configuration_only(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delivered days -> ingest -> features -> validation -> train -> evaluate -> gate -> promote
+    -> score -> drift, with the bikes config and a real MLflow store (SQLite file)."""
+    from mlflow import MlflowClient
+
+    from flightdeck.model import promotion, registry
+
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root (./mlruns) under tmp
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for key, value in {
+        "FLIGHTDECK_CONFIG": CONFIG,
+        "FLIGHTDECK__LAKE__ROOT": str(tmp_path / "lake"),
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        "FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS": "60",
+        "FLIGHTDECK_ACTOR": "pytest",
+    }.items():
+        monkeypatch.setenv(key, value)
+    cfg = load_config()
+    lake = Lake(cfg.lake.root)
+    first, last = dt.date(2011, 2, 1), dt.date(2011, 3, 12)
+    span = f"{first}..{last}"
+    landing.feed(str(first), str(last))
+    for job in ("ingest", "build_features", "validate_features"):
+        load_job(job).main(["--partition", span])
+    train_end = last - dt.timedelta(days=2)
+    window = ["--train-start", str(first), "--train-end", str(train_end)]
+
+    trained = load_job("train").main([*window, "--run-key", "b1"])
+    assert trained["metrics"]["r2"] > 0.6, trained["metrics"]  # hourly demand is learnable
+    load_job("evaluate").main(["--run-key", "b1"])
+    decision = promotion.gate_candidate("b1")
+    assert decision["passed"] and decision["task"] == "regression" and decision["metric"] == "rmse"
+    promotion.promote_candidate("b1", decision, who="pytest")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert registry.champion_version(cfg.model.name, client=client) == trained["version"]
+
+    days = [str(last - dt.timedelta(days=1)), str(last)]
+    load_job("score").main(["--partition", ",".join(days), "--model-version", "champion"])
+    predictions = read_partitions(spark, lake, "predictions", "rentals", days)
+    assert predictions.count() == read_partitions(spark, lake, "features", "rentals", days).count() > 30
+    assert dict(predictions.dtypes)["prediction"] == "double"
+    summary = load_job("detect_drift").main(["--partition", days[1], "--model-version", "champion", "--run-key", "d1"])
+    # A day of 24 rows is judged by the chi-square test, not PSI, and its labels by RMSE.
+    assert summary["feature_statistic"] == "chi2" and summary["prediction_column"] == "prediction"
+    assert summary["performance"]["task"] == "regression" and summary["performance"]["date"] == days[0]
