@@ -2,8 +2,8 @@
 
 Every zone is partitioned by the logical date of the data::
 
-    <root>/landing/<source>/<source>_<YYYY-MM-DD>.csv     raw files as they arrive
-    <root>/landing/reference/<name>.csv                    reference tables, whole
+    <root>/landing/<source>/<source>_<YYYY-MM-DD>.<ext>   raw files as they arrive (ext: format.extension)
+    <root>/landing/reference/<name>.<ext>                  reference tables, whole
     <root>/bronze/<source>/date=<YYYY-MM-DD>/               typed rows (parquet)
     <root>/bronze/ref_<name>/                               typed reference tables (see reference_table)
     <root>/quarantine/<source>/date=<YYYY-MM-DD>/           bad rows, raw line + reason
@@ -111,11 +111,14 @@ class Lake:
     def partition(self, zone: str, table: str, date: dt.date | str) -> str:
         return self.path(zone, table, f"date={parse_date(date).isoformat()}")
 
-    def landing_file(self, source: str, date: dt.date | str) -> str:
-        return self.path("landing", source, f"{source}_{parse_date(date).isoformat()}.csv")
+    def landing_file(self, source: str, date: dt.date | str, ext: str = "csv") -> str:
+        """A source's landing file of a date; ``ext`` is its format's extension (``format.extension``:
+        ``csv``, ``csv.gz``, ``jsonl``, ``jsonl.gz``, ``parquet``)."""
+        return self.path("landing", source, f"{source}_{parse_date(date).isoformat()}.{ext}")
 
-    def reference_file(self, name: str) -> str:
-        return self.path("landing", "reference", f"{name}.csv")
+    def reference_file(self, name: str, ext: str = "csv") -> str:
+        """A reference table's landing file; ``ext`` is its format's extension (``format.extension``)."""
+        return self.path("landing", "reference", f"{name}.{ext}")
 
     def run_doc(self, run_key: str, name: str) -> str:
         safe_key = re.sub(r"[^A-Za-z0-9_.=-]", "_", run_key)

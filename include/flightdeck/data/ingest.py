@@ -1,10 +1,21 @@
-"""Ingest: landing CSV -> typed bronze rows + quarantined rows with reasons + a reconciled ledger.
+"""Ingest: landing files -> typed bronze rows + quarantined rows with reasons + a reconciled ledger.
 
-A landing file is read with every column as a string, under the names of its own header
-(checked against the configured columns: never inferred). Each row is then typed with
-``try_cast`` (ANSI mode is on) and checked; a row failing any check goes to quarantine with
-its raw line and every reason, in this order::
+A source declares its file format (``format``: ``kind`` csv, jsonl or parquet; for CSV the
+``delimiter``, ``quote`` and ``encoding``; ``compression`` none or gzip for the text formats),
+and its day's file is ``<source>_<date>.<format.extension>``. Every value is read as a string
+under the file's own names (a CSV header, JSON keys, Parquet columns; checked against the
+configured columns' headers, never inferred):
 
+- CSV: the declared dialect; a quoted field may hold delimiters, quotes (doubled) and line
+  breaks (read as multi-line CSV); ``raw_line`` is the record re-quoted in that dialect.
+- JSON lines: one object per line; each value as a string (nested values as JSON text,
+  numbers as Spark renders them: ``1.50`` -> ``1.5``); ``raw_line`` is the line itself.
+- Parquet: every column cast to a string (nested ones as JSON); ``raw_line`` is the row as JSON.
+
+Each row is then typed with ``try_cast`` (ANSI mode is on) and checked; a row failing any
+check goes to quarantine with its raw line and every reason, in this order::
+
+    malformed_record          a JSON line that is not a JSON object (its only reason)
     extra_fields              the line has more fields than its header (an unquoted delimiter)
     missing_required:<col>    a required value is absent (empty or a null marker)
     unparseable:<col>         a value is present but does not cast to the column's type
@@ -17,31 +28,47 @@ its raw line and every reason, in this order::
 
 ``reason`` is the first of them, ``reasons`` all of them. Whole-file problems raise
 :class:`IngestContractError` naming the file, the problem and the expected header: missing
-file, bytes that are not UTF-8, empty file, header only, a delimiter other than a comma,
-missing (or renamed) or repeated columns, and extra columns when ``ingest.extra_columns``
-is ``reject`` (by default they are ignored and reported). The functions here are pure transforms over DataFrames, plus
-small readers; :mod:`flightdeck.data.ingest_run` does the writing for ``jobs/ingest.py``.
+file, not gzip when gzip is declared, bytes that are not valid in the declared encoding (with
+line and offset), empty file, header only (no rows), a CSV split by another delimiter than the
+declared one, a quoted CSV field never closed, a JSON lines file without any JSON object,
+configured columns missing (or renamed; for JSON lines: in every line) or repeated, and extra
+columns when ``ingest.extra_columns`` is ``reject`` (by default they are ignored and
+reported). The functions here are pure transforms over DataFrames, plus small readers;
+:mod:`flightdeck.data.ingest_run` does the writing for ``jobs/ingest.py``.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
+import gzip
+import io
+import json
 import logging
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from flightdeck.core.columns import PARTITION as DATE
 from flightdeck.core.columns import RAW_LINE, REASON, REASONS, SOURCE_FILE
-from flightdeck.core.config import ExtraColumns, PartitionDate, PipelineConfig, ReferenceSource, TimeSeriesSource
+from flightdeck.core.config import (
+    ExtraColumns,
+    FileFormat,
+    PartitionDate,
+    PipelineConfig,
+    ReferenceSource,
+    TimeSeriesSource,
+)
 from flightdeck.core.errors import FlightdeckError, MissingPartition
 from flightdeck.core.lake import Lake, LakeError, parse_date, read_bytes, reference_table
 from flightdeck.data.documents import IngestLedgerEntry
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.types import DataType
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +76,20 @@ _ROW = "__row"
 # A column past the header's: Spark's permissive CSV reader drops the tokens of a line that
 # has more fields than the schema; one spare column catches them, so the line is quarantined.
 _OVERFLOW = "__overflow"
-CSV_OPTIONS = {
-    "header": "true",
-    "sep": ",",
-    "quote": '"',
-    "escape": '"',
-    "mode": "PERMISSIVE",
-    "encoding": "UTF-8",
-    "inferSchema": "false",
-}
+# True for a JSON line that is not a JSON object (its values are then all null).
+_MALFORMED = "__malformed"
+_RAW = "__raw"
+_FILE = "__file"
+_CORRUPT = "__corrupt"
+MALFORMED_RECORD = "malformed_record"
 QUARANTINE_COLUMNS = (RAW_LINE, REASON, REASONS, SOURCE_FILE)
 # monitoring/<LEDGER_TABLE>/date=D: one row per source with its row accounting.
 LEDGER_TABLE = "ingest_ledger"
-# Delimiters people export by mistake; a header split on one of them is reported as such.
-_OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+# Delimiters people export with; a header split on another one than declared is reported as such.
+_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+# Charsets Spark decodes JSON lines from (ASCII-compatible: a line break is the byte 0x0a).
+_JSONL_CHARSETS = ("UTF-8", "ISO-8859-1", "US-ASCII")
+_BLANK = r"^\s*$"
 
 
 class IngestError(FlightdeckError):
@@ -83,113 +110,323 @@ class LedgerMismatch(RuntimeError):
 
 @dataclass(frozen=True)
 class LandingFile:
-    """A landing file that passed the whole-file checks."""
+    """A landing file that passed the whole-file checks.
+
+    ``header`` is the file's columns in file order (a CSV header, the JSON keys met in the
+    file, the Parquet schema); ``signature`` the Parquet column types (files of one Spark
+    read must agree on them); ``multi_line`` whether a quoted CSV field holds a line break.
+    """
 
     path: str
     date: dt.date
     header: list[str]
     extra_columns: list[str] = field(default_factory=list)
+    signature: tuple[str, ...] = ()
+    multi_line: bool = False
 
 
-# --- whole-file checks ------------------------------------------------------------------
+# --- file formats -----------------------------------------------------------------------
 
 
-def _expected(columns: Sequence[str]) -> str:
-    return ",".join(columns)
+def _charset(encoding: str) -> str:
+    """The JVM charset name (Spark's) of a Python codec name: ``latin-1`` -> ``ISO-8859-1``.
+
+    Raises:
+        IngestError: the encoding is unknown.
+    """
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError as err:
+        raise IngestError(
+            f"unknown encoding {encoding!r} in format.encoding; use a name such as utf-8, latin-1 or cp1252"
+        ) from err
+    iso = re.fullmatch(r"iso8859-(\d+)", name)
+    if iso:
+        return f"ISO-8859-{iso.group(1)}"
+    windows = re.fullmatch(r"cp(125\d)", name)
+    if windows:
+        return f"windows-{windows.group(1)}"
+    named = {"utf-8-sig": "UTF-8", "ascii": "US-ASCII", "utf-16-le": "UTF-16LE", "utf-16-be": "UTF-16BE"}
+    named |= {"utf-32-le": "UTF-32LE", "utf-32-be": "UTF-32BE"}
+    return named.get(name, name.upper())
 
 
-def _read_text(path: str, expected: str) -> str | None:
-    """A landing file's text (strict UTF-8, BOM dropped), or None when it does not exist.
+def _delimiter_name(sep: str) -> str:
+    return _DELIMITER_NAMES.get(sep, repr(sep))
+
+
+def _expected(columns: Sequence[str], fmt: FileFormat) -> str:
+    """What a file of the format should hold, for error messages (``expected header: a,b``)."""
+    if fmt.kind == "csv":
+        return "expected header: " + fmt.delimiter.join(columns)
+    return f"expected {'keys' if fmt.kind == 'jsonl' else 'columns'}: " + ", ".join(columns)
+
+
+def _read_body(path: str, fmt: FileFormat, what: str, expected: str) -> bytes | None:
+    """A file's bytes, decompressed when the format says gzip; None when it does not exist.
 
     Day-sized files are read whole, with the lake's reader (local or S3).
 
     Raises:
-        IngestContractError: the file holds bytes that are not UTF-8.
+        IngestContractError: gzip is declared and the file is not a (complete) gzip stream.
     """
     try:
         body = read_bytes(path)
     except LakeError:
         return None
+    if fmt.compression == "gzip":  # never on Parquet (the config refuses it)
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error) as err:
+            raise IngestContractError(
+                f"{what} {path} is not a valid gzip file ({err}); format.compression is gzip: "
+                f"deliver it gzipped, or declare compression: none; {expected}"
+            ) from err
+    return body
+
+
+def _decode(body: bytes, path: str, fmt: FileFormat, what: str, expected: str) -> str:
+    """A file's text in its declared encoding (a leading byte-order mark dropped).
+
+    Raises:
+        IngestContractError: bytes that are not valid in that encoding (line and offset named).
+    """
+    charset = _charset(fmt.encoding)
     try:
-        return body.decode("utf-8").removeprefix("\ufeff")
+        return body.decode(fmt.encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as err:
-        line = body[: err.start].count(b"\n") + 1
+        line = body[: err.start].decode(fmt.encoding, errors="replace").count("\n") + 1
+        where = f"offset {err.start}" + (" of the decompressed text" if fmt.compression == "gzip" else "")
         raise IngestContractError(
-            f"landing file {path} is not valid UTF-8: byte 0x{body[err.start]:02x} at line {line} "
-            f"(offset {err.start}); re-export it as UTF-8; expected header: {expected}"
+            f"{what} {path} is not valid {charset}: byte 0x{body[err.start]:02x} at line {line} ({where}); "
+            f"re-export it as {charset}, or declare the encoding it is in (format.encoding); {expected}"
         ) from err
 
 
-def _head(text: str, lines: int = 2) -> list[str]:
-    """The first non-blank lines of a text."""
-    found: list[str] = []
-    for line in text.splitlines():
-        if line.strip():
-            found.append(line)
-            if len(found) == lines:
-                break
-    return found
+def _blank(record: Sequence[str]) -> bool:
+    """A CSV record that is an empty or whitespace-only line (not a row; Spark skips it too)."""
+    return not record or (len(record) == 1 and not record[0].strip())
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What the whole-file pass found in a file."""
+
+    columns: list[str]  # the header, the JSON keys in order of appearance, the Parquet schema
+    shown: str  # the header as found, for messages
+    empty: bool = False  # nothing but blank lines (or no bytes)
+    has_rows: bool = True
+    objects: int = 0  # JSON lines: lines that are JSON objects
+    bad_lines: tuple[int, ...] = ()  # JSON lines: numbers of the first lines that are not objects
+    signature: tuple[str, ...] = ()  # Parquet: the column types
+    multi_line: bool = False  # CSV: a quoted field holds a line break
+
+
+def _walk_csv(text: str, fmt: FileFormat, *, strict: bool) -> tuple[list[list[str]], bool, str | None, int]:
+    """Parse a CSV text whole: (its first two non-blank records, whether a record spans lines,
+    the parser's error or None, the line the failing record starts on)."""
+    head: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=fmt.delimiter, quotechar=fmt.quote, strict=strict)
+    start = 1
+    multi_line = False
+    try:
+        for record in reader:
+            if not _blank(record) and len(head) < 2:
+                head.append(record)
+            multi_line = multi_line or reader.line_num > start
+            start = reader.line_num + 1
+    except csv.Error as err:
+        return head, multi_line, str(err), start
+    return head, multi_line, None, start
+
+
+def _scan_csv(text: str, path: str, fmt: FileFormat, what: str, expected: str) -> _Scan:
+    """The header and first row of a CSV text, parsed in its dialect, and whether a record spans lines.
+
+    The whole text is parsed, so a quoted field left open (which would swallow every later
+    line into one field) is caught here.
+
+    Raises:
+        IngestContractError: a quoted field is never closed.
+    """
+    head, multi_line, error, start = _walk_csv(text, fmt, strict=True)
+    if error is not None and "unexpected end of data" in error:
+        raise IngestContractError(
+            f"{what} {path} has a quoted field opened at line {start} that is never closed "
+            f"(a stray {fmt.quote} quote swallows every later line); fix the quoting; {expected}"
+        )
+    if error is not None:
+        # Other strictness (e.g. a character right after a closing quote): Spark reads such
+        # records as the lenient parser does.
+        head, multi_line, _, _ = _walk_csv(text, fmt, strict=False)
+    if not head:
+        return _Scan(columns=[], shown="", empty=True, has_rows=False)
+    header = [h.strip() for h in head[0]]
+    return _Scan(columns=header, shown=fmt.delimiter.join(head[0]), has_rows=len(head) > 1, multi_line=multi_line)
+
+
+def _lines(text: str) -> list[str]:
+    """A text's lines, split where Spark's text reader splits them (``\\n``, ``\\r``, ``\\r\\n``)."""
+    return [line.rstrip("\r\n") for line in io.StringIO(text, newline="")]
+
+
+def _scan_jsonl(text: str) -> _Scan:
+    """The keys of a JSON lines text (in order of first appearance) and its lines that are not objects."""
+    keys: dict[str, None] = {}
+    rows = objects = 0
+    bad: list[int] = []
+    for number, line in enumerate(_lines(text), start=1):
+        if not line.strip():
+            continue
+        rows += 1
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            objects += 1
+            keys.update(dict.fromkeys(obj))
+        elif len(bad) < 5:
+            bad.append(number)
+    return _Scan(
+        columns=list(keys),
+        shown=", ".join(keys),
+        empty=rows == 0,
+        has_rows=rows > 0,
+        objects=objects,
+        bad_lines=tuple(bad),
+    )
+
+
+def _scan_parquet(body: bytes, path: str, what: str, expected: str) -> _Scan:
+    """The schema and row count of a Parquet file (from its footer).
+
+    Raises:
+        IngestContractError: the bytes are not a Parquet file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(body))
+    except (pa.ArrowException, OSError) as err:
+        raise IngestContractError(f"{what} {path} is not a Parquet file ({err}); {expected}") from err
+    schema = meta.schema_arrow
+    return _Scan(
+        columns=list(schema.names),
+        shown=", ".join(schema.names),
+        empty=False,
+        has_rows=meta.metadata.num_rows > 0,
+        signature=tuple(str(t) for t in schema.types),
+    )
+
+
+def _scan(path: str, fmt: FileFormat, what: str, expected: str) -> _Scan | None:
+    """The whole-file pass of a file in its format; None when it does not exist."""
+    body = _read_body(path, fmt, what, expected)
+    if body is None:
+        return None
+    if fmt.kind == "parquet":
+        return _scan_parquet(body, path, what, expected)
+    text = _decode(body, path, fmt, what, expected)
+    if fmt.kind == "jsonl":
+        return _scan_jsonl(text)
+    return _scan_csv(text, path, fmt, what, expected)
+
+
+def _check_readable(fmt: FileFormat, owner: str) -> None:
+    """Refuse a format Spark cannot read as declared (before any file is opened).
+
+    Raises:
+        IngestError: the encoding is unknown, or JSON lines are in one Spark cannot split into lines.
+    """
+    charset = _charset(fmt.encoding)
+    if fmt.kind == "jsonl" and charset not in _JSONL_CHARSETS:
+        raise IngestError(
+            f"{owner}: JSON lines are read as UTF-8 (the JSON lines standard), ISO-8859-1 or US-ASCII, "
+            f"not {fmt.encoding!r}; set its format.encoding to one of them"
+        )
 
 
 def inspect_landing_file(
     path: str, source: TimeSeriesSource, date: dt.date | str, extra_columns: ExtraColumns = "ignore"
 ) -> LandingFile:
-    """Check a landing file as a whole before reading its rows.
+    """Check a landing file as a whole, in the source's format, before reading its rows.
 
     Args:
         path: the landing file (local path or ``s3://``/``s3a://`` URI).
-        source: the configured source the file belongs to.
+        source: the configured source the file belongs to (its columns' headers and ``format``).
         date: the partition the file lands for.
         extra_columns: ``ignore`` reads the configured columns by name and reports the
             others; ``reject`` fails the file (``ingest.extra_columns``).
 
     Raises:
-        IngestContractError: the file is missing, not UTF-8, empty, holds only a header, is
-            split by another delimiter, lacks configured columns (or repeats one), or has
-            extra columns that the policy rejects; the message names the file, the problem
-            and the expected header.
+        IngestContractError: the file is missing, not gzip when gzip is declared, not valid in
+            its declared encoding, empty, holds only a header (no rows), is split by another
+            delimiter, has a quoted field never closed, holds no JSON object, lacks configured
+            columns (in every line, for JSON lines) or repeats one, or has extra columns that
+            the policy rejects; the message names the file, the problem and the expected header.
+        IngestError: the declared encoding is unknown, or JSON lines are declared in one Spark
+            cannot split into lines (e.g. UTF-16).
     """
+    fmt = source.format
+    _check_readable(fmt, f"source {source.name!r}")
     wanted = list(source.headers.values())
-    expected = _expected(wanted)
-    text = _read_text(path, expected)
-    if text is None:
+    expected = _expected(wanted, fmt)
+    scan = _scan(path, fmt, "landing file", expected)
+    if scan is None:
         raise IngestContractError(
-            f"landing file {path} not found: land {source.name} for {parse_date(date)} first "
-            f"(expected header: {expected})"
+            f"landing file {path} not found: land {source.name} for {parse_date(date)} first ({expected})"
         )
-    head = _head(text)
-    if not head:
-        raise IngestContractError(f"landing file {path} is empty; expected header: {expected} and at least one row")
-    header = [h.strip() for h in next(csv.reader([head[0]]))]
-    if len(header) == 1 and len(wanted) > 1:
-        used = [name for sep, name in _OTHER_DELIMITERS.items() if len(re.findall(re.escape(sep), head[0])) > 0]
+    if scan.empty:
+        raise IngestContractError(f"landing file {path} is empty; {expected} and at least one row")
+    header = scan.columns
+    if fmt.kind == "csv" and len(header) == 1 and len(wanted) > 1:
+        used = [name for sep, name in _DELIMITER_NAMES.items() if sep != fmt.delimiter and sep in scan.shown]
         raise IngestContractError(
-            f"landing file {path} is not comma-separated"
+            f"landing file {path} is not {_delimiter_name(fmt.delimiter)}-separated"
             + (f" (its header is split by {used[0]}s)" if used else " (its header is one column)")
-            + f": {head[0][:200]!r}; expected header: {expected}"
+            + f": {scan.shown[:200]!r}; {expected}"
+            + ("" if fmt.delimiter == "," and not used else "; or declare its delimiter (format.delimiter)")
+        )
+    if fmt.kind == "jsonl" and scan.objects == 0:
+        raise IngestContractError(
+            f"landing file {path} holds no JSON object (lines {list(scan.bad_lines)} are not objects): "
+            f"is it JSON lines, one object per line? {expected}"
         )
     missing = [c for c in wanted if c not in header]
     if missing:
+        found = {"csv": "header", "jsonl": "keys", "parquet": "columns"}[fmt.kind]
+        where = " in every line" if fmt.kind == "jsonl" else ""
         raise IngestContractError(
-            f"landing file {path} has header {head[0][:300]!r}, which lacks columns {missing} of source "
-            f"{source.name!r} (renamed or missing?); expected header: {expected}"
+            f"landing file {path} has {found} {scan.shown[:300]!r}, which lacks columns {missing}{where} of source "
+            f"{source.name!r} (renamed or missing?); {expected}"
         )
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
-        raise IngestContractError(f"landing file {path} repeats columns {repeated}; expected header: {expected}")
+        raise IngestContractError(f"landing file {path} repeats columns {repeated}; {expected}")
     extra = [h for h in header if h not in wanted]
     if extra and extra_columns == "reject":
         raise IngestContractError(
             f"landing file {path} has extra columns {extra} and ingest.extra_columns is 'reject' "
-            f"(set it to 'ignore' to read the configured columns only); expected header: {expected}"
+            f"(set it to 'ignore' to read the configured columns only); {expected}"
         )
-    if len(head) == 1:
+    if not scan.has_rows:
         raise IngestContractError(
-            f"landing file {path} holds only a header and no rows; expected header: {expected}, then at least one row"
+            f"landing file {path} holds only a header and no rows; {expected}, then at least one row"
+            if fmt.kind == "csv"
+            else f"landing file {path} holds no rows; {expected}"
         )
     if extra:
         log.warning("landing file %s has extra columns %s; ignoring them (ingest.extra_columns)", path, extra)
-    return LandingFile(path=path, date=parse_date(date), header=header, extra_columns=extra)
+    return LandingFile(
+        path=path,
+        date=parse_date(date),
+        header=header,
+        extra_columns=extra,
+        signature=scan.signature,
+        multi_line=scan.multi_line,
+    )
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -199,14 +436,114 @@ def _basename(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _quoted(col: Column) -> Column:
-    """A raw field as it would appear in a CSV line (quoted when it holds a comma or quote)."""
+def _col(name: str) -> Column:
+    """A column by its exact name (dots and spaces taken literally)."""
     from pyspark.sql import functions as F
 
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _quoted(col: Column, delimiter: str = ",", quote: str = '"') -> Column:
+    """A raw field as it appears in a CSV record (quoted when it holds the delimiter, the quote or a line break)."""
+    from pyspark.sql import functions as F
+
+    special = "[" + "".join(re.escape(c) for c in {delimiter, quote, "\r", "\n"}) + "]"
     return (
         F.when(col.isNull(), F.lit(""))
-        .when(col.rlike('[,"]'), F.concat(F.lit('"'), F.regexp_replace(col, '"', '""'), F.lit('"')))
+        .when(col.rlike(special), F.concat(F.lit(quote), F.replace(col, F.lit(quote), F.lit(quote * 2)), F.lit(quote)))
         .otherwise(col)
+    )
+
+
+def csv_options(fmt: FileFormat, multi_line: bool = False) -> dict[str, str]:
+    """Spark's CSV options for a declared dialect: every field a string, quotes escaped by doubling.
+
+    ``multi_line`` for files whose quoted fields hold line breaks: each is then parsed whole by
+    one task (and a whitespace-only line there is read as a row, which the line reader skips).
+    """
+    return {
+        "header": "true",
+        "sep": fmt.delimiter,
+        "quote": fmt.quote,
+        "escape": fmt.quote,
+        "mode": "PERMISSIVE",
+        "encoding": _charset(fmt.encoding),
+        "multiLine": str(multi_line).lower(),
+        "inferSchema": "false",
+    }
+
+
+def _as_string(col: Column, data_type: DataType) -> Column:
+    """A Parquet value as a string: nested values as JSON, the rest cast."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, MapType, StructType
+
+    if isinstance(data_type, (ArrayType, MapType, StructType)):
+        return F.to_json(col)
+    return col.cast("string")
+
+
+def _read_strings(
+    spark: SparkSession, paths: Sequence[str], header: Sequence[str], fmt: FileFormat, multi_line: bool = False
+) -> DataFrame:
+    """Files of one format and header: every ``header`` column a string, plus their raw record
+    (``__raw``), the overflow field (``__overflow``), the malformed flag (``__malformed``) and the
+    file (``__file``). Blank lines are not rows (except whitespace-only lines of a multi-line
+    CSV, see :func:`csv_options`). Spark decompresses ``.gz`` files by their name.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    file = F.col("_metadata.file_path").alias(_FILE)
+    if fmt.kind == "csv":
+        schema = StructType([StructField(c, StringType(), True) for c in [*header, _OVERFLOW]])
+        raw = spark.read.options(**csv_options(fmt, multi_line)).schema(schema).csv(list(paths))
+        # No filter over the fields here: one referencing every column makes the optimizer's
+        # constraint propagation explode (each renamed column doubles the constraints).
+        return raw.select(
+            *[_col(c) for c in header],
+            F.concat_ws(
+                fmt.delimiter,
+                *[_quoted(_col(c), fmt.delimiter, fmt.quote) for c in header],
+                # concat_ws skips a null: the overflow shows only when the line had one.
+                F.when(F.col(_OVERFLOW).isNotNull(), _quoted(F.col(_OVERFLOW), fmt.delimiter, fmt.quote)),
+            ).alias(_RAW),
+            F.col(_OVERFLOW),
+            F.lit(False).alias(_MALFORMED),
+            file,
+        )
+    if fmt.kind == "jsonl":
+        text = spark.read.text(list(paths))
+        value = F.col("value")
+        charset = _charset(fmt.encoding)
+        if charset != "UTF-8":
+            # The text reader keeps a line's bytes; decode them in the declared charset.
+            value = F.decode(value.cast("binary"), charset)
+        lines = text.select(F.regexp_replace(value, "^\ufeff", "").alias(_RAW), file).where(~F.col(_RAW).rlike(_BLANK))
+        schema = StructType([StructField(c, StringType(), True) for c in [*header, _CORRUPT]])
+        options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+        # Parsed once (a select of its own: Spark does not inline a costly expression into its users).
+        parsed = lines.select(F.from_json(F.col(_RAW), schema, options).alias(_CORRUPT), F.col(_RAW), F.col(_FILE))
+        record = F.col(_CORRUPT)
+        trimmed = F.trim(F.col(_RAW))
+        malformed = (
+            record.isNull() | record.getField(_CORRUPT).isNotNull() | ~trimmed.startswith("{") | ~trimmed.endswith("}")
+        )
+        return parsed.select(
+            *[record.getField(c).alias(c) for c in header],
+            F.col(_RAW),
+            F.lit(None).cast("string").alias(_OVERFLOW),
+            malformed.alias(_MALFORMED),
+            F.col(_FILE),
+        )
+    raw = spark.read.parquet(*paths)
+    types = {f.name: f.dataType for f in raw.schema.fields}
+    return raw.select(
+        *[_as_string(_col(c), types[c]).alias(c) for c in header],
+        F.to_json(F.struct(*[_col(c) for c in header]), {"ignoreNullFields": "false"}).alias(_RAW),
+        F.lit(None).cast("string").alias(_OVERFLOW),
+        F.lit(False).alias(_MALFORMED),
+        file,
     )
 
 
@@ -214,36 +551,38 @@ def read_landing(spark: SparkSession, files: Sequence[LandingFile], source: Time
     """Read checked landing files in as few Spark reads as possible, every column a string.
 
     Returns the configured columns (strings) plus ``raw_line``, ``source_file``, ``date``
-    (the file's partition, YYYY-MM-DD) and an internal row order column.
+    (the file's partition, YYYY-MM-DD) and internal columns (the row order, the overflow
+    field of a CSV line, whether a JSON line is malformed).
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
 
     if not files:
         raise IngestError(f"no landing files of {source.name} to read")
     names = [_basename(f.path) for f in files]
     if len(set(names)) != len(names):
         raise IngestError(f"landing files of {source.name} must have distinct file names; got {names}")
-    groups: dict[tuple[str, ...], list[LandingFile]] = {}
+    fmt = source.format
+    _check_readable(fmt, f"source {source.name!r}")
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...], bool], list[LandingFile]] = {}
     for f in files:
-        groups.setdefault(tuple(f.header), []).append(f)
+        # JSON lines are read by key, whatever keys a file has; CSV by position, Parquet by type.
+        if fmt.kind == "jsonl":
+            key: tuple[tuple[str, ...], tuple[str, ...], bool] = (tuple(source.headers.values()), (), False)
+        else:
+            key = (tuple(f.header), f.signature, f.multi_line)
+        groups.setdefault(key, []).append(f)
     frames = []
-    for header, group in groups.items():
-        schema = StructType([StructField(c, StringType(), True) for c in [*header, _OVERFLOW]])
-        raw = spark.read.options(**CSV_OPTIONS).schema(schema).csv([f.path for f in group])
-        base = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)
+    for (header, _, multi_line), group in groups.items():
+        raw = _read_strings(spark, [f.path for f in group], header, fmt, multi_line)
+        base = F.element_at(F.split(F.col(_FILE), "/"), -1)
         to_path = F.create_map(*[x for f in group for x in (F.lit(_basename(f.path)), F.lit(f.path))])
         to_date = F.create_map(*[x for f in group for x in (F.lit(_basename(f.path)), F.lit(f.date.isoformat()))])
         frames.append(
             raw.select(
-                *[F.col(h).alias(c) for c, h in source.headers.items()],
-                F.concat_ws(
-                    ",",
-                    *[_quoted(F.col(c)) for c in header],
-                    # concat_ws skips a null: the overflow shows only when the line had one.
-                    F.when(F.col(_OVERFLOW).isNotNull(), _quoted(F.col(_OVERFLOW))),
-                ).alias(RAW_LINE),
+                *[_col(h).alias(c) for c, h in source.headers.items()],
+                F.col(_RAW).alias(RAW_LINE),
                 F.col(_OVERFLOW),
+                F.col(_MALFORMED),
                 to_path[base].alias(SOURCE_FILE),
                 to_date[base].alias(DATE),
                 # Increasing in file order within a file (one split per landing file).
@@ -281,7 +620,8 @@ def local_date(spec: PartitionDate) -> Column:
         return F.col(spec.column)
     if spec.timestamp is not None:
         return F.to_date(F.from_utc_timestamp(F.col(spec.timestamp), str(spec.timezone)))
-    return F.try_to_date(F.format_string("%04d-%02d-%02d", spec.year, spec.month, spec.day), "yyyy-MM-dd")
+    year, month, day = spec.columns
+    return F.try_to_date(F.format_string("%04d-%02d-%02d", year, month, day), "yyyy-MM-dd")
 
 
 def classify_rows(
@@ -293,7 +633,7 @@ def classify_rows(
     """Type every configured column and attach ``reasons`` (empty when the row is valid) and ``reason``.
 
     ``df`` holds the configured columns as strings plus ``date`` and ``source_file`` (as from
-    :func:`read_landing`); ``raw_line`` and the row order are added when absent.
+    :func:`read_landing`); ``raw_line``, the row order and the malformed flag are added when absent.
     ``reference_frames`` maps reference names to bronze reference tables (needed only when the
     source declares ``references``); ``references`` (the config's reference sources) gives
     their key columns, else a one-column frame's column is the key.
@@ -304,12 +644,13 @@ def classify_rows(
     missing_cols = [c for c in [*source.column_names, DATE, SOURCE_FILE] if c not in df.columns]
     if missing_cols:
         raise ValueError(f"rows of {source.name} lack columns {missing_cols}; read them with read_landing")
-    if _ROW not in df.columns:
-        df = df.withColumn(_ROW, F.monotonically_increasing_id())
-    if RAW_LINE not in df.columns:
-        df = df.withColumn(RAW_LINE, F.concat_ws(",", *[_quoted(F.col(c)) for c in source.column_names]))
-    if _OVERFLOW not in df.columns:
-        df = df.withColumn(_OVERFLOW, F.lit(None).cast("string"))
+    defaults = {
+        _ROW: F.monotonically_increasing_id(),
+        RAW_LINE: F.concat_ws(",", *[_quoted(F.col(c)) for c in source.column_names]),
+        _OVERFLOW: F.lit(None).cast("string"),
+        _MALFORMED: F.lit(False),
+    }
+    df = df.withColumns({name: value for name, value in defaults.items() if name not in df.columns})
 
     present_cols: dict[str, Column] = {}
     typed_cols: dict[str, Column] = {}
@@ -324,6 +665,7 @@ def classify_rows(
         DATE,
         _ROW,
         _OVERFLOW,
+        _MALFORMED,
     )
 
     checks: list[tuple[str, Column]] = [("extra_fields", F.col(_OVERFLOW).isNotNull())]
@@ -345,8 +687,8 @@ def classify_rows(
 
     spec = source.partition_date
     date_known = F.lit(True)
-    for c in spec.columns:
-        date_known = date_known & F.col(c).isNotNull()
+    for date_col in spec.columns:
+        date_known = date_known & F.col(date_col).isNotNull()
     as_date = local_date(spec)
     if spec.kind == "ymd":
         checks.append(("invalid_date", date_known & as_date.isNull()))
@@ -359,7 +701,9 @@ def classify_rows(
     first_seen = Window.partitionBy(DATE, SOURCE_FILE, *source.keys).orderBy(_ROW)
     checks.append(("duplicate_key", keys_known & (F.row_number().over(first_seen) > 1)))
 
-    reasons = F.filter(F.array(*[F.when(cond, F.lit(name)) for name, cond in checks]), lambda x: x.isNotNull())
+    found = F.filter(F.array(*[F.when(cond, F.lit(name)) for name, cond in checks]), lambda x: x.isNotNull())
+    # A malformed record has no values to check: that is its only reason.
+    reasons = F.when(F.col(_MALFORMED), F.array(F.lit(MALFORMED_RECORD))).otherwise(found)
     return (
         df.withColumn(REASONS, reasons)
         .withColumn(REASON, F.get(F.col(REASONS), 0))
@@ -489,32 +833,40 @@ def check_budget(ledger: IngestLedgerEntry, max_share: float) -> str | None:
 
 
 def read_reference(spark: SparkSession, path: str, ref: ReferenceSource) -> DataFrame:
-    """Read a landed reference table: strings, null markers removed, declared columns cast.
+    """Read a landed reference table in its format: strings, null markers removed, declared columns cast.
 
     Raises:
-        IngestContractError: the file is missing or empty, or lacks the key or a declared column.
+        IngestContractError: the file is missing, empty or (gzip, encoding) unreadable, lacks the
+            key or a declared column, or (JSON lines) holds a line that is not a JSON object.
     """
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
-
-    text = _read_text(path, expected=f"a header with {ref.key!r}")
-    if text is None:
+    fmt = ref.format
+    _check_readable(fmt, f"reference {ref.name!r}")
+    expected = f"{_expected([ref.key, *ref.column_types], fmt)}, at least"
+    scan = _scan(path, fmt, "reference file", expected)
+    if scan is None:
         raise IngestContractError(f"reference file {path} not found; land the reference tables first")
-    head = _head(text, lines=1)
-    if not head:
-        raise IngestContractError(f"reference file {path} is empty; expected a header with {ref.key!r}")
-    header = [h.strip() for h in next(csv.reader([head[0]]))]
+    if scan.empty:
+        raise IngestContractError(f"reference file {path} is empty; {expected}")
+    if fmt.kind == "jsonl" and scan.bad_lines:
+        # No quarantine for a table that lands whole: a line that is not an object fails it.
+        raise IngestContractError(
+            f"reference file {path} has lines {list(scan.bad_lines)} that are not JSON objects; "
+            "fix them (one JSON object per line) and land it again"
+        )
+    header = scan.columns
     missing = [c for c in [ref.key, *ref.column_types] if c not in header]
     if missing:
         raise IngestContractError(
             f"reference file {path} lacks columns {missing} (key and declared column_types of {ref.name!r}); "
-            f"found header: {head[0][:300]!r}"
+            f"found: {scan.shown[:300]!r}"
         )
-    schema = StructType([StructField(c, StringType(), True) for c in header])
-    raw = spark.read.options(**CSV_OPTIONS).schema(schema).csv(path)
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise IngestContractError(f"reference file {path} repeats columns {repeated}; {expected}")
+    raw = _read_strings(spark, [path], header, fmt, scan.multi_line)
     cols = []
     for c in header:
-        _, typed = _typed(F.col(c), ref.column_types.get(c, "string"), ref.null_values)
+        _, typed = _typed(_col(c), ref.column_types.get(c, "string"), ref.null_values)
         cols.append(typed.alias(c))
     return raw.select(*cols)
 
@@ -525,7 +877,7 @@ def ingest_reference(spark: SparkSession, cfg: PipelineConfig, lake: Lake) -> di
 
     counts: dict[str, int] = {}
     for ref in cfg.dataset.reference:
-        df = read_reference(spark, lake.reference_file(ref.name), ref).cache()
+        df = read_reference(spark, lake.reference_file(ref.name, ref.format.extension), ref).cache()
         counts[ref.name] = df.count()
         write_table(df.coalesce(1), lake, "bronze", reference_table(ref.name))
         df.unpersist()

@@ -1,9 +1,10 @@
 """An ingest run: landing files of a range of dates -> quarantine, ingest ledger, bronze (``jobs/ingest.py``).
 
 Reference tables are ingested first when bronze lacks them (or on request). Then, for the
-entity and every time series, all the range's landing files are read in one Spark read,
-checked once (cached, :func:`flightdeck.data.ingest.classify_rows`), and written with one
-Spark write per zone for the whole range (``write_partitions``), into one partition per date:
+entity and every time series, all the range's landing files (``<source>_<date>.<ext>``, the
+extension of the source's ``format``) are read in as few Spark reads as possible, checked
+once (cached, :func:`flightdeck.data.ingest.classify_rows`), and written with one Spark
+write per zone for the whole range (``write_partitions``), into one partition per date:
 
     quarantine/<source>/date=D        bad rows: raw_line, reason, reasons, source_file
     monitoring/ingest_ledger/date=D   one row per source: rows_in, rows_valid, rows_quarantined, reasons
@@ -50,6 +51,7 @@ from flightdeck.data.ingest import (
     read_reference_tables,
     split_rows,
 )
+from flightdeck.data.landing import inbox_file
 from flightdeck.data.sparkio import write_partitions
 from flightdeck.data.validation import (
     BronzeValidationError,
@@ -96,7 +98,7 @@ def ensure_references(spark: SparkSession, cfg: PipelineConfig, lake: Lake, *, r
     bronze_missing = [
         r.name for r in refs if not json_exists(f"{lake.table('bronze', reference_table(r.name))}/{COMMIT_MARKER}")
     ]
-    landed = all(json_exists(lake.reference_file(r.name)) for r in refs)
+    landed = all(json_exists(lake.reference_file(r.name, r.format.extension)) for r in refs)
     if refs and landed and (bronze_missing or refresh):
         return ingest_reference(spark, cfg, lake)
     if bronze_missing:
@@ -112,7 +114,7 @@ def _landing_files(cfg: PipelineConfig, lake: Lake, source: TimeSeriesSource, ru
     """
     files: list[LandingFile] = []
     for date in run.dates:
-        path = lake.landing_file(source.name, date)
+        path = inbox_file(lake, source, date)
         try:
             files.append(inspect_landing_file(path, source, date, cfg.ingest.extra_columns))
         except IngestContractError:
@@ -130,7 +132,7 @@ def _check_sources(spark: SparkSession, cfg: PipelineConfig, lake: Lake, run: _R
     """Read and check every source's landing files of the range (one Spark read per source)."""
     started = time.monotonic()
     checked: list[_Checked] = []
-    for source in [cfg.dataset.entity, *cfg.dataset.timeseries]:
+    for source in cfg.dataset.daily_sources:
         files = _landing_files(cfg, lake, source, run)
         if not files:
             continue
@@ -212,7 +214,7 @@ def ingest_range(
     """
     started = time.monotonic()
     references = ensure_references(spark, cfg, lake, refresh=refresh_reference)
-    sources = [cfg.dataset.entity, *cfg.dataset.timeseries]
+    sources = cfg.dataset.daily_sources
     ref_frames = read_reference_tables(spark, lake, sorted({n for s in sources for n in s.references.values()}))
     run = _Run(list(dates), ref_frames, day_ledgers={d.isoformat(): [] for d in dates})
     checked = _check_sources(spark, cfg, lake, run)

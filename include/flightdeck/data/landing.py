@@ -1,6 +1,7 @@
 """Landing: cut the packaged source tables into daily raw CSV files, as an upstream export would deliver them.
 
-For each date, the entity and every time series get ``landing/<source>/<source>_<date>.csv``
+For each date, the entity and every time series get ``landing/<source>/<source>_<date>.csv`` (the
+simulated upstream writes comma-separated CSV only; real upstreams deliver any declared format)
 holding the source's header line and, unchanged, the raw text lines of the rows whose
 local date (the configured ``partition_date``) is that date. Reference tables land whole in
 ``landing/reference/<name>.csv``. Every write is atomic and idempotent (same bytes on rerun).
@@ -213,6 +214,11 @@ def _land(
 ) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {d.isoformat(): {} for d in dates}
     for source in cfg.dataset.daily_sources:
+        if source.format.extension != "csv" or source.format.delimiter != ",":
+            raise LandingError(
+                f"the simulated upstream delivers comma-separated CSV only; source {source.name!r} declares "
+                f"{source.format.extension} (a real upstream delivers its own format)"
+            )
         daily = _daily_source(cfg, source)
         if daily is None:
             continue
@@ -258,6 +264,10 @@ def land_reference(cfg: PipelineConfig, lake: Lake) -> dict[str, int]:
     base = source_dir(cfg.dataset.source_package)
     counts: dict[str, int] = {}
     for ref in cfg.dataset.reference:
+        if ref.format.extension != "csv":
+            raise LandingError(
+                f"the simulated upstream delivers CSV only; reference {ref.name!r} declares {ref.format.kind}"
+            )
         if not ref.source_file:
             raise LandingError(f"reference {ref.name!r} has no source_file in dataset.source_package to deliver")
         text = _read_text(base / ref.source_file)
