@@ -110,6 +110,4 @@ def label_events(entity_rows: DataFrame, outcomes: DataFrame, cfg: PipelineConfi
     base = entity_rows.drop(PARTITION) if PARTITION in entity_rows.columns else entity_rows
     extra = [c for c in outcomes.columns if c not in keys and c not in base.columns]
     joined = base.join(outcomes.select(*keys, *extra), on=keys, how="inner")
-    return joined.withColumn(cfg.label.name, F.expr(cfg.label.expression)).withColumn(
-        PARTITION, F.col(KNOWN_DAY)
-    )
+    return joined.withColumn(cfg.label.name, F.expr(cfg.label.expression)).withColumn(PARTITION, F.col(KNOWN_DAY))
