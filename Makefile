@@ -24,7 +24,7 @@ with_test_pg = pg_env=$$(bash tests/pg_server.sh start $(TEST_PG)) || exit 1; ev
 	echo '$(1)'; trap 'bash tests/pg_server.sh stop $(TEST_PG)' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	rc=0; $(1) || rc=$$?; exit $$rc
 
-.PHONY: help install java browser demo test test-fast soak lint typecheck up down status clean lock bench
+.PHONY: help install java browser demo test test-fast pytest soak lint typecheck up down status clean lock bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -83,16 +83,20 @@ down: ## stop what `make up` / `make demo` started
 status: install ## where the pipeline stands (flightdeck status)
 	$(VENV)/bin/flightdeck status
 
-lint: install ## ruff (with the Airflow AIR rules) and the plane layers (import-linter)
+lint: install ## ruff (with the Airflow AIR rules), the plane layers (import-linter), the CI workflow's schema
 	$(VENV)/bin/ruff check dags plugins jobs include tests bench
 	$(VENV)/bin/ruff format --check dags plugins jobs include tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 typecheck: install ## mypy on the library
 	$(VENV)/bin/mypy
 
 test: install browser lint typecheck ## install, lint, type-check and run the whole test suite (browser tests included)
 	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q)
+
+pytest: install ## pytest with ARGS (e.g. make pytest ARGS="-m spark tests/data"), PostgreSQL provided as in make test
+	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q $(ARGS))
 
 test-fast: install ## the suite without the end-to-end runs
 	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q -m "not e2e and not soak")
