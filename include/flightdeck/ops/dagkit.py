@@ -121,6 +121,29 @@ class SparkJobOperator(SparkSubmitOperator):
                 raise
             raise AirflowFailException(f"{message} (a user error: not retried; fix it, then clear the task)") from err
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The job's inputs and outputs for Airflow's OpenLineage provider, from its run document.
+
+        Called by the provider's listener after the task succeeded (only when OpenLineage is
+        configured); the job wrote ``runs/<run id>/<job>.json``, which names the partitions,
+        landing files and model versions it read and wrote (:mod:`flightdeck.monitoring.lineage`).
+        """
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from openlineage.client.event_v2 import Dataset
+
+        from flightdeck.core.lake import json_exists, read_json
+        from flightdeck.monitoring import lineage
+
+        job = self.application.rsplit("/", 1)[-1].removesuffix(".py")
+        doc = LAKE.run_doc(task_instance.run_id, job)
+        if job not in lineage.JOBS or not json_exists(doc):
+            return OperatorLineage()
+        found = lineage.job_lineage(CFG, LAKE, job, read_json(doc))
+        return OperatorLineage(
+            inputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.inputs],
+            outputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.outputs],
+        )
+
 
 def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkJobOperator:
     """A task that spark-submits ``jobs/<job>.py`` through the ``spark_default`` connection."""
