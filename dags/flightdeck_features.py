@@ -1,21 +1,33 @@
 """
 ### flightdeck_features — build and validate features (on each bronze partition)
 
-Triggered once per `bronze` partition. **build_features** joins each flight with
-the weather observed at its origin at or before its scheduled departure (never
-after), the plane's attributes and calendar features, and computes the label.
+Triggered once per `bronze` partition. **wait_for_upstream** (a sensor in reschedule
+mode: no worker slot held while it waits) waits until every bronze day the partition's
+rolling windows read is committed, at most `timeouts.upstream_wait_hours`; past that it
+lets the build go ahead without them. **record_status** writes
+`monitoring/feature_status/D.json` for the build about to run: complete, or degraded
+with the missing days named (and a `features_degraded` alert); when a missing day is
+ingested later, this partition is announced again and its rebuild clears the mark.
+**build_features** joins each flight with the weather observed at its origin at or
+before its scheduled departure (never after), the plane's attributes and calendar
+features, and computes the label.
 **validate_features** runs the Great Expectations suite on the partition and
 fails the batch, naming every broken expectation, when the data breaks the
-contract. Only a valid partition is announced as `features`.
+contract. Only a valid partition is announced as `features` (the event's extra says
+whether it is degraded, and which days it went without).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, PartitionedAssetTimetable, task
+import datetime as dt
 
-from flightdeck.ops.dagkit import BRONZE, DEFAULT_ARGS, FEATURES, START, run_limits, spark_job
+from airflow.sdk import DAG, PartitionedAssetTimetable, PokeReturnValue, task
+
+from flightdeck.data import feature_run
+from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, FEATURES, START, run_limits, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
+UPSTREAM_WAIT = dt.timedelta(hours=CFG.timeouts.upstream_wait_hours)
 
 with DAG(
     dag_id="flightdeck_features",
@@ -25,19 +37,40 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
-    **run_limits(),
+    **run_limits(wait_hours=CFG.timeouts.upstream_wait_hours),
     tags=["flightdeck", "data"],
 ):
+
+    @task.sensor(
+        poke_interval=CFG.arrival.poke_seconds, timeout=UPSTREAM_WAIT + dt.timedelta(hours=1), mode="reschedule"
+    )
+    def wait_for_upstream(*, dag_run=None) -> PokeReturnValue:
+        """Wait (rescheduling) for the bronze days the windows read; past the deadline, go ahead degraded."""
+        done, status = feature_run.poke_upstream(dag_run.partition_key, dag_run.start_date or dag_run.run_after)
+        return PokeReturnValue(is_done=done, xcom_value=status)
+
     build = spark_job("build_features", "build_features", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])
+
+    @task
+    def record_status(upstream: dict, *, dag_run=None, run_id=None) -> dict:
+        """Mark the partition about to be built complete, or degraded naming the missing days (and alert)."""
+        return feature_run.record_feature_status(dag_run.partition_key, upstream, run_id)
+
     validate = spark_job(
         "validate_features", "validate_features", ["--partition", PARTITION, "--run-key", "{{ run_id }}"]
     )
 
     @task(outlets=[FEATURES])
-    def publish_features(*, dag_run=None, outlet_events=None) -> str:
-        """Announce the validated features partition."""
+    def publish_features(status: dict, *, dag_run=None, outlet_events=None) -> str:
+        """Announce the validated features partition, degraded or not."""
         outlet_events[FEATURES].add_partitions(dag_run.partition_key)
-        outlet_events[FEATURES].extra = {"partition": dag_run.partition_key}
+        outlet_events[FEATURES].extra = {
+            "partition": dag_run.partition_key,
+            "degraded": status["degraded"],
+            "missing_days": sorted(status["missing"]),
+        }
         return dag_run.partition_key
 
-    build >> validate >> publish_features()
+    upstream = wait_for_upstream()
+    status = record_status(upstream)
+    status >> build >> validate >> publish_features(status)

@@ -7,20 +7,32 @@ feature and on the predicted probability) and, once labels have arrived, day D-1
 predictions with their outcomes (AUC drop and log-loss rise vs the holdout). It writes
 `monitoring/drift_daily/date=D` (one row per statistic), an HTML drift report
 (`monitoring/drift_reports/D.html`, also in MLflow) and the report the policy reads.
-**decide_retrain** applies the drift policy — k breaches in the last n windows, cooldown,
-at most one open request — a pure decision with a reason. When it says so,
+**wait_for_earlier_decisions** (a sensor in reschedule mode, no worker slot held) waits
+until the earlier days the policy reads (its windows, cooldown and request expiry) have
+their decision, at most `timeouts.upstream_wait_hours`: runs do not arrive in day order,
+and a decision must not depend on that order. **decide_retrain** applies the drift
+policy — k breaches in the last n windows, cooldown, at most one open request of an
+earlier day — a pure decision with a reason, recorded for the later days. When it says so,
 **request_retrain** records the request, sends an alert, and emits a `retrain_request`
 asset event whose extra names what breached; that event starts `flightdeck_train`.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, PartitionedAssetTimetable, task
+import datetime as dt
+
+from airflow.sdk import DAG, PartitionedAssetTimetable, PokeReturnValue, task
 
 from flightdeck.monitoring import retrain
-from flightdeck.ops.dagkit import DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, START, run_limits, spark_job
+from flightdeck.ops.dagkit import CFG, DEFAULT_ARGS, PREDICTIONS, RETRAIN_REQUEST, START, run_limits, spark_job
 
 PARTITION = "{{ dag_run.partition_key }}"
+EARLIER_WAIT = dt.timedelta(hours=CFG.timeouts.upstream_wait_hours)
+# A run waits for the runs of earlier days, which Airflow starts in arrival order: with one
+# active run, a later day arriving first would hold the only slot while it waits. More active
+# runs than a backfill's days in flight (Airflow's backfill default is 10); the waits hold no
+# worker slot, and detect_drift still runs one at a time.
+ACTIVE_RUNS = 16
 
 with DAG(
     dag_id="flightdeck_monitor",
@@ -28,9 +40,9 @@ with DAG(
     schedule=PartitionedAssetTimetable(assets=PREDICTIONS),
     start_date=START,
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=ACTIVE_RUNS,
     default_args=DEFAULT_ARGS,
-    **run_limits(),
+    **run_limits(wait_hours=CFG.timeouts.upstream_wait_hours),
     tags=["flightdeck", "monitoring"],
 ):
 
@@ -52,12 +64,21 @@ with DAG(
             "--run-key",
             "{{ run_id }}",
         ],
+        max_active_tis_per_dag=1,
     )
 
+    @task.sensor(
+        poke_interval=CFG.arrival.poke_seconds, timeout=EARLIER_WAIT + dt.timedelta(hours=1), mode="reschedule"
+    )
+    def wait_for_earlier_decisions(*, dag_run=None) -> PokeReturnValue:
+        """Wait (rescheduling) until the earlier days the policy reads are decided; past the deadline, go on."""
+        done, status = retrain.poke_decisions(dag_run.partition_key, dag_run.start_date or dag_run.run_after)
+        return PokeReturnValue(is_done=done, xcom_value=status)
+
     @task.short_circuit
-    def decide_retrain(*, dag_run=None, run_id=None) -> dict | None:
+    def decide_retrain(waited: dict, *, dag_run=None, run_id=None) -> dict | None:
         """Apply the drift policy; continue to request_retrain only when it says retrain."""
-        decision = retrain.decide_retrain(dag_run.partition_key, run_id)
+        decision = retrain.decide_retrain(dag_run.partition_key, run_id, waited)
         return decision if decision["retrain"] else None
 
     @task(outlets=[RETRAIN_REQUEST])
@@ -67,6 +88,6 @@ with DAG(
         outlet_events[RETRAIN_REQUEST].extra = request
         return request
 
-    decision = decide_retrain()
+    decision = decide_retrain(wait_for_earlier_decisions())
     version >> detect >> decision
     request_retrain(decision)

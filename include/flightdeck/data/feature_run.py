@@ -21,6 +21,15 @@ when the batch or its per-date counts call for it
 (:func:`flightdeck.data.validation.validate_range`), so a passing date's report is derived
 from the batch. :func:`flightdeck.data.validation.raise_failures` then fails the run naming
 every failed partition and expectation, after all the reports are written.
+
+Dependency-complete features (the features DAG): :func:`upstream_needs` names the bronze days
+a day's rolling windows read, :func:`upstream_gaps` those not committed yet, and
+:func:`poke_upstream` is the DAG's ``wait_for_upstream`` sensor: done when nothing is missing
+or, past ``timeouts.upstream_wait_hours``, with the gaps, so :func:`record_feature_status`
+marks the day degraded before it is built (``monitoring/feature_status/D.json``, the
+asset event, an alert). When a missing day commits, the ingest announces its later ingested
+days (:func:`flightdeck.data.landing.dependent_days`), the degraded one among them, and their
+rebuild rewrites the status complete.
 """
 
 from __future__ import annotations
@@ -30,12 +39,19 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from flightdeck.core import alerts
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import MissingPartition
-from flightdeck.core.lake import Lake
-from flightdeck.data.documents import BuildFeaturesResult, PartitionVerdict, ValidateFeaturesResult
+from flightdeck.core.lake import Lake, configured, parse_date
+from flightdeck.data.documents import (
+    BuildFeaturesResult,
+    FeatureStatus,
+    PartitionVerdict,
+    ValidateFeaturesResult,
+    write_feature_status,
+)
 from flightdeck.data.features import EVENT_TS, RollingInputs, build_features
 from flightdeck.data.ingest import read_reference_tables
 from flightdeck.data.labels import latest_outcomes
@@ -241,3 +257,133 @@ def validate_range_of_features(
         seconds=round(time.monotonic() - started, 1),
     )
     return result, checks
+
+
+# --- dependency-complete features: the features DAG's wait and the degraded mark -------------
+
+
+def upstream_needs(day: dt.date | str, cfg: PipelineConfig) -> dict[str, list[dt.date]]:
+    """The bronze days, per table, that the rolling windows of ``day``'s features read.
+
+    The entity's ``features.lookback_days`` days before ``day`` (the same reach by which a late
+    day announces its dependants, :func:`flightdeck.data.landing.dependent_days`); days before
+    ``calendar.start`` are never ingested, so they are not needed. Outcomes of delayed labels
+    are counted by arrival (a day without arrivals is empty, not missing) and the as-of joins
+    already tolerate a missing evening, so neither is a need. Pure: no lake is read.
+    """
+    date = parse_date(day)
+    first = max(date - dt.timedelta(days=cfg.features.lookback_days), cfg.calendar.start)
+    days = [first + dt.timedelta(days=i) for i in range((date - first).days)]
+    return {cfg.dataset.entity.name: days} if days else {}
+
+
+def upstream_gaps(lake: Lake, day: dt.date | str, cfg: PipelineConfig) -> dict[str, list[str]]:
+    """The needed upstream days of ``day`` whose bronze partition is not committed: day -> tables."""
+    gaps: dict[str, list[str]] = {}
+    for table, days in upstream_needs(day, cfg).items():
+        committed = set(lake.committed_partitions("bronze", table))
+        for d in days:
+            if d not in committed:
+                gaps.setdefault(d.isoformat(), []).append(table)
+    return dict(sorted(gaps.items()))
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    """One poke of ``wait_for_upstream``: what is missing, and whether to build now."""
+
+    partition: str
+    missing: dict[str, list[str]]  # day -> tables
+    waiting_since: str
+    deadline: str
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def done(self, now: dt.datetime) -> bool:
+        """Build now: nothing missing, or the deadline passed (the build is then degraded)."""
+        return self.complete or now >= dt.datetime.fromisoformat(self.deadline)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "complete": self.complete,
+            "missing": self.missing,
+            "waiting_since": self.waiting_since,
+            "deadline": self.deadline,
+        }
+
+
+def upstream_status(lake: Lake, cfg: PipelineConfig, partition: str, waiting_since: dt.datetime) -> UpstreamStatus:
+    """The upstream gaps of ``partition`` and the deadline of its wait (``timeouts.upstream_wait_hours``)."""
+    deadline = waiting_since + dt.timedelta(hours=cfg.timeouts.upstream_wait_hours)
+    return UpstreamStatus(
+        partition=parse_date(partition).isoformat(),
+        missing=upstream_gaps(lake, partition, cfg),
+        waiting_since=waiting_since.isoformat(),
+        deadline=deadline.isoformat(),
+    )
+
+
+def poke_upstream(
+    partition: str, waiting_since: dt.datetime, now: dt.datetime | None = None
+) -> tuple[bool, dict[str, Any]]:
+    """The features DAG's sensor: (build now?, the status handed to the build and the mark).
+
+    ``waiting_since`` is when the run started (the wait's clock; a rescheduled sensor keeps
+    it); ``now`` defaults to the wall clock, which here measures the wait, not the data.
+    """
+    cfg, lake = configured()
+    status = upstream_status(lake, cfg, partition, waiting_since)
+    now = now or dt.datetime.now(dt.UTC)
+    done = status.done(now)
+    if status.complete:
+        log.info("features %s: every upstream day is committed", status.partition)
+    elif done:
+        log.warning(
+            "features %s: waited until %s; building degraded without %s", status.partition, status.deadline,
+            ", ".join(status.missing),
+        )  # fmt: skip
+    else:
+        log.info("features %s: waiting until %s for %s", status.partition, status.deadline, ", ".join(status.missing))
+    return done, status.to_dict()
+
+
+def record_feature_status(partition: str, upstream: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+    """Before the build: write ``monitoring/feature_status/D.json`` and alert when it is degraded.
+
+    ``upstream`` is the sensor's last status (what is missing as the build starts; a day
+    committed during the build may not be read, so it still counts as missing, and its own
+    announce rebuilds this day). Written before the build so that a day of the daily chain is
+    never seen with features and no status (which is how the bootstrap's history looks, see
+    :func:`flightdeck.monitoring.retrain.undecided_days`). Returns the status document, whose
+    ``degraded`` and ``missing`` the asset event carries.
+    """
+    cfg, lake = configured()
+    missing = {str(day): list(tables) for day, tables in (upstream.get("missing") or {}).items()}
+    needed = sorted(d.isoformat() for days in upstream_needs(partition, cfg).values() for d in days)
+    status = FeatureStatus(
+        partition=parse_date(partition).isoformat(), degraded=bool(missing), missing=missing, needed=needed, run=run_id
+    )
+    write_feature_status(lake, status)
+    if status.degraded:
+        days = status.missing_days
+        alerts.notify(
+            alerts.FEATURES_DEGRADED,
+            f"features {status.partition} built degraded: {len(days)} upstream day(s) not committed "
+            f"after {cfg.timeouts.upstream_wait_hours:g} h ({_day_span(days)}); they are rebuilt when the days arrive",
+            status.model_dump(),
+            cfg=cfg,
+        )
+    return status.model_dump()
+
+
+def _day_span(days: Sequence[str]) -> str:
+    """``first..last`` for a run of consecutive days, else the days listed (at most 5)."""
+    if not days:
+        return ""
+    dates = [parse_date(d) for d in days]
+    if (dates[-1] - dates[0]).days == len(dates) - 1 and len(dates) > 2:
+        return f"{days[0]}..{days[-1]}"
+    return ", ".join(days[:5]) + (f" and {len(days) - 5} more" if len(days) > 5 else "")

@@ -9,7 +9,7 @@ the result into the provider's ``OperatorLineage`` (``flightdeck.ops.dagkit``).
 
 Dataset names follow OpenLineage's naming conventions: a local file or folder is namespace
 ``file`` with its absolute path; an object is namespace ``s3://<bucket>`` with its key. A
-partition is its own dataset (``.../bronze/flights/date=2013-07-01``), so one day is followed
+partition is its own dataset (``.../bronze/flights/date=YYYY-MM-DD``), so one day is followed
 from its landing file to its predictions. A model version is namespace ``mlflow`` with
 MLflow's own model URI (``models:/flights_delay/3``).
 """

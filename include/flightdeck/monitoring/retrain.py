@@ -5,6 +5,11 @@ reports and the requests so far) and :func:`record_retrain_request` (the request
 alert; its content becomes the ``retrain_request`` asset event). The training DAG turns a
 request into its window (:func:`training_window`) and marks it consumed
 (:func:`consume_retrain_request`), so the policy may ask again.
+
+Asset-triggered runs do not arrive in day order, so a decision reads only days before its own
+(within :func:`decision_horizon`) and waits, in the DAG's ``wait_for_earlier_decisions`` sensor
+(:func:`poke_decisions`), until those days have their decision (``RetrainDecision``): the same
+days then give the same decisions whatever order they are processed in.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from flightdeck.core import alerts
 from flightdeck.core.config import Drift, PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake, configured, list_docs, parse_date, read_json
+from flightdeck.data.documents import read_feature_status
 from flightdeck.monitoring.documents import (
     DriftSummary,
+    RetrainDecision,
     RetrainRequest,
+    read_retrain_decision,
     read_retrain_request,
     read_retrain_requests,
+    write_retrain_decision,
     write_retrain_request,
 )
 from flightdeck.monitoring.drift import (
@@ -231,6 +240,15 @@ class Decision:
         return asdict(self)
 
 
+def decision_horizon(policy: Drift) -> int:
+    """How many days before D the policy reads: the k-of-n windows, the cooldown, an open request.
+
+    A window or request older than this cannot change D's decision (the last ``windows``
+    windows are looked for only within it), so D waits for no earlier day than this.
+    """
+    return max(policy.windows, policy.cooldown_days, policy.request_ttl_days) - 1
+
+
 def is_open(request: Mapping[str, Any], day: dt.date, policy: Drift) -> bool:
     """A request is open until a training run consumed it, or until it is ``request_ttl_days`` old."""
     if request.get("consumed_by"):
@@ -247,14 +265,16 @@ def _request_block(
     if same:
         details["existing_request"] = dict(same[0])
         return f"a retrain request for {day} exists already"
-    open_ = [r for r in requests if is_open(r, day, pol)]
+    # Only requests of earlier days: a later day's request (processed first) changes nothing here.
+    earlier = [r for r in requests if parse_date(r["partition"]) < day]
+    open_ = [r for r in earlier if is_open(r, day, pol)]
     if open_:
         details["open_request"] = dict(open_[-1])
         return (
             f"the retrain request for {open_[-1]['partition']} is still open "
             f"(no training run consumed it yet; it expires after {pol.request_ttl_days} days)"
         )
-    previous = sorted((parse_date(r["partition"]) for r in requests if parse_date(r["partition"]) <= day), reverse=True)
+    previous = sorted((parse_date(r["partition"]) for r in earlier), reverse=True)
     if previous and pol.cooldown_days > 0 and (day - previous[0]).days < pol.cooldown_days:
         details["cooldown_from"] = previous[0].isoformat()
         return (
@@ -275,15 +295,19 @@ def should_retrain(history: History, pol: Drift) -> Decision:
     2. at least ``policy.breaches`` of the last ``policy.windows`` judged windows up to the
        current one breached (windows without enough data are skipped, not counted);
     3. no request for this partition exists already (a rerun never asks twice);
-    4. no other request is open (at most one open request; see :func:`is_open`);
-    5. no request for a partition P with P <= day < P + ``cooldown_days`` (cooldown after a
+    4. no request of an earlier partition is open (at most one open request; see :func:`is_open`);
+    5. no request for a partition P with P < day < P + ``cooldown_days`` (cooldown after a
        retrain; requests for later partitions, e.g. a backfill, do not count).
+
+    Only windows of the :func:`decision_horizon` days up to ``day`` are read, and no request of
+    a later day: the decision of a day does not depend on the order days are processed in.
     """
     day = history.day
+    oldest = day - dt.timedelta(days=decision_horizon(pol))
     by_date: dict[dt.date, Mapping[str, Any]] = {}
     for w in history.windows:
         d = parse_date(w["date"])
-        if d <= day:
+        if oldest <= d <= day:
             by_date[d] = w
     current = by_date.get(day)
     if current is None:
@@ -357,15 +381,89 @@ def drift_windows(lake: Lake) -> list[dict[str, Any]]:
     return [dict(read_json(path)) for path in list_docs(lake.drift_reports())]
 
 
-def decide_retrain(partition: str, run_key: str) -> dict[str, Any]:
-    """Apply the drift policy to this window and the history (a pure decision, with a reason)."""
+def undecided_days(lake: Lake, cfg: PipelineConfig, day: dt.date | str) -> list[str]:
+    """Earlier days within the policy's horizon whose decision D must wait for.
+
+    A day blocks while it has no ``RetrainDecision`` (or one saying retrain whose request is not
+    recorded yet) and is on its way through the daily chain:
+    its bronze is committed and its features are either not built yet or were built by the
+    features DAG (which records a feature status before it builds). A day before
+    ``calendar.start``, never ingested, or history loaded by the bootstrap (features without a
+    feature status: never scored) does not block.
+    """
+    date = parse_date(day)
+    first = max(date - dt.timedelta(days=decision_horizon(cfg.drift)), cfg.calendar.start)
+    entity = cfg.dataset.entity.name
+    ingested = set(lake.committed_partitions("bronze", entity))
+    built = set(lake.committed_partitions("features", entity))
+    out = []
+    for i in range((date - first).days):
+        earlier = first + dt.timedelta(days=i)
+        if earlier not in ingested:
+            continue
+        decided = read_retrain_decision(lake, earlier.isoformat())
+        if decided is not None:
+            # A retrain decision counts once its request is recorded (the next task writes it).
+            if not decided.retrain or read_retrain_request(lake, earlier.isoformat()) is not None:
+                continue
+            out.append(earlier.isoformat())
+            continue
+        if earlier in built and read_feature_status(lake, earlier.isoformat()) is None:
+            continue  # history of the bootstrap: never scored nor monitored
+        out.append(earlier.isoformat())
+    return out
+
+
+def poke_decisions(
+    partition: str, waiting_since: dt.datetime, now: dt.datetime | None = None
+) -> tuple[bool, dict[str, Any]]:
+    """The monitoring DAG's ``wait_for_earlier_decisions``: (decide now?, what it still waits for).
+
+    Done when every earlier day in the horizon is decided or, past ``timeouts.upstream_wait_hours``
+    from ``waiting_since`` (the run's start), with the days it goes without (recorded in the
+    decision). ``now`` defaults to the wall clock, which measures the wait, not the data.
+    """
+    cfg, lake = configured()
+    undecided = undecided_days(lake, cfg, partition)
+    deadline = waiting_since + dt.timedelta(hours=cfg.timeouts.upstream_wait_hours)
+    done = not undecided or (now or dt.datetime.now(dt.UTC)) >= deadline
+    if undecided:
+        log.log(
+            logging.WARNING if done else logging.INFO,
+            "decision %s: %s for the decisions of %s",
+            partition,
+            "deadline passed, deciding without" if done else f"waiting until {deadline.isoformat()}",
+            ", ".join(undecided),
+        )
+    return done, {"partition": partition, "undecided": undecided, "deadline": deadline.isoformat()}
+
+
+def decide_retrain(partition: str, run_key: str, waited: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Apply the drift policy to this window and the earlier history (a pure decision, with a reason).
+
+    The decision is recorded (``monitoring/retrain_decisions/D.json``) for the later days that
+    wait for it; ``waited`` is the sensor's last status (earlier days still undecided at its deadline).
+    """
     cfg, lake = configured()
     report = DriftSummary.read(lake, run_key).to_json()
     day = parse_date(partition)
     windows = [w for w in drift_windows(lake) if w.get("date") != day.isoformat()] + [report]
     history = History(day=day, windows=windows, requests=retrain_history(lake))
     decision = should_retrain(history, cfg.drift)
+    went_without = list((waited or {}).get("undecided") or [])
     result = {"partition": partition, **decision.to_dict()}
+    if went_without:
+        result["details"]["went_without"] = went_without
+    write_retrain_decision(
+        lake,
+        RetrainDecision(
+            partition=day.isoformat(),
+            retrain=decision.retrain,
+            reason=decision.reason,
+            monitoring_run=run_key,
+            went_without=went_without,
+        ),
+    )
     log.info("drift policy for %s: retrain=%s: %s", partition, decision.retrain, decision.reason)
     return result
 
