@@ -110,3 +110,52 @@ def test_write_partitions_needs_the_date_column(spark: Any, lake_root: Path) -> 
             ["2013-01-01"],
             date_col="day",
         )
+
+
+def test_the_final_rename_never_lands_inside_an_existing_folder(spark: Any, lake_root: Path) -> None:
+    """Hadoop's local rename moves a folder *into* an existing one and reports success; the commit refuses."""
+    from flightdeck.data.sparkio import _Fs, _swap_in
+
+    table = lake_root / "bronze" / "t"
+    staged = table / "_staging" / "date=2013-01-01-0123456789ab"
+    final = table / "date=2013-01-01"
+    for folder in (staged, final):
+        folder.mkdir(parents=True)
+        (folder / COMMIT_MARKER).touch()
+    (staged / "new.parquet").write_bytes(b"new")
+    (final / "old.parquet").write_bytes(b"old")
+    fs = _Fs(spark, str(table))
+
+    class Reappearing:
+        """A filesystem on which the old version reappears after being moved aside (a foreign writer)."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(fs, name)
+
+        def rename(self, src: str, dst: str) -> bool:
+            moved = fs.rename(src, dst)
+            if dst.endswith("-fedcba987654") and moved:
+                final.mkdir()
+                (final / "intruder.parquet").write_bytes(b"x")
+            return moved
+
+    with pytest.raises(RuntimeError, match=r"refusing to move .* exists \(it would nest"):
+        _swap_in(Reappearing(), str(staged), str(final), str(table / "_trash" / "date=2013-01-01-fedcba987654"))
+    assert sorted(p.name for p in final.iterdir()) == ["intruder.parquet"]
+    assert (staged / "new.parquet").is_file(), "the staged version stays where it was"
+
+
+def test_recovery_drops_an_old_version_whose_replacement_was_committed(spark: Any, lake_root: Path) -> None:
+    """A writer killed after its second rename leaves the old version in _trash; the next writer deletes it."""
+    lake = Lake(str(lake_root))
+    write_partition(spark.createDataFrame([(1, "a")], "id int, name string"), lake, "bronze", "t", "2013-01-01")
+    table = lake_root / "bronze" / "t"
+    stale = table / "_trash" / "date=2013-01-01-0123456789ab"
+    stale.mkdir(parents=True)
+    (stale / COMMIT_MARKER).touch()
+    (stale / "old.parquet").write_bytes(b"old")
+    write_partition(spark.createDataFrame([(2, "b")], "id int, name string"), lake, "bronze", "t", "2013-01-02")
+    assert not list((table / "_trash").iterdir())
+    got = sorted(tuple(r) for r in read_partitions(spark, lake, "bronze", "t", ["2013-01-01"]).collect())
+    assert got == [(1, "a", "2013-01-01")]
+    assert not (table / "_lease").exists()

@@ -2,21 +2,31 @@
 
 A partition is written to a staging directory, then swapped into place with two
 renames through Hadoop's FileSystem API (local folders and ``s3a://`` alike). A
-reader only ever sees a committed partition (with ``_SUCCESS``) or none; a job
-killed mid-write leaves the previous version in place and a ``_staging``
-leftover, which readers ignore (its name starts with ``_``) and which the next
-write of any of the same partitions deletes (a staging folder is named after the
-dates it holds; two writers of one partition at once are not supported, so a
-leftover that shares a date with a new write is dead). A job killed between the two renames
-leaves the previous version in ``_trash``; the next write to the table puts it
-back first (:func:`_restore_interrupted`). ``FLIGHTDECK_FAULT_PAUSE_BEFORE_COMMIT``
-(``<seconds>`` or ``<seconds>@<path part>``) pauses every write (or those whose staging
-path contains the part) after staging and before its commit, so reliability tests can
-kill a job exactly mid-write.
+reader only ever sees a committed partition (with ``_SUCCESS``) or none.
+
+Every write holds its table's writer lease (:mod:`flightdeck.data.leases`,
+``<table>/_lease``) from before it looks at the table's ``_staging`` and ``_trash``
+folders until its last rename, so writers of one table (same or different dates:
+bootstrap, ingest and backfill runs at once) commit one after another, and whatever
+the lease holder finds in those folders was left by a writer that died. Recovery
+(:func:`_restore_interrupted`) therefore puts back a previous version a killed writer
+left in ``_trash`` between its two renames (or drops it when the new version made it
+in), and the sweep deletes every ``_staging`` leftover; no live writer's folder can be
+touched. The final rename never lands on an existing folder (Hadoop's local filesystem
+would nest ``date=D/date=D`` and report success): the writer checks and refuses.
+
+Test hooks: ``FLIGHTDECK_FAULT_PAUSE_BEFORE_COMMIT`` (``<seconds>`` or
+``<seconds>@<path part>``) pauses every write (or those whose staging path contains the
+part) after staging and before its commit; ``FLIGHTDECK_TEST_PAUSE_AT=<step>`` with
+``FLIGHTDECK_TEST_BARRIER=<file>`` stops a write at one step (``leased``, ``staged``,
+``moved_aside``: between the two renames, ``committed``: before the trash is emptied),
+writes ``<file>.reached`` and waits until ``<file>`` exists, so reliability tests can
+line separate processes up at the worst moment and kill them there.
 
 :func:`write_partition` writes one date; :func:`write_partitions` writes many dates
 of a table with one Spark write (``partitionBy``) and then swaps each date in the
 same way, so a backfill costs one job per table instead of one per date.
+:func:`commit_partition` is the same commit with any file writer (no Spark).
 """
 
 from __future__ import annotations
@@ -27,10 +37,11 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from flightdeck.core.errors import MissingPartition
 from flightdeck.core.lake import COMMIT_MARKER, Lake, parse_date
+from flightdeck.data.leases import Lease, writer_lease
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -39,6 +50,8 @@ log = logging.getLogger(__name__)
 
 LOG_LEVEL_ENV = "FLIGHTDECK_SPARK_LOG_LEVEL"
 FAULT_PAUSE_ENV = "FLIGHTDECK_FAULT_PAUSE_BEFORE_COMMIT"
+TEST_PAUSE_ENV = "FLIGHTDECK_TEST_PAUSE_AT"
+TEST_BARRIER_ENV = "FLIGHTDECK_TEST_BARRIER"
 _TOKEN_LEN = 12
 
 
@@ -99,6 +112,18 @@ def _apply_s3a_settings(session: SparkSession) -> None:
             hadoop_conf.set(key, value)
 
 
+class FileOps(Protocol):
+    """The file operations a commit needs (Hadoop's FileSystem in jobs, plain files in tests)."""
+
+    def exists(self, path: str) -> bool: ...
+    def mkdirs(self, path: str) -> None: ...
+    def rename(self, src: str, dst: str) -> bool: ...
+    def delete(self, path: str) -> None: ...
+    def touch(self, path: str) -> None: ...
+    def children(self, path: str) -> list[str]: ...
+    def copy(self, src: str, dst: str) -> None: ...
+
+
 class _Fs:
     """Hadoop FileSystem calls on paths given as strings."""
 
@@ -139,83 +164,134 @@ class _Fs:
             raise RuntimeError(f"could not copy {src} to {dst}")
 
 
-def _swap_in(fs: _Fs, staged: str, final: str, trash: str) -> None:
+def _test_pause(step: str, where: str) -> None:
+    """Test-only hook: at ``FLIGHTDECK_TEST_PAUSE_AT=<step>``, announce it and wait for the barrier file."""
+    if os.environ.get(TEST_PAUSE_ENV) != step or not (barrier := os.environ.get(TEST_BARRIER_ENV)):
+        return
+    reached = f"{barrier}.reached"
+    with open(reached, "a", encoding="utf-8") as handle:
+        handle.write(f"{os.getpid()} {step} {where}\n")
+    log.warning("test hook (%s=%s): paused at %s until %s exists", TEST_PAUSE_ENV, step, where, barrier)
+    deadline = time.monotonic() + 600
+    while not os.path.exists(barrier) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _rename_into_free(fs: FileOps, src: str, dst: str) -> bool:
+    """Rename ``src`` to ``dst`` only when nothing is at ``dst``: Hadoop's local filesystem moves a
+    folder *into* an existing one (``date=D/date=D``) and reports success, so refuse explicitly."""
+    if fs.exists(dst):
+        raise RuntimeError(f"refusing to move {src} onto {dst}: {dst} exists (it would nest inside it)")
+    return fs.rename(src, dst)
+
+
+def _swap_in(fs: FileOps, staged: str, final: str, trash: str, lease: Lease | None = None) -> None:
     """Replace ``final`` by ``staged`` with two renames; the old version goes to ``trash``, then away.
 
     If the second rename fails, the old version is put back, so a failed swap changes nothing.
+    The caller holds the table's lease; it is verified before each rename.
     """
     moved_old = False
+    if lease is not None:
+        lease.check()
     if fs.exists(final):
         fs.mkdirs(trash.rsplit("/", 1)[0])
-        if not fs.rename(final, trash):
+        if not _rename_into_free(fs, final, trash):
             raise RuntimeError(f"could not move the previous version of {final} aside")
         moved_old = True
-    if not fs.rename(staged, final):
+    _test_pause("moved_aside", final)
+    if lease is not None:
+        lease.check()
+    if not _rename_into_free(fs, staged, final):
         if moved_old:
-            fs.rename(trash, final)
+            _rename_into_free(fs, trash, final)
         raise RuntimeError(f"could not commit {staged} to {final}")
+    _test_pause("committed", final)
     if moved_old:
         fs.delete(trash)
 
 
-def _require_marker(fs: _Fs, staging: str) -> None:
+def _require_marker(fs: FileOps, staging: str) -> None:
     if not fs.exists(f"{staging}/{COMMIT_MARKER}"):
         raise RuntimeError(f"staged output {staging} has no {COMMIT_MARKER}; not committing")
     seconds, _, where = os.environ.get(FAULT_PAUSE_ENV, "").partition("@")
     if seconds and where in staging:
         log.warning("fault injection (%s): %s is staged; pausing %s s", FAULT_PAUSE_ENV, staging, seconds)
         time.sleep(float(seconds))
+    _test_pause("staged", staging)
 
 
-def _restore_interrupted(fs: _Fs, parent: str) -> None:
-    """Put back previous versions that a job killed between its two renames left in ``_trash``.
+def _restore_interrupted(fs: FileOps, parent: str, names: Callable[[str], bool] | None = None) -> None:
+    """Finish what writers killed mid-commit left in ``<parent>/_trash``; call it holding the lease.
 
-    A ``_trash`` entry is ``<name>-<token>``; when ``<name>`` is missing beside it, the entry is
-    the last committed version and goes back in place. Two writers of the same partition at
-    the same time are not supported (Airflow runs one per partition).
+    A ``_trash`` entry is ``<name>-<token>``, the previous version of ``<parent>/<name>`` moved
+    aside by a writer. Under the table's lease no live writer has one, so each entry is a dead
+    writer's: when ``<name>`` is missing the entry is the last committed version and goes back
+    in place; when ``<name>`` exists the new version made it in and the entry is deleted.
+    ``names`` limits this to the entries of some names (the tables of one zone folder).
     """
     trash = f"{parent}/_trash"
     for entry in fs.children(trash):
         name = entry[: -(_TOKEN_LEN + 1)]
+        if not name or (names is not None and not names(name)):
+            continue
         final = f"{parent}/{name}"
         committed = fs.exists(f"{trash}/{entry}/{COMMIT_MARKER}")
-        if name and committed and not fs.exists(final) and fs.rename(f"{trash}/{entry}", final):
-            log.warning("restored %s from %s (a writer was interrupted mid-commit)", final, entry)
+        if committed and not fs.exists(final) and _rename_into_free(fs, f"{trash}/{entry}", final):
+            log.warning("restored %s from %s (a writer was killed between its two renames)", final, entry)
+        else:
+            fs.delete(f"{trash}/{entry}")
+            log.warning("deleted %s/%s, the old version a killed writer had already replaced", trash, entry)
 
 
-def _sweep_staging(fs: _Fs, parent: str, stale: Callable[[str], bool]) -> None:
-    """Delete ``_staging`` leftovers (``<label>-<token>``) of killed writers whose label ``stale`` accepts."""
+def _sweep_staging(fs: FileOps, parent: str, stale: Callable[[str], bool]) -> None:
+    """Delete ``_staging`` leftovers (``<label>-<token>``) of dead writers whose label ``stale`` accepts.
+
+    Called holding the lease of every label ``stale`` accepts, so no live writer owns one.
+    """
     staging = f"{parent}/_staging"
     for entry in fs.children(staging):
         label = entry[: -(_TOKEN_LEN + 1)]
         if label and stale(label):
             fs.delete(f"{staging}/{entry}")
-            log.warning("deleted %s/%s, left by an interrupted writer of the same data", staging, entry)
+            log.warning("deleted %s/%s, left by a writer that died", staging, entry)
 
 
-def _overlaps(label: str, date_col: str, keys: Sequence[str]) -> bool:
-    """Whether a staging label ``<date_col>=<first>[..<last>]`` covers any of ``keys``."""
-    if not label.startswith(f"{date_col}="):
-        return False
-    first, _, last = label.split("=", 1)[1].partition("..")
-    return any(first <= k <= (last or first) for k in keys)
+def lease_path(table_path: str) -> str:
+    """Where the writer lease of a partitioned table lives (``<table>/_lease``)."""
+    return f"{table_path}/_lease"
 
 
-def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
-    """Replace exactly one date partition of a table, atomically; returns its path."""
+def commit_partition(
+    fs: FileOps, lake: Lake, zone: str, table: str, date: dt.date | str, write: Callable[[str], None]
+) -> str:
+    """Replace one date partition atomically, under the table's lease; returns its path.
+
+    ``write(staging)`` writes the new version into the (new) folder ``staging`` and must leave
+    ``_SUCCESS`` in it (Spark does; other writers touch it). ``fs`` moves folders.
+    """
     final = lake.partition(zone, table, date)
     table_path = lake.table(zone, table)
     name = final.rsplit("/", 1)[-1]
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{table_path}/_staging/{name}-{token}"
-    fs = _Fs(df.sparkSession, table_path)
-    _restore_interrupted(fs, table_path)
-    _sweep_staging(fs, table_path, lambda label: _overlaps(label, "date", [parse_date(date).isoformat()]))
-    df.write.mode("error").format(fmt).save(staging)
-    _require_marker(fs, staging)
-    _swap_in(fs, staging, final, f"{table_path}/_trash/{name}-{token}")
+    with writer_lease(lease_path(table_path)) as lease:
+        _test_pause("leased", table_path)
+        _restore_interrupted(fs, table_path)
+        _sweep_staging(fs, table_path, lambda label: True)
+        write(staging)
+        _require_marker(fs, staging)
+        _swap_in(fs, staging, final, f"{table_path}/_trash/{name}-{token}", lease)
     log.info("committed %s", final)
     return final
+
+
+def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
+    """Replace exactly one date partition of a table, atomically; returns its path."""
+    fs = _Fs(df.sparkSession, lake.table(zone, table))
+    return commit_partition(
+        fs, lake, zone, table, date, lambda staging: df.write.mode("error").format(fmt).save(staging)
+    )
 
 
 def write_partitions(
@@ -237,6 +313,7 @@ def write_partitions(
     rows gets an empty partition that still carries the schema, so a rerun replaces it
     too. Rows whose ``date_col`` is not one of ``dates`` are not written. One file per
     date needs the rows of a date in one Spark partition (e.g. ``repartition(date_col)``).
+    The table's lease is held throughout, so all of these dates come from this write.
     """
     from pyspark.sql import functions as F
 
@@ -249,45 +326,52 @@ def write_partitions(
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{table_path}/_staging/{date_col}={keys[0]}..{keys[-1]}-{token}"
     fs = _Fs(df.sparkSession, table_path)
-    _restore_interrupted(fs, table_path)
-    _sweep_staging(fs, table_path, lambda label: _overlaps(label, date_col, keys))
-    rows = df.where(F.col(date_col).cast("string").isin(keys))
-    rows.write.mode("error").format(fmt).partitionBy(date_col).save(staging)
-    _require_marker(fs, staging)
-    empty_dir = f"{staging}/_empty"
-    empty_written = False
     committed = []
-    for key in keys:
-        staged = f"{staging}/{date_col}={key}"
-        if not fs.exists(staged):
-            # No rows that day: commit a schema-carrying empty partition (one small Spark write, then copies).
-            if not empty_written:
-                schema = df.drop(date_col).schema
-                df.sparkSession.createDataFrame([], schema).coalesce(1).write.mode("error").format(fmt).save(empty_dir)
-                _require_marker(fs, empty_dir)
-                empty_written = True
-            fs.copy(empty_dir, staged)
-        fs.touch(f"{staged}/{COMMIT_MARKER}")
-        final = lake.partition(zone, table, key)
-        _swap_in(fs, staged, final, f"{table_path}/_trash/{date_col}={key}-{token}")
-        committed.append(final)
-    fs.delete(staging)
+    with writer_lease(lease_path(table_path)) as lease:
+        _test_pause("leased", table_path)
+        _restore_interrupted(fs, table_path)
+        _sweep_staging(fs, table_path, lambda label: True)
+        rows = df.where(F.col(date_col).cast("string").isin(keys))
+        rows.write.mode("error").format(fmt).partitionBy(date_col).save(staging)
+        _require_marker(fs, staging)
+        empty_dir = f"{staging}/_empty"
+        empty_written = False
+        for key in keys:
+            staged = f"{staging}/{date_col}={key}"
+            if not fs.exists(staged):
+                # No rows that day: commit a schema-carrying empty partition (one small Spark write, then copies).
+                if not empty_written:
+                    schema = df.drop(date_col).schema
+                    df.sparkSession.createDataFrame([], schema).coalesce(1).write.mode("error").format(fmt).save(
+                        empty_dir
+                    )
+                    _require_marker(fs, empty_dir)
+                    empty_written = True
+                fs.copy(empty_dir, staged)
+            fs.touch(f"{staged}/{COMMIT_MARKER}")
+            final = lake.partition(zone, table, key)
+            _swap_in(fs, staged, final, f"{table_path}/_trash/{date_col}={key}-{token}", lease)
+            committed.append(final)
+        fs.delete(staging)
     log.info("committed %d partitions of %s (%s..%s)", len(committed), table_path, keys[0], keys[-1])
     return committed
 
 
 def write_table(df: DataFrame, lake: Lake, zone: str, table: str, fmt: str = "parquet") -> str:
-    """Replace an unpartitioned table (e.g. a reference table) atomically."""
+    """Replace an unpartitioned table (e.g. a reference table) atomically, under its lease
+    (``<zone>/_lease.<table>``; the zone folder holds the staging and trash of all such tables)."""
     target = lake.table(zone, table)
     parent, name = target.rsplit("/", 1)
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{parent}/_staging/{name}-{token}"
     fs = _Fs(df.sparkSession, parent)
-    _restore_interrupted(fs, parent)
-    _sweep_staging(fs, parent, lambda label: label == name)
-    df.write.mode("error").format(fmt).save(staging)
-    _require_marker(fs, staging)
-    _swap_in(fs, staging, target, f"{parent}/_trash/{name}-{token}")
+    with writer_lease(f"{parent}/_lease.{name}") as lease:
+        _test_pause("leased", target)
+        _restore_interrupted(fs, parent, lambda entry: entry == name)
+        _sweep_staging(fs, parent, lambda label: label == name)
+        df.write.mode("error").format(fmt).save(staging)
+        _require_marker(fs, staging)
+        _swap_in(fs, staging, target, f"{parent}/_trash/{name}-{token}", lease)
     return target
 
 
