@@ -2,7 +2,10 @@
 
 - the Airflow REST API, the UI's own API and the flightdeck page refuse requests without
   credentials and with a token signed by another secret;
-- the JWT secret and the Fernet key are set (generated per state folder);
+- the JWT secret and the Fernet key are set (generated per state folder), only in a 0600
+  airflow.cfg, never in the environment the services, tasks and Spark jobs inherit;
+- every socket the running stack listens on (services and their children) is on loopback;
+- the MLflow server refuses requests without a login;
 - a connection's password is stored encrypted, reaches the webhook it is for, and never
   appears in a task log or a service log.
 """
@@ -50,16 +53,69 @@ def test_requests_without_valid_credentials_are_refused(stack: Any, demo_result:
 
 
 def test_jwt_secret_and_fernet_key_are_set(stack: Any, tmp_path: Path) -> None:
+    import configparser
+    import stat
+
+    import psutil
     from cryptography.fernet import Fernet
 
     from flightdeck.ops.runtime import Runtime
 
-    env = stack.environ()
-    assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32
-    Fernet(env["AIRFLOW__CORE__FERNET_KEY"].encode())  # a valid key, or this raises
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(stack.airflow_cfg)
+    jwt_secret, fernet_key = cfg["api_auth"]["jwt_secret"], cfg["core"]["fernet_key"]
+    assert len(jwt_secret) >= 32
+    Fernet(fernet_key.encode())  # a valid key, or this raises
+    assert stat.S_IMODE(stack.airflow_cfg.stat().st_mode) == 0o600
+    # Not in the environment of any running service (tasks and Spark jobs inherit the scheduler's).
+    for service in ("scheduler", "api-server", "triggerer", "dag-processor", "mlflow"):
+        environ = "\n".join(f"{k}={v}" for k, v in psutil.Process(stack.pid_of(service)).environ().items())
+        assert jwt_secret not in environ and fernet_key not in environ, f"{service} has an Airflow secret in its env"
+        if service != "api-server":  # its setproctitle overwrites what /proc shows of its environment
+            assert "AIRFLOW__CORE__UNIT_TEST_MODE=False" in environ, f"{service} would ignore airflow.cfg"
     other = Runtime(state=tmp_path).secrets()  # another deployment gets its own
-    assert other["jwt_secret"] != env["AIRFLOW__API_AUTH__JWT_SECRET"]
-    assert other["fernet_key"] != env["AIRFLOW__CORE__FERNET_KEY"]
+    assert other["jwt_secret"] != jwt_secret
+    assert other["fernet_key"] != fernet_key
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def test_every_listening_socket_of_the_stack_is_on_loopback(stack: Any, demo_result: Any) -> None:
+    """A psutil sweep of every service and its children (LocalExecutor workers, gunicorn/uvicorn
+    workers, serve-logs if it were started): only loopback LISTEN sockets."""
+    import psutil
+
+    listening: dict[tuple[str, int], str] = {}
+    for service in ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer"):
+        pid = stack.pid_of(service)
+        assert pid is not None, f"{service} is not running"
+        root = psutil.Process(pid)
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                conns = proc.net_connections(kind="inet")
+                name = " ".join(proc.cmdline()[:3])
+            except psutil.NoSuchProcess:
+                continue
+            for c in conns:
+                if c.status == psutil.CONN_LISTEN:
+                    listening[(c.laddr.ip, c.laddr.port)] = f"{service}: {name}"
+    assert ("127.0.0.1", stack.airflow_port) in listening and ("127.0.0.1", stack.mlflow_port) in listening
+    exposed = {addr: who for addr, who in listening.items() if addr[0] not in LOOPBACK}
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert not {port for _, port in listening} & {8793, 8794}, f"serve-logs is listening: {listening}"
+
+
+def test_mlflow_refuses_requests_without_a_login(stack: Any) -> None:
+    import base64
+
+    url = f"{stack.mlflow_url}/api/2.0/mlflow/registered-models/search?max_results=1"
+    assert _status(url) == 401
+    user, password = stack.mlflow_credentials()
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        assert resp.status == 200
 
 
 def test_connection_secret_is_encrypted_used_and_never_logged(

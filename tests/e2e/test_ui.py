@@ -51,7 +51,12 @@ def page(stack: Any, demo_result: Any) -> Iterator[Any]:
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        # MLflow runs its basic-auth app: the browser answers its challenge, and only MLflow's.
+        user, password = stack.mlflow_credentials()
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 900},
+            http_credentials={"username": user, "password": password, "origin": stack.mlflow_url},
+        )
         context.set_default_timeout(TIMEOUT_MS)
         tab = context.new_page()
         tab.goto(stack.airflow_url, wait_until="load")

@@ -39,9 +39,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TcpProxy]:
     rt = Runtime(state=tmp_path_factory.mktemp("outage-state"), mlflow_port=free_port(), mlflow_db=pg_uri(db))
     rt.start(services=("mlflow",))
     proxy = TcpProxy(rt.mlflow_port)
+    user, password = rt.mlflow_credentials() or ("", "")
+    mp = pytest.MonkeyPatch()  # the server runs MLflow's basic-auth app: the clients log in
+    mp.setenv("MLFLOW_TRACKING_USERNAME", user)
+    mp.setenv("MLFLOW_TRACKING_PASSWORD", password)
     try:
         yield proxy
     finally:
+        mp.undo()
         proxy.cut()
         rt.stop()
         drop_database(db)

@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk.bases.notifier import BaseNotifier
 
 from flightdeck.core import alerts
+from flightdeck.core.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def failure_details(context: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         "partition": partition,
         "try_number": getattr(ti, "try_number", None),
         "log_url": getattr(ti, "log_url", None),
-        "exception": None if exception is None else f"{type(exception).__name__}: {exception}"[:2000],
+        # Redacted before truncation, so a cut cannot leave half a secret unrecognised.
+        "exception": None if exception is None else redact_text(f"{type(exception).__name__}: {exception}")[:2000],
     }
     where = f"{dag_id}.{task_id}" if task_id else dag_id
     summary = f"{where} failed" + (f" for partition {partition}" if partition else "") + f" (run {run_id})"
@@ -67,7 +69,7 @@ class FlightdeckNotifier(BaseNotifier):
         try:
             alerts.notify(self.event, summary, details)
         except Exception as err:  # a broken alert channel must not mask the task's own outcome
-            log.warning("could not send %s alert: %s", self.event, err)
+            log.warning("could not send %s alert: %s", self.event, redact_text(str(err)))
 
 
 async def deadline_missed(context: Mapping[str, Any] | None = None, hours: float = 0.0) -> None:
@@ -90,7 +92,7 @@ async def deadline_missed(context: Mapping[str, Any] | None = None, hours: float
     try:
         await asyncio.to_thread(alerts.notify, alerts.DEADLINE_MISSED, summary, details)
     except Exception as err:  # a broken alert channel must not break the triggerer
-        log.warning("could not send %s alert: %s", alerts.DEADLINE_MISSED, err)
+        log.warning("could not send %s alert: %s", alerts.DEADLINE_MISSED, redact_text(str(err)))
 
 
 def on_failure() -> FlightdeckNotifier:

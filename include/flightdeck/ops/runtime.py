@@ -8,6 +8,14 @@ with a pid file, so ``stop`` ends exactly what ``start`` began.
 
 The same environment variables point the same code at Postgres, a Spark cluster
 and S3 (see docker-compose.yaml); nothing here is special-cased per deployment.
+
+Exposure: every socket listens on 127.0.0.1 (Airflow's ``serve-logs`` listeners, which
+bind every interface, are not started: the api-server reads the task logs from the same
+disk), Spark jobs on a local master bind their driver to loopback with the UI off unless
+``FLIGHTDECK_SPARK_UI=true``, and MLflow runs its basic-auth app unless
+``FLIGHTDECK_MLFLOW_AUTH=false``. Airflow's JWT secret, Fernet key and API secret key live
+only in ``<state>/airflow/airflow.cfg`` (mode 0600), never in the environment the services,
+tasks and Spark jobs inherit; the state folder is 0700 and every secret file and log 0600.
 """
 
 from __future__ import annotations
@@ -38,6 +46,42 @@ log = logging.getLogger(__name__)
 STATE_ENV = "FLIGHTDECK_STATE"
 AIRFLOW_USER = "admin"
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
+MLFLOW_USER = "admin"
+MLFLOW_AUTH_ENV = "FLIGHTDECK_MLFLOW_AUTH"
+SPARK_UI_ENV = "FLIGHTDECK_SPARK_UI"
+LOOPBACK = "127.0.0.1"
+# Set in the environment they would override airflow.cfg; the runtime keeps them in the file only.
+AIRFLOW_SECRET_ENV = tuple(
+    f"AIRFLOW__{section}__{key}{suffix}"
+    for section, key in (("CORE", "FERNET_KEY"), ("API_AUTH", "JWT_SECRET"), ("API", "SECRET_KEY"))
+    for suffix in ("", "_CMD", "_SECRET")
+)
+# An inherited one would override the password the runtime generated in the auth config.
+MLFLOW_SERVER_ONLY_ENV = ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_AUTH_CONFIG_PATH")
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600), replacing it atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # concurrent writers
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _open_log(path: Path) -> int:
+    """A log file descriptor for appending, owner-only (logs may hold generated passwords)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.chmod(path, 0o600)
+    return fd
 
 
 class RuntimeError_(RuntimeError):
@@ -54,6 +98,10 @@ class Runtime:
     host: str = "127.0.0.1"
     airflow_db: str | None = None
     mlflow_db: str | None = None
+    # MLflow's basic-auth app (every request needs a login); FLIGHTDECK_MLFLOW_AUTH=false turns it off.
+    mlflow_auth: bool = field(default_factory=lambda: _flag(os.environ.get(MLFLOW_AUTH_ENV), True))
+    # Spark's web UI for the jobs (port 4040 and up, on loopback); off unless asked for.
+    spark_ui: bool = field(default_factory=lambda: _flag(os.environ.get(SPARK_UI_ENV), False))
 
     @property
     def airflow_home(self) -> Path:
@@ -83,29 +131,104 @@ class Runtime:
     def passwords_file(self) -> Path:
         return self.airflow_home / "simple_auth_manager_passwords.json.generated"
 
+    @property
+    def secrets_file(self) -> Path:
+        return self.state / "secrets.json"
+
+    @property
+    def airflow_cfg(self) -> Path:
+        """Airflow's config file (0600): the only place the JWT secret, Fernet key and API secret key live."""
+        return self.airflow_home / "airflow.cfg"
+
+    @property
+    def mlflow_auth_config(self) -> Path:
+        """MLflow's basic-auth config (0600): its user store and the admin created on first start."""
+        return self.state / "mlflow" / "basic_auth.ini"
+
+    @property
+    def spark_conf_dir(self) -> Path:
+        return self.state / "spark"
+
     def secrets(self) -> dict[str, str]:
-        """JWT secret and Fernet key: generated once per state folder, never committed."""
-        path = self.state / "secrets.json"
-        if path.is_file():
-            return dict(json.loads(path.read_text()))
-        self.state.mkdir(parents=True, exist_ok=True)
-        values = {
-            "jwt_secret": secrets.token_urlsafe(32),
-            "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        """The deployment's secrets, generated once per state folder (0600), never committed.
+
+        JWT secret, Fernet key and API secret key for Airflow; the MLflow admin password and
+        the auth app's session key. A state folder from an older version gains the missing ones.
+        """
+        path = self.secrets_file
+        values: dict[str, str] = dict(json.loads(path.read_text())) if path.is_file() else {}
+        wanted = {
+            "jwt_secret": lambda: secrets.token_urlsafe(32),
+            "fernet_key": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            "api_secret_key": lambda: secrets.token_urlsafe(32),
+            "mlflow_admin_password": lambda: secrets.token_urlsafe(24),
+            "mlflow_flask_secret_key": lambda: secrets.token_urlsafe(32),
         }
-        path.write_text(json.dumps(values))
-        path.chmod(0o600)
+        missing = {key: make() for key, make in wanted.items() if not values.get(key)}
+        if missing:
+            self._private_state()
+            values.update(missing)
+            _write_private(path, json.dumps(values))
         return values
+
+    def mlflow_credentials(self) -> tuple[str, str] | None:
+        """(user, password) flightdeck uses on the embedded MLflow server; None when auth is off."""
+        if not self.mlflow_auth:
+            return None
+        return MLFLOW_USER, self.secrets()["mlflow_admin_password"]
+
+    def _private_state(self) -> None:
+        """The state folder and the folders holding secrets or logs: owner only (0700)."""
+        for folder in (self.state, self.airflow_home, self.state / "mlflow", self.log_dir, self.run_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            folder.chmod(0o700)
+
+    def write_configs(self) -> None:
+        """airflow.cfg, MLflow's auth config and Spark's defaults, from the secrets (idempotent)."""
+        keys = self.secrets()
+        self._private_state()
+        _write_private(
+            self.airflow_cfg,
+            "# Written by flightdeck (ops/runtime.py) on every start; settings go in the environment.\n"
+            "[core]\n"
+            f"fernet_key = {keys['fernet_key']}\n"
+            "[api]\n"
+            f"secret_key = {keys['api_secret_key']}\n"
+            "[api_auth]\n"
+            f"jwt_secret = {keys['jwt_secret']}\n",
+        )
+        auth_db = f"sqlite:///{self.state / 'mlflow' / 'basic_auth.db'}"
+        _write_private(
+            self.mlflow_auth_config,
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = {auth_db.replace('%', '%%')}\n"
+            f"admin_username = {MLFLOW_USER}\n"
+            f"admin_password = {keys['mlflow_admin_password'].replace('%', '%%')}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            # A password check is a scrypt hash (~0.2 s of CPU on a busy 2-core machine) per request:
+            # cache successful checks (one worker, so a password change is seen at once there).
+            "auth_cache_ttl_seconds = 300\n",
+        )
+        spark = {"spark.ui.enabled": str(self.spark_ui).lower()}
+        if self._spark_master().startswith("local"):
+            spark |= {"spark.driver.host": LOOPBACK, "spark.driver.bindAddress": LOOPBACK}
+        _write_private(self.spark_conf_dir / "spark-defaults.conf", "".join(f"{k} {v}\n" for k, v in spark.items()))
+
+    def _spark_master(self, env: Mapping[str, str] | None = None) -> str:
+        return (os.environ if env is None else env).get("FLIGHTDECK_SPARK_MASTER", "local[*]")
 
     def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
         """The full environment for Airflow, MLflow, Spark and the jobs."""
         env = dict(os.environ if base is None else base)
+        for key in AIRFLOW_SECRET_ENV + MLFLOW_SERVER_ONLY_ENV:
+            env.pop(key, None)
         venv_bin = Path(sys.executable).parent
-        keys = self.secrets()
+        self.write_configs()
         airflow_db = self.airflow_db or f"sqlite:///{self.airflow_home / 'airflow.db'}"
         spark_conn = {
             "conn_type": "spark",
-            "host": env.get("FLIGHTDECK_SPARK_MASTER", "local[*]"),
+            "host": self._spark_master(env),
             "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
         }
         env.update(
@@ -121,13 +244,17 @@ class Runtime:
                 # The GenAI job runner is an extra process that batch ML does not use.
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
                 "AIRFLOW_HOME": str(self.airflow_home),
+                "AIRFLOW_CONFIG": str(self.airflow_cfg),
+                # Unit-test mode (set by tests/dags) makes Airflow ignore airflow.cfg, secrets included.
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                # Spark's defaults for the jobs: UI off, driver on loopback for a local master.
+                "SPARK_CONF_DIR": str(self.spark_conf_dir),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "3"),
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.airflow_url}/execution/",
@@ -136,17 +263,32 @@ class Runtime:
                 "AIRFLOW__API__PORT": str(self.airflow_port),
                 "AIRFLOW__API__BASE_URL": self.airflow_url,
                 "AIRFLOW__API__WORKERS": "1",
-                "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "60",
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
                 "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                # Task logs can hold what a job printed: owner only, like the state folder.
+                "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+                "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
                 "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_conn),
                 "NO_PROXY": "*",
                 "no_proxy": "*",
             }
         )
+        if self._spark_master(env).startswith("local"):
+            env["SPARK_LOCAL_IP"] = LOOPBACK
+        credentials = self.mlflow_credentials()
+        if credentials and env["MLFLOW_TRACKING_URI"].rstrip("/") == self.mlflow_url:
+            env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = credentials
         return env
+
+    def service_environ(self, service: str, env: Mapping[str, str]) -> dict[str, str]:
+        """``env`` plus what only this service may see (the MLflow server's auth settings)."""
+        out = dict(env)
+        if service == "mlflow" and self.mlflow_auth:
+            out["MLFLOW_AUTH_CONFIG_PATH"] = str(self.mlflow_auth_config)
+            out["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.secrets()["mlflow_flask_secret_key"]
+        return out
 
     # --- processes -------------------------------------------------------------------------
 
@@ -154,10 +296,12 @@ class Runtime:
         venv_bin = Path(sys.executable).parent
         mlflow_db = self.mlflow_db or f"sqlite:///{self.state / 'mlflow' / 'mlflow.db'}"
         airflow = str(venv_bin / "airflow")
+        auth = ["--app-name", "basic-auth"] if self.mlflow_auth else []
         return {
             "mlflow": [
                 str(venv_bin / "mlflow"),
                 "server",
+                *auth,
                 "--host",
                 self.host,
                 "--port",
@@ -170,9 +314,10 @@ class Runtime:
                 "1",
             ],
             "api-server": [airflow, "api-server"],
-            "scheduler": [airflow, "scheduler"],
+            # serve-logs binds every interface (no host setting); the api-server reads local files.
+            "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
-            "triggerer": [airflow, "triggerer"],
+            "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
         }
 
     def pid_of(self, service: str) -> int | None:
@@ -199,7 +344,7 @@ class Runtime:
         venv_bin = Path(sys.executable).parent
         log_file = self.log_dir / "airflow-db-migrate.log"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        with log_file.open("ab") as out:
+        with os.fdopen(_open_log(log_file), "ab") as out:
             done = subprocess.run(
                 [str(venv_bin / "airflow"), "db", "migrate"], env=dict(env), stdout=out, stderr=out, check=False
             )
@@ -211,6 +356,8 @@ class Runtime:
         env = self.environ()
         for path in (self.run_dir, self.log_dir, self.state / "mlflow" / "artifacts", self.lake_root):
             path.mkdir(parents=True, exist_ok=True)
+        for old_log in self.log_dir.glob("*.log"):  # logs of an older version may be world-readable
+            old_log.chmod(0o600)
         if any(s != "mlflow" for s in services):
             self.init_airflow(env)
         for service in services:
@@ -224,22 +371,25 @@ class Runtime:
                         f"port {port} on {self.host} is taken by another program; stop it or set "
                         f"FLIGHTDECK_{'MLFLOW' if service == 'mlflow' else 'AIRFLOW'}_PORT"
                     )
-            out = (self.log_dir / f"{service}.log").open("ab")
+            out = _open_log(self.log_dir / f"{service}.log")
             proc = subprocess.Popen(
                 self._commands()[service],
-                env=env,
+                env=self.service_environ(service, env),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 cwd=str(self.state),
             )
+            os.close(out)
             (self.run_dir / f"{service}.pid").write_text(str(proc.pid))
             log.info("started %s (pid %s), log %s", service, proc.pid, self.log_dir / f"{service}.log")
         if "mlflow" in services:
             self._wait_http(f"{self.mlflow_url}/health", "mlflow", timeout)
         if "api-server" in services:
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout)
+        if self.passwords_file.is_file():
+            self.passwords_file.chmod(0o600)
 
     def _wait_http(self, url: str, service: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
