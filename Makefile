@@ -24,7 +24,7 @@ with_test_pg = pg_env=$$(bash tests/pg_server.sh start $(TEST_PG)) || exit 1; ev
 	echo '$(1)'; trap 'bash tests/pg_server.sh stop $(TEST_PG)' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	rc=0; $(1) || rc=$$?; exit $$rc
 
-.PHONY: help install java browser demo test test-fast pytest soak lint typecheck up down status clean lock bench
+.PHONY: help install java browser prometheus demo test test-fast pytest soak lint typecheck up down status clean lock bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,15 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium fonts-liberation >/dev/null; \
 	fi
 	@/usr/bin/chromium --version 2>/dev/null
+
+# tests/ops/test_metrics_scrape.py scrapes /flightdeck/metrics with a real Prometheus (Debian's package).
+prometheus:
+	@if [ ! -x /usr/bin/prometheus ]; then \
+	  echo "installing prometheus (Debian) for the metrics scrape test ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@/usr/bin/prometheus --version 2>/dev/null | head -1
 
 $(UV):
 	@if ! command -v $(PYTHON) >/dev/null 2>&1; then \
@@ -92,13 +101,13 @@ lint: install ## ruff (with the Airflow AIR rules), the plane layers (import-lin
 typecheck: install ## mypy on the library
 	$(VENV)/bin/mypy
 
-test: install browser lint typecheck ## install, lint, type-check and run the whole test suite (browser tests included)
+test: install browser prometheus lint typecheck ## install, lint, type-check and run the whole test suite (browser tests included)
 	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q)
 
-pytest: install ## pytest with ARGS (e.g. make pytest ARGS="-m spark tests/data"), PostgreSQL provided as in make test
+pytest: install prometheus ## pytest with ARGS (e.g. make pytest ARGS="-m spark tests/data"), PostgreSQL provided as in make test
 	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q $(ARGS))
 
-test-fast: install ## the suite without the end-to-end runs
+test-fast: install prometheus ## the suite without the end-to-end runs
 	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q -m "not e2e and not soak")
 
 soak: install ## 30 simulated days through the daily chain; flat cost per day, nothing lost (~15 min; .flightdeck/soak/)

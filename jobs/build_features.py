@@ -26,6 +26,7 @@ def main(argv: Sequence[str]) -> None:
     inputs = read_feature_inputs(spark, cfg, lake, dates)
     result = build_range(spark, cfg, lake, inputs, dates)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
+    result.cpu_seconds = round(time.process_time(), 1)  # this (driver) process; executors are not counted
     result.emit(lake, args.run_key)
 
 

@@ -28,6 +28,7 @@ def main(argv: Sequence[str]) -> None:
     spark = build_session("flightdeck-ingest")
     result = ingest_range(spark, cfg, lake, dates, refresh_reference=args.refresh_reference)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
+    result.cpu_seconds = round(time.process_time(), 1)  # this (driver) process; executors are not counted
     result.emit(lake, args.run_key)
     raise_for_failures(result)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     args = p.parse_args(argv)
     cfg, lake = setup(args)
     dates = partitions(args)
+    started = time.monotonic()
 
     from flightdeck.core.tracking import load_model
     from flightdeck.data.sparkio import build_session
@@ -56,6 +58,8 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
         model_version=version,
         partitions=written,
         shadow_version=shadow.version if shadow is not None else None,
+        seconds=round(time.monotonic() - started, 1),  # the job's own time, its Spark session included
+        cpu_seconds=round(time.process_time(), 1),  # this (driver) process; executors are not counted
     )
     return result.emit(lake, args.run_key)
 

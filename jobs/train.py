@@ -52,6 +52,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     spark = build_session("flightdeck-train", {"spark.task.cpus": str(cfg.model.threads_per_worker)})
     result = train_candidate(spark, cfg, lake, request, profile)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
+    result.cpu_seconds = round(time.process_time(), 1)  # this (driver) process; executors are not counted
     return result.emit(lake, args.run_key)
 
 

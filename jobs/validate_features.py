@@ -37,6 +37,7 @@ def main(argv: Sequence[str]) -> None:
     features = read_partitions(spark, lake, "features", cfg.dataset.entity.name, dates)
     result, checks = validate_range_of_features(spark, cfg, lake, features, dates, engine=args.engine)
     result.seconds = round(time.monotonic() - started, 1)  # the job's own time, its Spark session included
+    result.cpu_seconds = round(time.process_time(), 1)  # this (driver) process; executors are not counted
     result.emit(lake, args.run_key)
     raise_failures([checks], FeatureValidationError)
 

@@ -7,6 +7,7 @@ tests: the MLflow server script, the S3 landing zone, the Spark standalone clust
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -28,6 +29,9 @@ SERVICES = {
     "airflow-scheduler",
     "airflow-dag-processor",
     "airflow-triggerer",
+    "airflow-metrics-token",
+    "prometheus",
+    "grafana",
 }
 AIRFLOW = {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 ONE_SHOT = {"s3-init", "airflow-init"}
@@ -203,3 +207,126 @@ def test_dockerfile_installs_the_s3a_jars_for_pysparks_hadoop() -> None:
     assert "RUN python deploy/fetch_s3a_jars.py" in dockerfile
     assert "SPARK_HOME=/usr/local/lib/python3.11/site-packages/pyspark" in dockerfile
     assert "COPY deploy ./deploy" in dockerfile
+
+
+# --- metrics: Prometheus, Grafana, Airflow's OpenTelemetry -------------------------------------
+
+PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
+GRAFANA_DIR = ROOT / "deploy" / "grafana"
+FLIGHTDECK_NAME = re.compile(r"\bflightdeck_\w+")
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    return {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", [])}
+
+
+def _exported_names(tmp_path: Any) -> set[str]:
+    """Every sample name the collector exports over the hand-built lake (counters as _total, summaries
+    as _sum/_count), whether or not the lake gives that family a value."""
+    from metrics_lake import build_metrics_lake
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from flightdeck.core.config import load_config
+    from flightdeck.monitoring.metrics import LakeCollector, exposition, registry_for
+
+    lake = build_metrics_lake(tmp_path / "lake")
+    cfg = load_config(environ={"FLIGHTDECK__LAKE__ROOT": lake.root})
+    body, _ = exposition(registry_for(LakeCollector(cfg, lake=lake)))
+    names: set[str] = set()
+    for family in text_string_to_metric_families(body.decode()):
+        suffixes = {"counter": ("_total",), "summary": ("", "_sum", "_count")}.get(family.type, ("",))
+        names |= {family.name + suffix for suffix in suffixes}
+    return names
+
+
+def _dashboard_exprs() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json")):
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            out[f"{path.name}: {panel['title']}"] = [t["expr"] for t in panel.get("targets", [])]
+    return out
+
+
+def test_prometheus_and_grafana_are_provisioned_from_the_repo(services: dict[str, Any]) -> None:
+    prometheus = services["prometheus"]
+    assert _mounts(prometheus)["/etc/prometheus/flightdeck"] == "./deploy/prometheus"
+    assert "--config.file=/etc/prometheus/flightdeck/prometheus.yml" in prometheus["command"]
+    assert "--web.enable-otlp-receiver" in prometheus["command"]
+    grafana = services["grafana"]
+    mounts = _mounts(grafana)
+    assert mounts["/etc/grafana/provisioning"] == "./deploy/grafana/provisioning"
+    assert mounts["/var/lib/grafana/dashboards"] == "./deploy/grafana/dashboards"
+    assert grafana["depends_on"]["prometheus"] == {"condition": "service_healthy"}
+    # The token Prometheus sends: written by the token service into the volume Prometheus reads.
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "flightdeck")
+    assert job["metrics_path"] == "/flightdeck/metrics"
+    assert job["static_configs"] == [{"targets": ["airflow-api-server:8080"]}]
+    token = services["airflow-metrics-token"]
+    assert job["authorization"]["type"] == "Bearer"
+    assert f"--out {job['authorization']['credentials_file']}" in token["command"]
+    assert _mounts(token)["/token"] == _mounts(prometheus)["/token"] == "prometheus-token"
+    assert (ROOT / token["command"].split()[1]).is_file()
+
+
+def test_every_provisioned_file_exists_and_parses() -> None:
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    rule_files = [PROMETHEUS_DIR / name for name in config["rule_files"]]
+    assert rule_files and all(f.is_file() for f in rule_files), rule_files
+    for rules in rule_files:
+        groups = yaml.safe_load(rules.read_text())["groups"]
+        assert all(rule["alert"] and rule["expr"] for g in groups for rule in g["rules"])
+    provisioning = sorted((GRAFANA_DIR / "provisioning").rglob("*.yml"))
+    assert {p.parent.name for p in provisioning} == {"datasources", "dashboards"}
+    uids = set()
+    for path in provisioning:
+        doc = yaml.safe_load(path.read_text())
+        assert doc["apiVersion"] == 1, path
+        uids |= {d["uid"] for d in doc.get("datasources", [])}
+        for provider in doc.get("providers", []):
+            assert provider["options"]["path"] == "/var/lib/grafana/dashboards", path
+    dashboards = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
+    assert dashboards
+    for path in dashboards:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            assert panel["datasource"]["uid"] in uids, f"{path.name}: {panel['title']} uses an unknown datasource"
+            assert panel["targets"], f"{path.name}: {panel['title']} has no query"
+
+
+def test_rules_pass_promtool_when_installed() -> None:
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian's prometheus) is not installed; make prometheus installs it")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(PROMETHEUS_DIR / "alerts.yml")], check=False, capture_output=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboards_and_alerts_use_only_metrics_the_collector_exports(tmp_path: Any) -> None:
+    exported = _exported_names(tmp_path)
+    used: dict[str, set[str]] = {}
+    for where, exprs in _dashboard_exprs().items():
+        for expr in exprs:
+            for name in FLIGHTDECK_NAME.findall(expr):
+                used.setdefault(name, set()).add(where)
+    for group in yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            for name in FLIGHTDECK_NAME.findall(rule["expr"]):
+                used.setdefault(name, set()).add(f"alert {rule['alert']}")
+    assert len(used) >= 12, sorted(used)  # the dashboard shows the metrics, not a token few
+    unknown = {name: sorted(where) for name, where in used.items() if name not in exported}
+    assert not unknown, f"not exported by flightdeck.monitoring.metrics: {unknown}"
+
+
+def test_airflow_sends_its_own_metrics_to_prometheus_by_opentelemetry(services: dict[str, Any]) -> None:
+    for name in AIRFLOW:
+        env = _env(services[name])
+        assert env["AIRFLOW__METRICS__OTEL_ON"] == "True", name
+        assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "http://prometheus:9090/api/v1/otlp/v1/metrics", name
+        assert env["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"] == "http/protobuf", name
