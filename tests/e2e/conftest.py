@@ -56,6 +56,9 @@ OVERRIDES = {
     "FLIGHTDECK__ALERTS__WEBHOOK_CONN_ID": "flightdeck_alerts",
     # The inbox watcher looks for late and re-delivered files every few seconds.
     "FLIGHTDECK__ARRIVAL__WATCH_SECONDS": "5",
+    # The history has no early June: July 1's features go ahead at once, marked degraded, and
+    # no decision waits for earlier days (the sensors' waits are tested in tests/data, tests/monitoring).
+    "FLIGHTDECK__TIMEOUTS__UPSTREAM_WAIT_HOURS": "0",
 }
 # The webhook connection's password: it must reach the webhook and never a task log.
 CANARY = "canary-7f3e9c1d-never-in-logs"

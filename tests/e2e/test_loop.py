@@ -50,6 +50,53 @@ def test_quarantine_counts_reconcile(stack, demo_result) -> None:
     assert q["reconciled"] is True
 
 
+def test_july_day_is_marked_degraded_naming_the_missing_days(stack, demo_result, alert_hook) -> None:
+    """July 1's 28-day windows read June 3..30; the history starts on June 17 and the wait is 0."""
+    import datetime as dt
+
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake, read_json
+
+    lake = Lake(load_config().lake.root)
+    status = read_json(lake.feature_status(demo_result["day"]))
+    missing = [(dt.date(2013, 6, 3) + dt.timedelta(days=i)).isoformat() for i in range(14)]  # June 3..16
+    assert status["degraded"] is True, status
+    assert sorted(status["missing"]) == missing, status
+    assert "features_degraded" in {r["event"] for r in alert_hook["received"]}
+    decision = read_json(lake.retrain_decision(demo_result["day"]))
+    assert decision["retrain"] is True and decision["went_without"] == []  # June's history never blocks
+
+
+def test_lineage_follows_a_prediction_back_to_its_landing_file_and_model_version(stack, demo_result) -> None:
+    """The OpenLineage events Airflow's provider wrote (file transport) for the short loop."""
+    import pyarrow.dataset as ds
+
+    from flightdeck.core.config import load_config
+    from flightdeck.core.lake import Lake
+    from flightdeck.monitoring import lineage
+
+    cfg = load_config()
+    lake = Lake(cfg.lake.root)
+    day = demo_result["day"]
+    events = lineage.read_events(str(stack.lineage_file))
+    # Airflow's own events: every DAG of the loop has its runs and tasks in the file.
+    jobs = {e["job"]["name"].split(".")[0] for e in events if e.get("job", {}).get("namespace") == "flightdeck"}
+    assert {"flightdeck_ingest", "flightdeck_features", "flightdeck_score", "flightdeck_train"} <= jobs, jobs
+    # One prediction row of the day names its model version ...
+    row = ds.dataset(lake.partition("predictions", "flights", day), format="parquet").head(1).to_pylist()[0]
+    model = lineage.model_dataset(cfg.model.name, str(row["model_version"]))
+    predictions = lineage.dataset(lake.partition("predictions", "flights", day))
+    ancestry = lineage.trace_back(events, predictions)
+    # ... and its partition leads back to that version, the day's features, bronze and landing file,
+    assert model in ancestry
+    assert lineage.dataset(lake.partition("features", "flights", day)) in ancestry
+    assert lineage.dataset(lake.partition("bronze", "flights", day)) in ancestry
+    assert lineage.dataset(f"{cfg.lake.root}/landing/flights/flights_{day}.csv") in ancestry
+    # and the version to the features it was trained on (the training run's inputs).
+    trained_on = lineage.inputs_of(lineage.producers_of(events, model)[-1])
+    assert lineage.dataset(lake.partition("features", "flights", "2013-01-02")) in trained_on
+
+
 def test_drift_triggered_a_training_run(stack, demo_result) -> None:
     api = demo_result["api"]
     runs = [r for r in api.runs("flightdeck_train") if r.get("run_type") == "asset_triggered"]

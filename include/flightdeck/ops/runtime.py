@@ -116,6 +116,11 @@ class Runtime:
         return f"http://{self.host}:{self.mlflow_port}"
 
     @property
+    def lineage_file(self) -> Path:
+        """The OpenLineage events of the embedded runtime (file transport, JSON lines)."""
+        return self.state / "lineage" / "events.jsonl"
+
+    @property
     def lake_root(self) -> Path:
         return self.state / "lake"
 
@@ -271,6 +276,13 @@ class Runtime:
                 "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
                 "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
                 "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps(spark_conn),
+                # OpenLineage events of every DAG run, task and Spark job, one JSON line each
+                # (the provider's file transport); a user's own transport (Marquez) wins.
+                "AIRFLOW__OPENLINEAGE__TRANSPORT": env.get(
+                    "AIRFLOW__OPENLINEAGE__TRANSPORT",
+                    json.dumps({"type": "file", "log_file_path": str(self.lineage_file), "append": True}),
+                ),
+                "AIRFLOW__OPENLINEAGE__NAMESPACE": env.get("AIRFLOW__OPENLINEAGE__NAMESPACE", "flightdeck"),
                 "NO_PROXY": "*",
                 "no_proxy": "*",
             }
@@ -354,7 +366,13 @@ class Runtime:
     def start(self, services: tuple[str, ...] = SERVICES, timeout: float = 180.0) -> None:
         """Start the services that are not running yet and wait until they answer."""
         env = self.environ()
-        for path in (self.run_dir, self.log_dir, self.state / "mlflow" / "artifacts", self.lake_root):
+        for path in (
+            self.run_dir,
+            self.log_dir,
+            self.state / "mlflow" / "artifacts",
+            self.lake_root,
+            self.lineage_file.parent,
+        ):
             path.mkdir(parents=True, exist_ok=True)
         for old_log in self.log_dir.glob("*.log"):  # logs of an older version may be world-readable
             old_log.chmod(0o600)
