@@ -32,6 +32,8 @@ SERVICES = {
     "airflow-metrics-token",
     "prometheus",
     "grafana",
+    "marquez",
+    "marquez-web",
 }
 AIRFLOW = {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 ONE_SHOT = {"s3-init", "airflow-init"}
@@ -295,13 +297,13 @@ def test_every_provisioned_file_exists_and_parses() -> None:
             assert panel["targets"], f"{path.name}: {panel['title']} has no query"
 
 
-def test_rules_pass_promtool_when_installed() -> None:
+def test_rules_pass_promtool() -> None:
     import shutil
     import subprocess
 
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool (Debian's prometheus) is not installed; make prometheus installs it")
+        pytest.fail("promtool (Debian's prometheus) is not installed: run `make prometheus` (make test does)")
     result = subprocess.run(
         [promtool, "check", "rules", str(PROMETHEUS_DIR / "alerts.yml")], check=False, capture_output=True
     )
@@ -330,3 +332,15 @@ def test_airflow_sends_its_own_metrics_to_prometheus_by_opentelemetry(services: 
         assert env["AIRFLOW__METRICS__OTEL_ON"] == "True", name
         assert env["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] == "http://prometheus:9090/api/v1/otlp/v1/metrics", name
         assert env["OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"] == "http/protobuf", name
+
+
+def test_airflow_sends_lineage_to_marquez(services: dict[str, Any]) -> None:
+    env = _env(services["airflow-scheduler"])
+    transport = json.loads(env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+    assert transport == {"type": "http", "url": "http://marquez:5000", "endpoint": "api/v1/lineage"}
+    assert env["AIRFLOW__OPENLINEAGE__NAMESPACE"] == "flightdeck"
+    marquez = _env(services["marquez"])
+    assert marquez["POSTGRES_HOST"] == "postgres" and marquez["POSTGRES_DB"] == "marquez"
+    assert services["marquez"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert "CREATE DATABASE marquez OWNER marquez" in (ROOT / "deploy" / "postgres-init.sh").read_text()
+    assert services["marquez-web"]["depends_on"]["marquez"] == {"condition": "service_healthy"}
