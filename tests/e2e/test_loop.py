@@ -8,6 +8,9 @@ scoring and monitoring, where seasonal drift must trigger retraining.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -95,6 +98,11 @@ def test_lineage_follows_a_prediction_back_to_its_landing_file_and_model_version
     # and the version to the features it was trained on (the training run's inputs).
     trained_on = lineage.inputs_of(lineage.producers_of(events, model)[-1])
     assert lineage.dataset(lake.partition("features", "flights", "2013-01-02")) in trained_on
+    # The picture of that day's lineage, beside the browser tests' screenshots (README, Operations).
+    shots = Path(os.environ.get("FLIGHTDECK_SCREENSHOTS") or Path(__file__).parents[2] / ".flightdeck" / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    graph = lineage.lineage_graph(events, predictions)
+    lineage.plot_lineage(graph, cfg.lake.root, str(shots / f"lineage-{day}.png"))
 
 
 def test_drift_triggered_a_training_run(stack, demo_result) -> None:

@@ -94,6 +94,21 @@ def test_a_prediction_partition_traces_back_to_its_landing_files_and_model_versi
     assert not any("quarantine" in ref.name for ref in ancestry)
 
 
+def test_the_lineage_of_a_day_is_drawn(tmp_path: Path) -> None:
+    cfg = load_config()
+    root = str(tmp_path / "lake")
+    lake = Lake(root)
+    events = [_event(lineage.job_lineage(cfg, lake, job, doc)) for job, doc in _docs(tmp_path).items()]
+    graph = lineage.lineage_graph(events, lineage.dataset(lake.partition("predictions", "flights", DAY)))
+
+    png = lineage.plot_lineage(graph, root, str(tmp_path / "lineage.png"))
+
+    assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # predictions <- features + model <- bronze (+ the model's training features) <- landing files
+    assert [len(level) for level in graph.levels][:2] == [1, 2]
+    assert lineage.short_name(graph.levels[1][0], root) == f"features/flights/date={DAY}"
+
+
 def test_ingest_writes_quarantine_only_for_sources_with_quarantined_rows(tmp_path: Path) -> None:
     cfg = load_config()
     lake = Lake(str(tmp_path / "lake"))

@@ -183,20 +183,92 @@ def inputs_of(event: dict[str, Any]) -> list[DatasetRef]:
     return sorted(DatasetRef(d["namespace"], d["name"]) for d in event.get("inputs", []))
 
 
-def trace_back(events: list[dict[str, Any]], start: DatasetRef, depth: int = 8) -> list[DatasetRef]:
-    """Every dataset ``start`` was derived from, following the newest producer of each input,
-    breadth first (``start`` excluded)."""
-    seen: dict[DatasetRef, None] = {}
-    frontier = [start]
+@dataclass(frozen=True)
+class LineageGraph:
+    """Where a dataset came from: its ancestors by distance (``levels[0]`` is the start) and
+    the edges (input, output) between them."""
+
+    levels: list[list[DatasetRef]]
+    edges: list[tuple[DatasetRef, DatasetRef]]
+
+
+def lineage_graph(events: list[dict[str, Any]], start: DatasetRef, depth: int = 8) -> LineageGraph:
+    """Follow the newest producer of each dataset back from ``start``, breadth first."""
+    seen = {start}
+    levels = [[start]]
+    edges: list[tuple[DatasetRef, DatasetRef]] = []
     for _ in range(depth):
         nxt: list[DatasetRef] = []
-        for ref in frontier:
+        for ref in levels[-1]:
             producers = producers_of(events, ref)
             if not producers:
                 continue
             for parent in inputs_of(producers[-1]):
-                if parent not in seen and parent != start:
-                    seen[parent] = None
+                edges.append((parent, ref))
+                if parent not in seen:
+                    seen.add(parent)
                     nxt.append(parent)
-        frontier = nxt
-    return list(seen)
+        if not nxt:
+            break
+        levels.append(sorted(nxt))
+    return LineageGraph(levels, edges)
+
+
+def trace_back(events: list[dict[str, Any]], start: DatasetRef, depth: int = 8) -> list[DatasetRef]:
+    """Every dataset ``start`` was derived from, nearest first (``start`` excluded)."""
+    return [ref for level in lineage_graph(events, start, depth).levels[1:] for ref in level]
+
+
+def short_name(ref: DatasetRef, lake_root: str) -> str:
+    """A label for a dataset: its path inside the lake, or the model URI."""
+    root = dataset(lake_root)
+    if ref.namespace == root.namespace and ref.name.startswith(root.name + "/"):
+        return ref.name[len(root.name) + 1 :]
+    return ref.name
+
+
+def plot_lineage(graph: LineageGraph, lake_root: str, path: str, title: str = "") -> str:
+    """Draw the graph left to right (sources left, the start right) as a PNG; returns ``path``.
+
+    Long ancestries (a training window of many partitions) are drawn as their first and last
+    members and a count, so one day stays readable.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [_condense(level) for level in reversed(graph.levels)]
+    height = max(len(c) for c in columns)
+    fig, ax = plt.subplots(figsize=(4.2 * len(columns), 0.75 * height + 1.5))
+    where: dict[DatasetRef, tuple[float, float]] = {}
+    for x, column in enumerate(columns):
+        for y, (ref, label) in enumerate(column):
+            pos = (x * 1.0, (height - 1) / 2 - y + (len(column) - 1) / 2 - (height - 1) / 2)
+            color = "#fde2b3" if ref.namespace == MODEL_NAMESPACE else "#d7e8fb"
+            ax.text(*pos, label, ha="center", va="center", fontsize=7, bbox={"boxstyle": "round", "fc": color})
+            where[ref] = pos
+    for parent, child in graph.edges:
+        if parent in where and child in where:
+            (x0, y0), (x1, y1) = where[parent], where[child]
+            ax.annotate("", (x1 - 0.3, y1), (x0 + 0.3, y0), arrowprops={"arrowstyle": "->", "color": "#888"})
+    ax.set_xlim(-0.5, len(columns) - 0.5)
+    ax.set_ylim(-height / 2 - 0.5, height / 2 + 0.5)
+    ax.axis("off")
+    ax.set_title(title or f"lineage of {short_name(graph.levels[0][0], lake_root)}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _label(ref: DatasetRef) -> str:
+    return ref.name if ref.namespace == MODEL_NAMESPACE else "/".join(ref.name.split("/")[-3:])
+
+
+def _condense(level: list[DatasetRef], keep: int = 4) -> list[tuple[DatasetRef, str]]:
+    labels = [(ref, _label(ref)) for ref in level]
+    if len(labels) <= keep + 1:
+        return labels
+    more = (labels[keep - 1][0], f"... {len(labels) - keep} more ...")
+    return [*labels[: keep - 1], more, labels[-1]]
