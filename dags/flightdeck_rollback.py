@@ -5,8 +5,10 @@ Moves the MLflow alias `champion` back to the version it pointed to before the
 last promotion (or to the version named in the Params), as a compare-and-set
 move: it fails, moving nothing, if another run moves the champion meanwhile.
 The move is recorded in the alias ledger in the lake (`monitoring/promotions`:
-who, when, from, to, why) and as tags on the model versions and the registered
-model. Scoring runs after it use the restored version.
+who, when, from, to, why, and this run as its `op_id`, so a retried task returns
+the move it already made instead of rolling back one more version) and as tags
+on the model versions and the registered model. Scoring runs after it use the
+restored version.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ with DAG(
         if not params["confirm"]:
             raise AirflowFailException("rollback not confirmed: trigger again with 'Confirm rollback' ticked")
         record = promotion.rollback_champion(
-            params.get("version") or None, params.get("reason") or "", who=dagkit.airflow_actor(dag_run)
+            params.get("version") or None,
+            params.get("reason") or "",
+            who=dagkit.airflow_actor(dag_run),
+            op_id=f"{dag_run.dag_id}/{dag_run.run_id}",  # the same for every try: a retry never moves twice
         )
         outlet_events[CHAMPION].extra = record
         return record

@@ -78,7 +78,9 @@ class TcpProxy:
     client and a real server, without restarting the server.
 
     While cut, nothing listens on the proxy's port (new connections are refused) and open
-    connections are closed. ``port`` stays the same across cuts.
+    connections are closed. ``port`` stays the same across cuts. While held (:meth:`hold`),
+    connections are accepted and kept open but no byte moves either way until :meth:`release`:
+    a slow server, not a dead one (what was sent meanwhile is delivered late, on release).
     """
 
     def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
@@ -90,6 +92,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.restore()
 
     @property
@@ -120,6 +124,14 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def hold(self) -> None:
+        """Stall: keep accepting and keep open connections, but forward nothing until :meth:`release`."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        """Forward again, delivering what was held (a no-op when not held)."""
+        self._flowing.set()
+
     def _accept(self, listener: socket.socket) -> None:
         import threading
 
@@ -139,10 +151,10 @@ class TcpProxy:
             for src, dst in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while chunk := src.recv(65536):
+                self._flowing.wait()  # held: the bytes wait here, as in a slow server's queue
                 dst.sendall(chunk)
         except OSError:
             pass

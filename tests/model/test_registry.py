@@ -143,8 +143,18 @@ def test_racing_promotions_exactly_one_wins(registry: Any, lake: Any, tmp_path: 
         outcomes.clear()
 
 
+def _age(lake: Any, seq: int, seconds: float) -> None:
+    """Make ledger entry ``seq`` look ``seconds`` old to the lake's clock (its stored time, set back)."""
+    import os
+    import time
+
+    (path,) = [p for p in Path(lake.promotions()).iterdir() if p.name.endswith(f"-champion-{seq:06d}.json")]
+    os.utime(path, (time.time() - seconds, time.time() - seconds))
+
+
 def test_unfinished_claim_blocks_then_expires(registry: Any, lake: Any) -> None:
-    """A promoter that claimed the ledger entry but died before moving the alias blocks moves for a while."""
+    """A promoter that claimed the ledger entry but died before moving the alias blocks moves for a while;
+    the claim's age is the lake's (the file's stored time), not the clock of whoever wrote it."""
     import datetime as dt
 
     from flightdeck.model.documents import LedgerEntry
@@ -156,10 +166,133 @@ def test_unfinished_claim_blocks_then_expires(registry: Any, lake: Any) -> None:
              "who": "crashed", "at": t0.isoformat(), "why": "x"}  # fmt: skip
     assert _claim(lake, LedgerEntry.model_validate(claim)) is not None
     assert _claim(lake, LedgerEntry.model_validate(claim)) is None  # exclusive
+    # its writer's clock said 2013: a promoter that trusted it would supersede the live claim at once
     with pytest.raises(PromotionConflict, match="in progress or unfinished"):
-        promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry,
-                now=t0 + dt.timedelta(seconds=10))  # fmt: skip
-    late = promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry,
-                   now=t0 + dt.timedelta(hours=1))  # fmt: skip
+        promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry)
+    _age(lake, 2, 299)
+    with pytest.raises(PromotionConflict, match="in progress or unfinished"):
+        promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry)
+    _age(lake, 2, 301)
+    late = promote(Move(NAME, "3", expected_current="1", decision_ref="runs/c"), lake=lake, client=registry)
     assert late["seq"] == 3 and late["supersedes_unfinished"] == 2
     assert champion_version(NAME, client=registry) == "3"
+
+
+def test_fencing_before_the_move(registry: Any, lake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim superseded (or grown too old) between its creation and the alias move moves nothing."""
+    from flightdeck.model import registry as reg
+    from flightdeck.model.documents import LedgerEntry
+    from flightdeck.model.registry import Move, PromotionConflict, PromotionSuperseded, champion_version, promote
+
+    promote(Move(NAME, "1", expected_current=None, decision_ref="runs/a"), lake=lake, client=registry)
+    real_claim = reg._claim
+
+    def claim_then_superseded(lake_: Any, entry: LedgerEntry) -> str | None:
+        path = real_claim(lake_, entry)
+        newer = entry.model_copy(update={"seq": entry.seq + 1, "to": "3", "who": "newer"})
+        assert real_claim(lake_, newer) is not None
+        return path
+
+    def claim_then_stall(lake_: Any, entry: LedgerEntry) -> str | None:
+        path = real_claim(lake_, entry)
+        _age(lake_, entry.seq, 200)  # the promoter stalled 200 s after claiming (TTL 300)
+        return path
+
+    monkeypatch.setattr(reg, "_claim", claim_then_stall)
+    with pytest.raises(PromotionConflict, match=r"more than half .*nothing moved"):
+        promote(Move(NAME, "4", expected_current="1", decision_ref="runs/d"), lake=lake, client=registry)
+    assert champion_version(NAME, client=registry) == "1"
+    _age(lake, 2, 400)  # that claim is stale now: the next promoter supersedes it with #3
+
+    monkeypatch.setattr(reg, "_claim", claim_then_superseded)
+    with pytest.raises(PromotionSuperseded, match=r"superseded by #4 .*nothing moved"):
+        promote(Move(NAME, "2", expected_current="1", decision_ref="runs/b"), lake=lake, client=registry)
+    assert champion_version(NAME, client=registry) == "1"
+
+
+def test_a_move_superseded_in_flight_is_put_back(registry: Any, lake: Any, tmp_path: Path) -> None:
+    """The alias move lands after a newer claim moved the alias: the loser puts it back and fails."""
+    from mlflow import MlflowClient
+
+    from flightdeck.model.documents import LedgerEntry
+    from flightdeck.model.registry import (
+        Move,
+        PromotionSuperseded,
+        _claim,
+        champion_version,
+        ledger_entries,
+        promote,
+    )
+
+    promote(Move(NAME, "1", expected_current=None, decision_ref="runs/a"), lake=lake, client=registry)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    class Late(MlflowClient):  # type: ignore[misc]
+        def set_registered_model_alias(self, name: str, alias: str, version: Any) -> None:
+            if str(version) == "2":  # meanwhile the newer promoter claimed #3 and moved the alias
+                newer = {"action": "promote", "alias": "champion", "model_name": NAME, "seq": 3, "from": "1",
+                         "to": "3", "who": "newer", "at": "x", "why": "y"}  # fmt: skip
+                assert _claim(lake, LedgerEntry.model_validate(newer)) is not None
+                super().set_registered_model_alias(name, alias, "3")
+            super().set_registered_model_alias(name, alias, version)  # the late write
+
+    with pytest.raises(PromotionSuperseded, match=r"superseded by #3 .*champion is v3.*did NOT happen"):
+        promote(Move(NAME, "2", expected_current="1", decision_ref="runs/b"), lake=lake,
+                client=Late(tracking_uri=uri, registry_uri=uri))  # fmt: skip
+    assert champion_version(NAME, client=registry) == "3"
+    assert [m.seq for m in ledger_entries(NAME, alias="champion", lake=lake)] == [1, 2, 3]
+    assert "promoted_from" not in registry.get_model_version(NAME, "2").tags
+
+
+def test_a_retried_rollback_is_a_noop(registry: Any, lake: Any) -> None:
+    from flightdeck.model.registry import Move, champion_version, ledger_entries, promote, rollback
+
+    for version, expected in (("1", None), ("2", "1"), ("3", "2")):
+        promote(Move(NAME, version, expected_current=expected, decision_ref=f"runs/{version}"), lake=lake,
+                client=registry)  # fmt: skip
+    first = rollback(NAME, lake=lake, client=registry, op_id="dag/run-1")
+    assert (first["from"], first["to"], first["op_id"]) == ("3", "2", "dag/run-1") and not first.get("noop")
+    retry = rollback(NAME, lake=lake, client=registry, op_id="dag/run-1")
+    assert retry["noop"] and retry["seq"] == first["seq"] and champion_version(NAME, client=registry) == "2"
+    assert len(ledger_entries(NAME, alias="champion", lake=lake)) == 4
+    other = rollback(NAME, lake=lake, client=registry, op_id="dag/run-2")
+    assert (other["from"], other["to"]) == ("2", "1")
+
+
+def test_bounded_http_sets_and_restores_mlflow_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from flightdeck.model.registry import bounded_http
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the caller's stricter setting wins
+    with bounded_http(), bounded_http():
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "15"
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
+    monkeypatch.setenv("FLIGHTDECK_PROMOTION_HTTP_TIMEOUT", "4")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    with bounded_http():
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "4"
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "7"
+
+
+def test_claims_on_s3_are_aged_by_the_stores_clock(s3_bucket: str) -> None:
+    """On S3 a claim's age is its LastModified against a probe's, both stamped by the store."""
+    import boto3
+
+    from flightdeck.core.lake import Lake, list_docs
+    from flightdeck.model.documents import LedgerEntry
+    from flightdeck.model.registry import _claim, _claim_age
+
+    lake = Lake(f"s3a://{s3_bucket}/lake")
+    entry = LedgerEntry.model_validate({"action": "promote", "alias": "champion", "model_name": NAME, "seq": 1,
+                                        "from": None, "to": "1", "who": "x", "at": "2000-01-01T00:00:00+00:00",
+                                        "why": "y"})  # fmt: skip
+    assert _claim(lake, entry) is not None and _claim(lake, entry) is None
+    age = _claim_age(lake, entry)
+    assert -2 <= age < 30, age  # seconds, not the 20+ years its "at" says
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert len(keys) == 1 and len(list_docs(lake.promotions())) == 1  # the clock probe is gone

@@ -79,6 +79,8 @@ def promote_candidate(run_key: str, decision: GateResult | Mapping[str, Any], wh
     Raises:
         registry.RegistryError: the gate did not pass for this candidate (nothing moved).
         registry.PromotionConflict: another run moved the champion since evaluation (nothing moved).
+        registry.PromotionSuperseded: a newer claim superseded this move while it was in flight
+            (the alias is on the newer claim's version; this promotion did not happen).
     """
     cfg, lake = configured()
     verdict = GateResult.of(decision)
@@ -100,12 +102,23 @@ def promote_candidate(run_key: str, decision: GateResult | Mapping[str, Any], wh
     return dict(record)
 
 
-def rollback_champion(to_version: str | None = None, reason: str = "", who: str | None = None) -> dict[str, Any]:
-    """Restore the previous champion, or the named version."""
+def rollback_champion(
+    to_version: str | None = None, reason: str = "", who: str | None = None, op_id: str | None = None
+) -> dict[str, Any]:
+    """Restore the previous champion, or the named version.
+
+    ``op_id`` names the operation independently of its try (the Airflow run): a retry after
+    the first attempt's alias move returns that move (``noop``) instead of rolling back again.
+    """
     cfg, lake = configured()
     record = dict(
-        registry.rollback(cfg.model.name, to_version=to_version or None, why=reason or None, who=who, lake=lake)
+        registry.rollback(
+            cfg.model.name, to_version=to_version or None, why=reason or None, who=who, lake=lake, op_id=op_id
+        )
     )
+    if record.get("noop"):
+        log.info("rollback %s was already made: %s", op_id, record.get("ledger"))
+        return record
     summary = f"{cfg.model.name} champion rolled back v{record.get('previous')} -> v{record.get('version')}"
     alerts.notify(alerts.ROLLBACK, summary, record, cfg=cfg)
     return record
