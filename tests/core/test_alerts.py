@@ -1,4 +1,7 @@
-"""Alerts: JSON lines in the lake, a webhook (a real local HTTP server), the Airflow notifier."""
+"""Alerts: JSON lines in the lake, a webhook (a real local HTTP server, through apprise), the Airflow notifier.
+
+Every provider channel against its own receiver: tests/core/test_alert_channels.py.
+"""
 
 from __future__ import annotations
 
@@ -54,15 +57,17 @@ def test_alert_goes_to_jsonl_and_webhook(tmp_path: Path, webhook: dict[str, Any]
     assert outcome == {
         "log": "ok",
         "file": str(tmp_path / "lake/monitoring/alerts/alerts.jsonl"),
-        "webhook": "HTTP 204",
+        "webhook": "sent to 1 service(s)",
     }
     alerts.deliver(alerts.build_alert(alerts.ROLLBACK, "back to v1"), cfg, lake)
     lines = (tmp_path / "lake/monitoring/alerts/alerts.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"] for line in lines] == ["promotion", "rollback"]
     (first,) = [r for r in webhook["received"] if r["body"]["event"] == "promotion"]
     assert first["type"] == "application/json"
-    assert first["body"]["text"] == "[flightdeck] promotion: m champion v1 -> v2"
-    assert first["body"]["details"] == {"version": "2"} and first["body"]["severity"] == "info"
+    # apprise's JSON envelope: the text as title, the alert document as JSON in message
+    assert first["body"]["title"] == "[flightdeck] promotion: m champion v1 -> v2"
+    sent = json.loads(first["body"]["message"])
+    assert sent["details"] == {"version": "2"} and sent["severity"] == "info" == first["body"]["severity"]
 
 
 def test_unreachable_webhook_never_fails_the_caller(tmp_path: Path) -> None:
@@ -77,8 +82,8 @@ def test_webhook_from_the_environment_without_code_changes(
 ) -> None:
     monkeypatch.setenv("FLIGHTDECK__ALERTS__WEBHOOK_URL", webhook["url"])
     result = alerts.notify(alerts.RETRAIN_REQUESTED, "retrain requested for 2013-07-01", {"partition": "2013-07-01"})
-    assert result["delivery"]["webhook"] == "HTTP 204"
-    assert webhook["received"][0]["body"]["details"]["partition"] == "2013-07-01"
+    assert result["delivery"]["webhook"] == "sent to 1 service(s)"
+    assert json.loads(webhook["received"][0]["body"]["message"])["details"]["partition"] == "2013-07-01"
     assert (lake_root / "monitoring/alerts/alerts.jsonl").is_file()
 
 
@@ -116,8 +121,9 @@ def test_webhook_from_an_airflow_connection_sends_its_password_as_a_bearer_token
     cfg = Alerts(webhook_conn_id="flightdeck_alerts", webhook_url="http://127.0.0.1:9/not-this-one")
     assert alerts.webhook_target(cfg) == (webhook["url"], {"Authorization": "Bearer hook-token-42"})
     outcome = alerts.deliver(alerts.build_alert(alerts.PROMOTION, "v1 -> v2"), cfg, Lake(str(tmp_path)))
-    assert outcome["webhook"] == "HTTP 204"
+    assert outcome["webhook"] == "sent to 1 service(s)"
     assert [r["auth"] for r in webhook["received"]] == ["Bearer hook-token-42"]
+    assert webhook["received"][0]["body"]["event"] == "promotion"  # routable by event (the e2e receiver)
     # A host name is completed with the connection's schema, port and endpoint.
     host = {"conn_type": "http", "host": "hooks.example", "schema": "http", "port": 8081, "extra": {"endpoint": "/a"}}
     monkeypatch.setenv("AIRFLOW_CONN_FLIGHTDECK_ALERTS", json.dumps(host))
@@ -128,3 +134,22 @@ def test_missing_webhook_connection_is_reported_not_raised(tmp_path: Path) -> No
     cfg = Alerts(webhook_conn_id="no_such_connection_here")
     outcome = alerts.deliver(alerts.build_alert(alerts.ROLLBACK, "back"), cfg, Lake(str(tmp_path)))
     assert outcome["webhook"].startswith("failed: Airflow connection 'no_such_connection_here'")
+
+
+def test_webhook_url_becomes_an_apprise_json_url() -> None:
+    url = "https://user:pw-123456@hooks.example/a/b?x=1"
+    assert alerts.apprise_url(url, {"Authorization": "Bearer t"}, timeout_s=2, payload={"event": "promotion"}) == (
+        "jsons://user:pw-123456@hooks.example/a/b?-x=1&%2BAuthorization=Bearer%20t&%3Aevent=promotion&cto=2&rto=2"
+    )
+    assert alerts.apprise_url("http://h:8080") == "json://h:8080/?cto=5&rto=5"
+    assert (
+        alerts.apprise_url("ntfy://ntfy.example/topic") == "ntfy://ntfy.example/topic"
+    )  # apprise's own URLs as they are
+
+
+def test_smtp_needs_a_connection_or_a_relay() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"alerts\.smtp\.conn_id"):
+        Alerts.model_validate({"smtp": {"host": "mail.example", "to": ["ops@example.org"]}})
+    assert Alerts.model_validate({"smtp": {"conn_id": "smtp_default", "to": ["ops@example.org"]}}).smtp is not None

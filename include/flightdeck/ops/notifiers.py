@@ -47,7 +47,8 @@ def failure_details(context: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 class FlightdeckNotifier(BaseNotifier):
-    """Sends a flightdeck alert (log, JSON lines, webhook, SMTP as configured) for a callback.
+    """Sends a flightdeck alert for a callback: to the log and the JSON-lines ledger, then through
+    the notifier providers configured in ``alerts`` (apprise webhook/connection, Slack, SMTP).
 
     ``FlightdeckNotifier()`` reports a failure (the default, for ``on_failure_callback``);
     other events take a ``summary`` template rendered with the Airflow context.
