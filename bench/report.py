@@ -123,7 +123,8 @@ def _extra(stage: str, st: dict[str, Any], results: dict[str, Any]) -> str:
         )
     if stage == "scoring":
         rps = st["rows_per_second"]
-        return f"rows/s: {rps['pipeline']:,} vs {rps['reference']:,}"
+        cost = f"; with scoring.explain x{st['explain_cost']}" if st.get("explain_cost") is not None else ""
+        return f"rows/s: {rps['pipeline']:,} vs {rps['reference']:,}{cost}"
     if stage == "validation":
         return f"GX success {st['gx_success']}"
     if stage == "drift":

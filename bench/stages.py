@@ -305,8 +305,20 @@ def bench_scoring(s: Scale, nthread: int) -> dict[str, Any]:
     def reference() -> None:
         booster.inplace_predict(c["x"])
 
+    explain = s.cfg.scoring.explain.model_copy(update={"enabled": True})
+    explaining = s.cfg.model_copy(update={"scoring": s.cfg.scoring.model_copy(update={"explain": explain})})
+
+    def explained() -> None:
+        rows = s.features().where(F.col(label).isNotNull())
+        scored = score(model, rows, model_name="bench", model_version="0", run_key=None, cfg=explaining)
+        scored.write.format("noop").mode("overwrite").save()
+
     out = {"pipeline": s.timed("scoring: score() with the Spark pipeline model", pipeline)}
     out["reference"] = s.timed(f"scoring: Booster.inplace_predict nthread={nthread}", reference)
+    # scoring.explain: the same score() with each row's top-k SHAP contributions (pred_contribs)
+    out["explained"] = s.timed(f"scoring: score() with scoring.explain (top {explain.top_k} SHAP)", explained)
+    plain = out["pipeline"]["seconds"]
+    out["explain_cost"] = round(out["explained"]["seconds"] / plain, 2) if plain else None
     out["rows"] = c["rows"]
     out["rows_per_second"] = {
         k: round(c["rows"] / out[k]["seconds"]) if out[k]["seconds"] else None for k in ("pipeline", "reference")

@@ -8,7 +8,9 @@ by a row id) and writes ``runs/<K>/evaluate.json``: both models' metrics, per-sl
 (``gate.slices``) and a paired bootstrap interval of the AUC difference (``model.task:
 regression``: per-slice RMSEs and intervals of the relative RMSE difference). The comparison
 is also logged on the candidate's MLflow run (``champion_*`` metrics,
-``evaluation/comparison.json``). The gate (``flightdeck.model.gate.decide``) runs on this result.
+``evaluation/comparison.json``), with the candidate's SHAP summary and per-slice table
+(``evaluation/shap_summary.png``, ``evaluation/slices.csv``). The gate
+(``flightdeck.model.gate.decide``) runs on this result.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     from flightdeck.model import registry
     from flightdeck.model.documents import TrainResult
     from flightdeck.model.evaluation import evaluate_candidate, evaluation_metrics
+    from flightdeck.model.explain import log_version_explanations
 
     train = TrainResult.read(lake, args.run_key)
     client = tracking.client()
@@ -48,6 +51,7 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     tracking.log_evaluation(train.run_id, evaluation_metrics(evaluation), comparison, c=client)
     tracking.set_run_tag(train.run_id, "compared_against_champion", champion or "none", c=client)
     tracking.tag_version(train.model_name, train.version, {"compared_against_champion": champion or "none"}, c=client)
+    log_version_explanations(spark, cfg, lake, train, evaluation, client=client)  # SHAP summary, slices table
     return evaluation.emit(lake, args.run_key)
 
 

@@ -23,6 +23,11 @@ MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 SCORING_RUN = "scoring_run"
 FEATURE_PARTITION = "feature_partition"
+# Per-prediction explanations (scoring.explain): the top-k features by |SHAP contribution|, their
+# contributions (margin units) and the base value (the margin = base + every feature's contribution).
+EXPLAIN_FEATURES = "explain_features"
+EXPLAIN_CONTRIBUTIONS = "explain_contributions"
+EXPLAIN_BASE = "explain_base"
 INTERNAL_PREFIX = "__"
 # The column a model's score is in, by model.task: the positive-class probability of a
 # binary classifier (its ``prediction`` is the 0/1 class), the predicted value of a
@@ -43,6 +48,9 @@ PLATFORM_COLUMNS: dict[str, str] = {
     MODEL_VERSION: "the model version that made a prediction",
     SCORING_RUN: "the scoring run of a prediction",
     FEATURE_PARTITION: "the feature partition a prediction was made from",
+    EXPLAIN_FEATURES: "a prediction's top features by SHAP contribution",
+    EXPLAIN_CONTRIBUTIONS: "a prediction's top SHAP contributions",
+    EXPLAIN_BASE: "a prediction's SHAP base value",
 }
 
 

@@ -146,11 +146,17 @@ class FileFormat(_Strict):
     quote: str = Field(default='"', min_length=1, max_length=1)
     encoding: str = "utf-8"
     compression: Literal["none", "gzip"] = "none"
+    # CSV only: quoted fields may hold line breaks anywhere in a file, so each file is parsed
+    # whole as multi-line CSV (one Spark task per file). Without it, a line break inside a
+    # quoted field is found in a file's first MiB only (the head the contract check reads).
+    multi_line: bool = False
 
     @model_validator(mode="after")
     def _compression(self) -> FileFormat:
         if self.kind == "parquet" and self.compression != "none":
             raise ValueError("parquet files compress themselves: leave compression out (none)")
+        if self.multi_line and self.kind != "csv":
+            raise ValueError(f"multi_line is a CSV dialect setting; {self.kind} files cannot declare it")
         return self
 
     @property
@@ -584,8 +590,9 @@ class Drift(_Strict):
     large_sample_rows: int = Field(default=500, ge=1)
     p_value: float = Field(default=0.01, gt=0, lt=1)
     p_value_correction: Literal["holm", "bonferroni", "none"] = "holm"
-    # Performance drift once labels arrive (day D-1's outcomes, checked on day D), against
-    # the holdout metrics of the model version that made the predictions.
+    # Performance drift once labels arrive (day D-1's outcomes, checked on day D; with
+    # dataset.labels: the outcomes that arrived on day D, whatever day their events were),
+    # against the holdout metrics of the model version that made the predictions.
     max_auc_drop: float = Field(default=0.05, ge=0, le=1)
     max_log_loss_rise: float = Field(default=0.1, ge=0)
     # model.task regression: the labelled day's RMSE may be at most this much (relative)
@@ -617,30 +624,79 @@ class Drift(_Strict):
 
 
 class Smtp(_Strict):
-    host: str
+    """Mail to ``to`` through Airflow's SMTP provider: an SMTP connection (``conn_id``), or a
+    plain relay (``host``/``port``/``sender``/``starttls``, no login)."""
+
+    # An Airflow SMTP connection (host, port, login/password; extras disable_tls, disable_ssl,
+    # from_email, timeout): its password stays in Airflow's connection store.
+    conn_id: str | None = None
+    host: str | None = None
     port: int = 25
-    sender: str
+    sender: str | None = None
     to: list[str] = Field(min_length=1)
     starttls: bool = False
 
+    @model_validator(mode="after")
+    def _server(self) -> Smtp:
+        if self.conn_id is None and (self.host is None or self.sender is None):
+            raise ValueError("give alerts.smtp.conn_id (an Airflow SMTP connection) or both host and sender")
+        return self
+
 
 class Alerts(_Strict):
-    """Where alerts go besides the log: a JSON-lines file, a webhook (POST JSON), SMTP."""
+    """Where alerts go besides the log: a JSON-lines file, then Airflow's notifier providers
+    (apprise for webhooks and any apprise service, Slack, SMTP); see core/alerts.py."""
 
     # JSON-lines file; relative paths are under the lake's monitoring/alerts/ folder.
     file: str | None = "alerts.jsonl"
+    # An http(s) URL (POSTed as apprise's JSON envelope) or any apprise URL (json://, slack://, ...).
     webhook_url: str | None = None
     # An Airflow connection holding the webhook (host: the URL; password: a bearer token), so
     # its secret lives in Airflow's connection store, masked in task logs, never in the YAML.
     webhook_conn_id: str | None = None
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    # An Airflow apprise connection (extra `config`: {"path": <apprise URL>} or a list of them).
+    apprise_conn_id: str | None = None
+    # An Airflow Slack incoming-webhook connection (password: the webhook token or URL).
+    slack_conn_id: str | None = None
     smtp: Smtp | None = None
+
+
+class Explain(_Strict):
+    """Per-prediction explanations: each row's ``top_k`` SHAP contributions (XGBoost's ``pred_contribs``).
+
+    Off by default: it costs a second pass of the trees per row (see the ``explain_cost`` bench).
+    """
+
+    enabled: bool = False
+    top_k: int = Field(default=3, ge=1)
 
 
 class Scoring(_Strict):
     batch_label: str = "daily"
     # Also score with the `challenger` alias into predictions_shadow (never served).
     shadow: bool = False
+    # Write explain_features/explain_contributions/explain_base beside each prediction.
+    explain: Explain = Field(default_factory=Explain)
+
+
+class Retention(_Strict):
+    """Which registered model versions are kept, deprecated, then deleted (the maintenance DAG).
+
+    Always kept: the ``champion`` and ``challenger`` aliases, the ``keep_last`` newest versions
+    and every version named by a predictions partition of the last ``window_days`` (ending at the
+    newest scored partition, or the run's day when that is earlier). Any other version is
+    deprecated (version tag ``flightdeck.deprecated=<day>``) and, ``grace_days`` later, its model
+    artifacts and registry entry are deleted. ``dry_run`` reports the plan without acting.
+    """
+
+    enabled: bool = True
+    keep_last: int = Field(default=5, ge=1)
+    window_days: int = Field(default=30, ge=0)
+    grace_days: int = Field(default=7, ge=0)
+    dry_run: bool = False
+    # When the maintenance DAG runs (a cron expression or an Airflow preset).
+    schedule: str = "@daily"
 
 
 class Timeouts(_Strict):
@@ -655,6 +711,10 @@ class Timeouts(_Strict):
     task_minutes: float = Field(default=20, gt=0)
     dagrun_hours: float = Field(default=24, gt=0)
     deadline_hours: float | None = Field(default=6, gt=0)
+    # How long a day's features wait for the upstream bronze days their windows read (and a
+    # day's retrain decision for the earlier days' decisions) before going ahead: features
+    # committed marked degraded, naming the missing days; 0 goes ahead at once.
+    upstream_wait_hours: float = Field(default=6, ge=0)
 
 
 class Spark(_Strict):
@@ -757,6 +817,7 @@ class PipelineConfig(_Strict):
     gate: Gate
     drift: Drift
     scoring: Scoring = Field(default_factory=Scoring)
+    retention: Retention = Field(default_factory=Retention)
     alerts: Alerts = Field(default_factory=Alerts)
     spark: Spark = Field(default_factory=Spark)
     timeouts: Timeouts = Field(default_factory=Timeouts)

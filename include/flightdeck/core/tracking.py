@@ -222,6 +222,52 @@ def version_run_metrics(name: str, version: str, *, c: Client | None = None) -> 
     return {k: float(v) for k, v in metrics.items()}
 
 
+def list_versions(name: str, *, c: Client | None = None) -> list[dict[str, Any]]:
+    """Every registered version of a model: ``version``, ``run_id``, ``created`` (ms) and ``tags``; none when the
+    model does not exist."""
+    found = (c or client()).search_model_versions(f"name='{name}'")
+    return [
+        {
+            "version": str(mv.version),
+            "run_id": mv.run_id or None,
+            "created": int(mv.creation_timestamp or 0),
+            "tags": dict(mv.tags or {}),
+        }
+        for mv in found
+    ]
+
+
+def delete_version_tag(name: str, version: str, key: str, *, c: Client | None = None) -> None:
+    """Remove one tag of a registered model version."""
+    (c or client()).delete_model_version_tag(name, version, key)
+
+
+def delete_version(name: str, version: str, *, c: Client | None = None) -> str:
+    """Delete a registered version: its model artifacts first, then its registry entry; the artifact URI deleted.
+
+    The training run and its metrics stay (the history of what was trained and why); the
+    version's logged model is marked deleted too when it has one (MLflow 3).
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    the_client = c or client()
+    mv = the_client.get_model_version(name, version)
+    uri = the_client.get_model_version_download_uri(name, version)
+    get_artifact_repository(uri).delete_artifacts()
+    the_client.delete_model_version(name, version)
+    model_id = getattr(mv, "model_id", None)
+    if model_id:
+        the_client.delete_logged_model(model_id)
+    return str(uri)
+
+
+def log_run_files(run_id: str, write: Callable[[Path], Any], artifact_path: str, *, c: Client | None = None) -> None:
+    """Files written by ``write(folder)`` as artifacts of a (closed) run under ``artifact_path``."""
+    with tempfile.TemporaryDirectory(prefix="flightdeck-files-") as tmp:
+        write(Path(tmp))
+        (c or client()).log_artifacts(run_id, tmp, artifact_path=artifact_path)
+
+
 def load_run_json(run_id: str, artifact: str) -> Any:
     """A JSON artifact of a run, downloaded to a temporary folder and parsed."""
     import mlflow

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_serializer
 
 from flightdeck.core.documents import RunDocument
+from flightdeck.core.lake import Lake, json_exists, list_docs, read_json, write_json
 
 
 class IngestLedgerEntry(BaseModel):
@@ -58,6 +59,7 @@ class IngestResult(RunDocument):
     budget_failures: list[str]
     validation_failures: list[str]
     seconds: float
+    cpu_seconds: float | None = None  # CPU seconds of the job's driver process (Spark executors not counted)
 
 
 class BuildFeaturesResult(RunDocument):
@@ -72,6 +74,7 @@ class BuildFeaturesResult(RunDocument):
     timeseries_partitions: dict[str, list[str]]  # time series -> the bronze partitions the as-of joins read
     history_partitions: list[str]  # the bronze entity partitions the rolling windows read besides the dates
     seconds: float
+    cpu_seconds: float | None = None  # CPU seconds of the job's driver process (Spark executors not counted)
 
 
 class PartitionVerdict(BaseModel):
@@ -95,3 +98,45 @@ class ValidateFeaturesResult(RunDocument):
     reports: dict[str, PartitionVerdict]
     data_docs_run: str | None  # the MLflow run holding the Data Docs, when logged
     seconds: float
+    cpu_seconds: float | None = None  # CPU seconds of the job's driver process (Spark executors not counted)
+
+
+class FeatureStatus(BaseModel):
+    """Whether ``features/<entity>/date=D`` read every upstream day its windows need.
+
+    ``monitoring/feature_status/D.json``, written by the features DAG after each build of D
+    (:func:`flightdeck.data.feature_run.record_feature_status`): ``degraded`` when the build
+    went ahead, past ``timeouts.upstream_wait_hours``, without some of the bronze days its
+    rolling windows read (``missing``: day -> tables). A rebuild with every day committed
+    rewrites it complete. The UI page (degraded partitions) and the asset event read it.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    partition: str
+    degraded: bool
+    missing: dict[str, list[str]] = Field(default_factory=dict)  # day -> bronze tables not committed
+    needed: list[str] = Field(default_factory=list)  # every upstream day the windows read
+    run: str | None = None  # the features run that built it
+
+    @property
+    def missing_days(self) -> list[str]:
+        return sorted(self.missing)
+
+
+def write_feature_status(lake: Lake, status: FeatureStatus) -> None:
+    """Write (or overwrite) the status of the partition."""
+    write_json(lake.feature_status(status.partition), status.model_dump())
+
+
+def read_feature_status(lake: Lake, partition: str) -> FeatureStatus | None:
+    """The status of ``partition``, or None when the features DAG never built it (e.g. the bootstrap did)."""
+    path = lake.feature_status(partition)
+    if not json_exists(path):
+        return None
+    return FeatureStatus.model_validate(read_json(path))
+
+
+def read_feature_statuses(lake: Lake) -> list[FeatureStatus]:
+    """Every feature status recorded, oldest partition first."""
+    return [FeatureStatus.model_validate(read_json(path)) for path in list_docs(lake.feature_statuses())]

@@ -13,6 +13,8 @@
 * :class:`Manifest` — ``manifest.json`` of a training run in MLflow, from which
   ``jobs/reproduce.py`` rebuilds the model.
 * :class:`LedgerEntry` — one alias move in the lake's alias ledger.
+* :class:`RetentionRecord` — one retention run in the alias ledger
+  (``<model>-retention-<seq>.json``), written and read by :mod:`flightdeck.model.retention`.
 
 The run documents are :class:`~flightdeck.core.documents.RunDocument` s (``read``, ``write``,
 ``emit``). The JSON field names are those the UI page, ``flightdeck status`` and the tests read;
@@ -45,6 +47,10 @@ class TrainResult(RunDocument):
     trials: int
     reason: str
     seconds: float
+    cpu_seconds: float | None = None  # CPU seconds of the job's driver process (Spark executors not counted)
+    # With dataset.labels: outcomes known by this day labelled the window; rows left out unlabelled.
+    labels_known_by: str | None = None
+    unlabelled_rows: int = 0
 
 
 class ScoredModel(BaseModel):
@@ -143,6 +149,8 @@ class ScoreResult(RunDocument):
     model_version: str
     partitions: dict[str, int]  # date -> prediction rows written
     shadow_version: str | None
+    seconds: float | None = None  # the job's own wall time (documents before it was recorded: None)
+    cpu_seconds: float | None = None  # CPU seconds of the job's driver process (Spark executors not counted)
 
 
 class ReproduceResult(RunDocument):
@@ -204,6 +212,9 @@ class Manifest(BaseModel):
     run_key: str | None = None
     chosen_params: dict[str, Any] | None = None
     best_iteration: int | None = None
+    # With dataset.labels: the day by which outcomes had arrived, and the rows left out per partition.
+    labels_known_by: str | None = None
+    unlabelled_rows: dict[str, int] = Field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON-ready data (every field, in the order the first manifests had)."""
@@ -215,7 +226,8 @@ class LedgerEntry(BaseModel):
 
     Who moved which alias of which model from which version to which, when and why. Champion
     moves also carry ``version``/``previous`` (the same move as ``to``/``from``, which the
-    status page and the UI read) and the ``decision_ref`` that justified them.
+    status page and the UI read) and the ``decision_ref`` that justified them. ``seq`` is also the
+    move's fencing token: only the promoter holding the newest claim may move the alias.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -233,7 +245,48 @@ class LedgerEntry(BaseModel):
     previous: str | None = None
     decision_ref: str | None = None
     supersedes_unfinished: int | None = None
+    op_id: str | None = None  # the operation (e.g. an Airflow run) that made the move: its retries find it
 
     def to_json(self) -> dict[str, Any]:
         """The entry as written to the ledger: the fields that were set, ``from`` under its JSON name."""
         return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+class RetentionStep(BaseModel):
+    """What a retention run did (or, dry, would do) to one version: ``keep``, ``deprecate``, ``restore``
+    (a deprecated version kept again, its tag removed), ``wait`` (deprecated, in its grace period)
+    or ``delete``; ``reason`` says why, ``done`` whether it was applied, ``error`` when it failed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    action: str
+    reason: str
+    deprecated_on: str | None = None
+    done: bool = False
+    error: str | None = None
+    deleted_uri: str | None = None
+
+
+class RetentionRecord(BaseModel):
+    """One retention run of a model in the alias ledger (``monitoring/promotions/<model>-retention-<seq>.json``).
+
+    ``day`` is the window's end the policy was judged on, ``policy`` the ``retention`` settings it
+    used, ``steps`` one :class:`RetentionStep` per registered version (newest first).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    action: str = "retention"
+    model_name: str
+    seq: int
+    who: str
+    at: str
+    day: str
+    dry_run: bool
+    policy: dict[str, Any]
+    steps: list[RetentionStep] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as written to the ledger."""
+        return self.model_dump(mode="json")

@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from flightdeck.core.columns import (
     EVENT_TS,
+    EXPLAIN_BASE,
+    EXPLAIN_CONTRIBUTIONS,
+    EXPLAIN_FEATURES,
     FEATURE_PARTITION,
     MODEL_NAME,
     MODEL_VERSION,
@@ -163,6 +166,56 @@ def with_score(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
     return with_probability(model, df, column)
 
 
+def fast_path(model: PipelineModel) -> tuple[list[Any], Any, Any] | None:
+    """The (head stages, assembler, booster model) of a pipeline flightdeck trains (indexers ->
+    VectorAssembler -> an xgboost.spark model), or None for any other pipeline."""
+    from pyspark.ml.feature import VectorAssembler
+    from xgboost.spark import SparkXGBClassifierModel, SparkXGBRegressorModel
+
+    stages: list[Any] = list(model.stages)
+    if len(stages) < 2:
+        return None
+    head, (assembler, booster_model) = stages[:-2], stages[-2:]
+    if (
+        isinstance(booster_model, SparkXGBClassifierModel | SparkXGBRegressorModel)
+        and isinstance(assembler, VectorAssembler)
+        and not any(isinstance(st, VectorAssembler) for st in head)
+    ):
+        return head, assembler, booster_model
+    return None
+
+
+def with_explained_score(model: PipelineModel, df: DataFrame, column: str, top_k: int) -> DataFrame:
+    """``df`` plus ``column`` (the score, as :func:`with_score` gives it) and the row's explanation:
+    ``explain_features``/``explain_contributions`` (the ``top_k`` largest SHAP contributions by
+    absolute value, in margin units) and ``explain_base``, from XGBoost's ``pred_contribs``.
+
+    Raises:
+        ModelInputError: the pipeline is not one flightdeck trains (no booster to explain).
+    """
+    from pyspark.ml import PipelineModel as Pipeline
+    from pyspark.sql import functions as F
+
+    parts = fast_path(model)
+    if parts is None:
+        raise ModelInputError("scoring.explain needs a pipeline trained by flightdeck (indexers, assembler, XGBoost)")
+    head, assembler, booster_model = parts
+    from flightdeck.model.predict import explained_udf
+
+    inputs = list(assembler.getInputCols())
+    output = "value" if model_task(model) == "regression" else "probability"
+    udf = explained_udf(booster_model.get_booster(), feature_names(model), top_k, output)
+    indexed = Pipeline(stages=head).transform(df) if head else df
+    packed = indexed.withColumn("__explained", udf(F.struct(*[F.col(c).cast("double") for c in inputs])))
+    return packed.select(
+        *df.columns,
+        F.col("__explained.score").alias(column),
+        F.col("__explained.features").alias(EXPLAIN_FEATURES),
+        F.col("__explained.contributions").alias(EXPLAIN_CONTRIBUTIONS),
+        F.col("__explained.base").alias(EXPLAIN_BASE),
+    )
+
+
 def check_task(model: PipelineModel, cfg: PipelineConfig, what: str) -> None:
     """Refuse a model trained for another task than ``model.task`` (``what`` names it in the message)."""
     task = model_task(model)
@@ -234,6 +287,8 @@ def score(
 
     Binary (``model.task``): ``probability`` (positive class) and ``prediction`` (0/1, int);
     regression: ``prediction`` (the predicted value, double) and no ``probability`` column.
+    With ``scoring.explain.enabled`` also each row's top-k SHAP contributions
+    (:func:`with_explained_score`).
     ``feature_partition`` defaults to the ``date`` column added by
     :func:`flightdeck.data.sparkio.read_partitions`.
     """
@@ -259,10 +314,16 @@ def score(
     else:
         # xgboost.spark's prediction: the argmax of (1 - p, p)
         scores = [F.col("__score").alias(PROBABILITY), (F.col("__score") > 0.5).cast("int").alias(PREDICTION)]
-    scored = with_score(model, frame, "__score")
+    explain = cfg.scoring.explain
+    if explain.enabled:
+        scored = with_explained_score(model, frame, "__score", explain.top_k)
+        explained = [F.col(c) for c in (EXPLAIN_FEATURES, EXPLAIN_CONTRIBUTIONS, EXPLAIN_BASE)]
+    else:
+        scored, explained = with_score(model, frame, "__score"), []
     return scored.select(
         *[F.col(f"__key_{i}").alias(c) for i, c in enumerate(keys)],
         *scores,
+        *explained,
         F.lit(model_name).alias(MODEL_NAME),
         F.lit(str(model_version)).alias(MODEL_VERSION),
         F.lit(run_key).cast("string").alias(SCORING_RUN),

@@ -3,6 +3,8 @@
 * :class:`RetrainRequest`: ``monitoring/retrain_requests/D.json``, written by the monitoring DAG
   when the drift policy asks for a retrain, marked consumed by the training DAG; its content is
   also the ``retrain_request`` asset event's extra.
+* :class:`RetrainDecision`: ``monitoring/retrain_decisions/D.json``, the drift policy's verdict
+  for day D (later days wait for it).
 * :class:`DriftSummary`: ``runs/<key>/detect_drift.json``, what ``jobs/detect_drift.py`` hands on
   (its ``emit``) to the monitoring DAG's ``decide_retrain`` (``DriftSummary.read``).
 
@@ -57,6 +59,37 @@ def read_retrain_request(lake: Lake, partition: str) -> RetrainRequest | None:
 def read_retrain_requests(lake: Lake) -> list[RetrainRequest]:
     """Every retrain request recorded so far, oldest partition first."""
     return [RetrainRequest.model_validate(read_json(path)) for path in list_docs(lake.retrain_requests())]
+
+
+class RetrainDecision(BaseModel):
+    """The drift policy's decision for day D: ``monitoring/retrain_decisions/D.json``.
+
+    Written by the monitoring DAG's ``decide_retrain`` for every day it decides (retrain or
+    not), so a later day's decision can wait until the earlier days it reads have theirs
+    (:func:`flightdeck.monitoring.retrain.undecided_days`). ``went_without`` names earlier days
+    whose decision was still missing when the wait's deadline passed.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    partition: str
+    retrain: bool
+    reason: str
+    monitoring_run: str | None = None
+    went_without: list[str] = Field(default_factory=list)
+
+
+def write_retrain_decision(lake: Lake, decision: RetrainDecision) -> None:
+    """Write (or overwrite) the decision of its day."""
+    write_json(lake.retrain_decision(decision.partition), decision.model_dump())
+
+
+def read_retrain_decision(lake: Lake, partition: str) -> RetrainDecision | None:
+    """The decision for ``partition``, or None when the day was never decided."""
+    path = lake.retrain_decision(partition)
+    if not json_exists(path):
+        return None
+    return RetrainDecision.model_validate(read_json(path))
 
 
 class DriftSummary(RunDocument):

@@ -41,7 +41,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     rt.start()
     _say("up.")
     print(f"  Airflow UI : {rt.airflow_url}   login: {AIRFLOW_USER} / {rt.admin_password()}")
-    print(f"  MLflow UI  : {rt.mlflow_url}")
+    mlflow_login = rt.mlflow_credentials()  # on this terminal only: the service logs are owner-only
+    login = f"   login: {mlflow_login[0]} / {mlflow_login[1]}" if mlflow_login else ""
+    print(f"  MLflow UI  : {rt.mlflow_url}{login}")
     print(f"  logs       : {rt.log_dir}")
     print(f"  lake       : {rt.lake_root}")
     print("  stop with  : make down")
@@ -118,6 +120,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(status.render(final))
     print(f"\nreport: {out}   total {report['wall_seconds']:.0f} s")
     print(f"Airflow UI {rt.airflow_url} (login {AIRFLOW_USER} / {rt.admin_password()}), MLflow UI {rt.mlflow_url}")
+    if rt.mlflow_auth:  # the demo's output may be kept in a log: point to the 0600 file instead
+        print(f"MLflow login: admin; its password is in {rt.secrets_file} (or run 'flightdeck up')")
     print("The services keep running so you can look around; stop them with: make down")
     return 0
 
@@ -150,6 +154,30 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = onboarding.check_config(args.config, args.sample, args.source)
     print(onboarding.render_check(report))
     return 0 if report.ok else 2
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from flightdeck.core.lake import Lake, parse_date
+    from flightdeck.model import retention
+
+    if "MLFLOW_TRACKING_URI" not in os.environ:  # no deployment named: the embedded runtime's
+        _apply_env(Runtime())
+    cfg = load_config(args.config)
+    day = parse_date(args.day) if args.day else dt.datetime.now(dt.UTC).date()
+    record = retention.run_retention(cfg, Lake(cfg.lake.root), run_day=day, dry_run=True if args.dry_run else None)
+    if args.json:
+        print(json.dumps(record.to_json(), indent=2, sort_keys=True))
+        return 0
+    mode = "dry run: nothing changed" if record.dry_run else "applied"
+    print(f"retention of {record.model_name} (window ends {record.day}; {mode}; ledger #{record.seq})")
+    for step in record.steps:
+        state = "error: " + step.error if step.error else ("done" if step.done else "")
+        print(f"  v{step.version:<5} {step.action:<10} {step.reason}  {state}".rstrip())
+    if not record.steps:
+        print("  no model version registered yet")
+    return 0
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -285,6 +313,24 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--sample", required=True, metavar="FILE", help="a sample file of the source")
     chk.add_argument("--source", metavar="NAME", help="which source the sample is a file of (default: the entity)")
     chk.set_defaults(func=cmd_check)
+
+    ret = sub.add_parser(
+        "retention",
+        help="keep, deprecate and delete old model versions by the config's retention policy",
+        description=(
+            "Judge every registered version of the model by `retention` in the config: the champion and "
+            "challenger, the keep_last newest versions and every version named by a predictions partition of "
+            "the last window_days are kept; others are deprecated (version tag flightdeck.deprecated=<day>) and "
+            "deleted (model artifacts and registry entry) grace_days later. The run and each step's reason go "
+            "to the alias ledger (monitoring/promotions/<model>-retention-<seq>.json), as flightdeck_maintenance "
+            "does daily. With --dry-run nothing is tagged or deleted; the plan is printed and recorded."
+        ),
+    )
+    ret.add_argument("--dry-run", action="store_true", help="report what would be done; change nothing")
+    ret.add_argument("--day", metavar="YYYY-MM-DD", help="the run's day (default: today, UTC)")
+    ret.add_argument("--json", action="store_true", help="print the ledger record as JSON")
+    _add_config(ret)
+    ret.set_defaults(func=cmd_retention)
     return parser
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.lake import Lake, json_exists, read_bytes
+from flightdeck.data.documents import read_feature_statuses
 from flightdeck.data.ingest import LEDGER_TABLE
 from flightdeck.model import registry
 from flightdeck.monitoring.documents import read_retrain_requests
@@ -44,6 +45,7 @@ DAG_IDS = (
     "flightdeck_monitor",
     "flightdeck_train",
     "flightdeck_rollback",
+    "flightdeck_maintenance",
 )
 ALIASES = (registry.CHAMPION, registry.CHALLENGER)
 MAX_VERSIONS = 50
@@ -230,9 +232,29 @@ def retrain_requests(lake: Lake) -> list[Row]:
     return [request.to_doc() for request in read_retrain_requests(lake)]
 
 
+def degraded_features(lake: Lake) -> list[Row]:
+    """Feature partitions built without some upstream days (``monitoring/feature_status/D.json``), newest first.
+
+    Each row: ``partition``, ``missing_days`` and ``missing`` (day -> bronze tables), ``run``. A
+    partition rebuilt complete is no longer listed.
+    """
+    return [
+        {**status.model_dump(), "missing_days": status.missing_days}
+        for status in reversed(read_feature_statuses(lake))
+        if status.degraded
+    ]
+
+
 def alias_ledger(lake: Lake, name: str) -> list[Row]:
     """The recorded alias moves of the model (``monitoring/promotions``) as their documents, oldest first."""
     return [entry.to_json() for entry in registry.ledger_entries(name, lake=lake)]
+
+
+def retention_runs(lake: Lake, name: str, last: int = 10) -> list[Row]:
+    """The last retention runs of the model (``monitoring/promotions/<model>-retention-<seq>.json``), newest first."""
+    from flightdeck.model.retention import retention_records
+
+    return [record.to_json() for record in reversed(retention_records(name, lake=lake)[-last:])]
 
 
 def champion_moves(ledger: Sequence[Mapping[str, Any]]) -> list[Row]:

@@ -89,6 +89,8 @@ def collect(cfg: PipelineConfig, *, client: MlflowClient | None = None, lake: La
         "drift": _guard("monitoring/drift_daily", lambda: readmodel.drift_rows(lake)),
         "ingest": _guard("monitoring/ingest_ledger", lambda: readmodel.ingest_ledger(lake)),
         "requests": _guard("retrain requests", lambda: readmodel.retrain_requests(lake)),
+        "degraded": _guard("feature status", lambda: readmodel.degraded_features(lake)),
+        "retention": _guard("retention ledger", lambda: readmodel.retention_runs(lake, name)),
         "mlflow_url": mlflow_ui_url(),
         "airflow_url": airflow_ui_url(),
     }
@@ -232,6 +234,7 @@ def _versions_view(data: Mapping[str, Any]) -> View:
                 "version": v["version"],
                 "version_link": f"{mlflow_url}/#/models/{name}/versions/{v['version']}" if mlflow_url else None,
                 "aliases": v["aliases"],
+                "deprecated": tags.get("flightdeck.deprecated"),  # by retention (flightdeck.model.retention)
                 "auc": v["metrics"].get("roc_auc"),
                 "log_loss": v["metrics"].get("log_loss"),
                 "rmse": v["metrics"].get("rmse"),
@@ -246,6 +249,15 @@ def _versions_view(data: Mapping[str, Any]) -> View:
                     else None
                 ),
                 "run_short": (run_id or "")[:8],
+                # the evaluation's SHAP summary and per-slice table (flightdeck.model.explain)
+                "explain_links": (
+                    [
+                        (label, f"{mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/evaluation/{f}")
+                        for label, f in (("SHAP", "shap_summary.png"), ("slices", "slices.csv"))
+                    ]
+                    if mlflow_url and run_id and experiment_id
+                    else []
+                ),
             }
         )
     return {"error": None, "rows": rows}
@@ -268,6 +280,35 @@ def _ledger_view(data: Mapping[str, Any]) -> View:
         }
         for r in reversed(ledger)
     ]
+    return {"error": None, "rows": rows}
+
+
+def _retention_view(data: Mapping[str, Any]) -> View:
+    runs = data.get("retention", [])
+    if _error(runs):
+        return {"error": _error(runs), "rows": []}
+    rows = []
+    for r in runs:
+        acted = [s for s in r.get("steps", []) if s.get("action") != "keep"]
+        rows.append(
+            {
+                "seq": r.get("seq"),
+                "at": r.get("at"),
+                "day": r.get("day"),
+                "mode": "dry run" if r.get("dry_run") else "applied",
+                "who": r.get("who"),
+                "kept": len(r.get("steps", [])) - len(acted),
+                "steps": [
+                    {
+                        "version": s.get("version"),
+                        "action": s.get("action"),
+                        "reason": s.get("reason"),
+                        "state": s.get("error") or ("done" if s.get("done") else "planned"),
+                    }
+                    for s in acted
+                ],
+            }
+        )
     return {"error": None, "rows": rows}
 
 
@@ -353,6 +394,19 @@ def _requests_view(data: Mapping[str, Any]) -> View:
     return {"error": None, "rows": rows}
 
 
+def _degraded_view(data: Mapping[str, Any]) -> View:
+    rows = data.get("degraded", [])
+    if _error(rows):
+        return {"error": _error(rows), "rows": []}
+    return {
+        "error": None,
+        "rows": [
+            {"partition": r.get("partition"), "missing": ", ".join(r.get("missing_days", [])), "run": r.get("run")}
+            for r in rows
+        ],
+    }
+
+
 def _with_alias(versions: Any, alias: str) -> View | None:
     if not isinstance(versions, list):
         return None
@@ -376,8 +430,10 @@ def page_view(data: Mapping[str, Any]) -> View:
         "dag_links": DAG_LINKS,
         "versions": _versions_view(data),
         "ledger": _ledger_view(data),
+        "retention": _retention_view(data),
         "drift": _drift_view(data),
         "requests": _requests_view(data),
+        "degraded": _degraded_view(data),
         "quarantine": _quarantine_view(data),
     }
 
@@ -396,7 +452,8 @@ def create_app(
     client: MlflowClient | None = None,
     dependencies: Sequence[Any] = (),
 ) -> FastAPI:
-    """The FastAPI app behind the page: ``/`` (HTML) and ``/api/state`` (the same data as JSON).
+    """The FastAPI app behind the page: ``/`` (HTML), ``/api/state`` (the same data as JSON) and
+    ``/metrics`` (:mod:`flightdeck.monitoring.metrics` in the Prometheus format).
 
     The configuration is loaded per request unless given, so a config change needs no restart.
     ``dependencies`` guard every route (the plugin passes Airflow's login check, so the page
@@ -434,5 +491,23 @@ def create_app(
     @app.get("/api/state")
     def state() -> JSONResponse:
         return JSONResponse(json.loads(json.dumps(_data(), default=str)))
+
+    from fastapi import Header
+    from fastapi.responses import Response
+
+    from flightdeck.monitoring.metrics import LakeCollector, exposition, registry_for
+
+    def _config() -> PipelineConfig:
+        from flightdeck.core.config import load_config
+
+        return cfg or load_config()
+
+    metrics_registry = registry_for(LakeCollector(_config))
+
+    @app.get("/metrics")
+    def metrics(accept: str | None = Header(default=None)) -> Response:
+        """flightdeck's metrics for Prometheus, read from the lake at each scrape (same login as the page)."""
+        body, content_type = exposition(metrics_registry, accept)
+        return Response(body, media_type=content_type)
 
     return app
