@@ -144,3 +144,28 @@ def test_the_spark_operator_hands_its_runs_lineage_to_the_openlineage_provider()
     assert [(d.namespace, d.name) for d in found.outputs] == [("file", LAKE.partition("predictions", "flights", DAY))]
     assert ("mlflow", "models:/flights_delay/3") in [(d.namespace, d.name) for d in found.inputs]
     assert missing.inputs == [] and missing.outputs == []
+
+
+def test_the_lineage_command_prints_the_ancestry_and_draws_it(
+    lake_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from flightdeck.ops.cli import main
+
+    cfg = load_config()
+    lake = Lake(cfg.lake.root)
+    events = tmp_path / "events.jsonl"
+    lines = [json.dumps(_event(lineage.job_lineage(cfg, lake, job, doc))) for job, doc in _docs(tmp_path).items()]
+    events.write_text("\n".join(lines) + "\n")
+    png = tmp_path / "day.png"
+
+    assert main(["lineage", "--day", DAY, "--events", str(events), "--png", str(png)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"predictions/flights/date={DAY}"
+    assert f"      landing/flights/flights_{DAY}.csv" in out
+    assert "  models:/flights_delay/3" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    # a day no run wrote is a user error naming it
+    assert main(["lineage", "--day", "2013-07-09", "--events", str(events)]) == 2
+    assert "no run in" in capsys.readouterr().err

@@ -180,8 +180,58 @@ def cmd_retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from flightdeck.core.lake import Lake, parse_date
+    from flightdeck.monitoring import lineage
+
+    cfg = load_config(args.config)
+    lake = Lake(cfg.lake.root)
+    events_file = args.events or str(Runtime().lineage_file)
+    events = lineage.read_events(events_file)
+    if not events:
+        raise FlightdeckError(
+            f"no OpenLineage events in {events_file}: run the pipeline under `make up` (or pass --events FILE)"
+        )
+    day = parse_date(args.day).isoformat()
+    start = lineage.dataset(lake.partition(args.zone, cfg.dataset.entity.name, day))
+    graph = lineage.lineage_graph(events, start)
+    if len(graph.levels) == 1:
+        raise FlightdeckError(f"no run in {events_file} wrote {args.zone} of {day}")
+    if args.json:
+        print(json.dumps([[vars(ref) for ref in level] for level in graph.levels], indent=2))
+    else:
+        for depth, level in enumerate(graph.levels):
+            for ref in level:
+                print(f"{'  ' * depth}{lineage.short_name(ref, cfg.lake.root)}")
+    if args.png:
+        print(f"picture: {lineage.plot_lineage(graph, cfg.lake.root, args.png)}")
+    return 0
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="pipeline YAML (default: $FLIGHTDECK_CONFIG or the flights config)")
+
+
+def _add_lineage(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    lin = sub.add_parser(
+        "lineage",
+        help="where a day's predictions (or features, bronze) came from, from the OpenLineage events",
+        description=(
+            "Follow a lake partition back through the OpenLineage events that Airflow's provider wrote (the "
+            "embedded runtime's file transport, .flightdeck/lineage/events.jsonl): each Spark job's inputs and "
+            "outputs, down to the landing files, and the model version that scored it to the partitions it was "
+            "trained on. Prints the ancestry nearest first; --png draws it."
+        ),
+    )
+    lin.add_argument("--day", required=True, metavar="YYYY-MM-DD", help="the partition's day")
+    lin.add_argument(
+        "--zone", default="predictions", choices=["predictions", "features", "bronze"], help="default: predictions"
+    )
+    lin.add_argument("--events", metavar="FILE", help="OpenLineage events, one JSON per line (default: the runtime's)")
+    lin.add_argument("--png", metavar="FILE", help="also draw the graph into this PNG file")
+    lin.add_argument("--json", action="store_true", help="print the levels as JSON")
+    _add_config(lin)
+    lin.set_defaults(func=cmd_lineage)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     ret.add_argument("--json", action="store_true", help="print the ledger record as JSON")
     _add_config(ret)
     ret.set_defaults(func=cmd_retention)
+
+    _add_lineage(sub)
     return parser
 
 
