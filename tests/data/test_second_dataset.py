@@ -42,11 +42,17 @@ def test_bike_rentals_flow_through_ingest_features_and_validation(
     assert cfg.dataset.entity.partition_date.kind == "date"
     lake = Lake(str(lake_root))
     landing.land_range(cfg, lake, FIRST, LAST)
-    rows = [r for r in _package_rows() if FIRST.isoformat() <= r["dteday"] <= LAST.isoformat()]
+    rows_around = _package_rows()
+    rows = [r for r in rows_around if FIRST.isoformat() <= r["dteday"] <= LAST.isoformat()]
 
     load_job("ingest").main(["--partition", f"{FIRST}..{LAST}", "--config", CONFIG])
     ledger = read_partitions(spark, lake, "monitoring", "ingest_ledger", [str(FIRST), str(LAST)]).collect()
-    assert sum(r["rows_in"] for r in ledger) == sum(1 for r in rows if r["dteday"] in (str(FIRST), str(LAST)))
+    rentals = [r for r in ledger if r["source"] == "rentals"]
+    assert sum(r["rows_in"] for r in rentals) == sum(1 for r in rows if r["dteday"] in (str(FIRST), str(LAST)))
+    # The counts arrive two days after their hour: the label file of FIRST holds the hours of FIRST - 2.
+    counts = [r for r in ledger if r["source"] == "rental_counts"]
+    arrived = (str(FIRST - dt.timedelta(2)), str(LAST - dt.timedelta(2)))
+    assert sum(r["rows_in"] for r in counts) == sum(1 for r in rows_around if r["dteday"] in arrived)
     assert all(r["rows_in"] == r["rows_valid"] + r["rows_quarantined"] for r in ledger)
 
     load_job("build_features").main(["--partition", str(LAST), "--config", CONFIG])
@@ -57,10 +63,14 @@ def test_bike_rentals_flow_through_ingest_features_and_validation(
         hour = int(hr[:-2]) % 12 + (12 if hr.endswith("pm") else 0)
         assert row["hour"] == hour
         assert row["event_ts"] == dt.datetime.combine(LAST, dt.time(hour))
-        assert row["rentals"] == float(day[hr]["cnt"])
-        # Point in time: the mean count at this hour over the 7 days before (never the day itself).
+        # The label is unknown when the day is built: its count arrives two days later.
+        assert row["rentals"] is None
+        # Point in time: the mean count at this hour over the counts that arrived on the 7 days
+        # before (arrived D-7..D-1, so hours of D-9..D-3; never the day itself).
         week = [
-            float(r["cnt"]) for r in rows if r["hr"] == hr and str(LAST - dt.timedelta(7)) <= r["dteday"] < str(LAST)
+            float(r["cnt"])
+            for r in rows_around
+            if r["hr"] == hr and str(LAST - dt.timedelta(9)) <= r["dteday"] <= str(LAST - dt.timedelta(3))
         ]
         expected = sum(week) / len(week) if len(week) >= 3 else None
         assert row["hour_demand_7d"] == pytest.approx(expected), hr
@@ -74,7 +84,11 @@ def test_bike_rentals_whole_loop_by_configuration_only(
     spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Delivered days -> ingest -> features -> validation -> train -> evaluate -> gate -> promote
-    -> score -> drift, with the bikes config and a real MLflow store (SQLite file)."""
+    -> score -> drift, with the bikes config and a real MLflow store (SQLite file).
+
+    The counts are a delayed label source (delivered two days after their hour): training
+    leaves out the hours whose counts had not arrived by its cut, and the live RMSE of a day
+    is judged on the counts that arrived that day."""
     from mlflow import MlflowClient
 
     from flightdeck.model import promotion, registry
@@ -102,6 +116,11 @@ def test_bike_rentals_whole_loop_by_configuration_only(
 
     trained = load_job("train").main([*window, "--run-key", "b1"])
     assert trained["metrics"]["r2"] > 0.6, trained["metrics"]  # hourly demand is learnable
+    # The counts of the cut's last two days arrive after it: those hours are left out, counted.
+    package = _package_rows()
+    late = (str(train_end - dt.timedelta(days=1)), str(train_end))
+    assert trained["unlabelled_rows"] == sum(1 for r in package if r["dteday"] in late) > 0
+    assert trained["labels_known_by"] == str(train_end) and trained["holdout_partitions"][-1] < late[0]
     load_job("evaluate").main(["--run-key", "b1"])
     decision = promotion.gate_candidate("b1")
     assert decision["passed"] and decision["task"] == "regression" and decision["metric"] == "rmse"
@@ -109,12 +128,19 @@ def test_bike_rentals_whole_loop_by_configuration_only(
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert registry.champion_version(cfg.model.name, client=client) == trained["version"]
 
-    days = [str(last - dt.timedelta(days=1)), str(last)]
+    days = [str(last - dt.timedelta(days=d)) for d in (2, 1, 0)]
     load_job("score").main(["--partition", ",".join(days), "--model-version", "champion"])
     predictions = read_partitions(spark, lake, "predictions", "rentals", days)
     assert predictions.count() == read_partitions(spark, lake, "features", "rentals", days).count() > 30
     assert dict(predictions.dtypes)["prediction"] == "double"
-    summary = load_job("detect_drift").main(["--partition", days[1], "--model-version", "champion", "--run-key", "d1"])
+    summary = load_job("detect_drift").main(["--partition", days[2], "--model-version", "champion", "--run-key", "d1"])
     # A day of 24 rows is judged by the chi-square test, not PSI, and its labels by RMSE.
     assert summary["feature_statistic"] == "chi2" and summary["prediction_column"] == "prediction"
-    assert summary["performance"]["task"] == "regression" and summary["performance"]["date"] == days[0]
+    perf = summary["performance"]
+    # The counts that arrived on the last day are those of two days before (scored then).
+    assert perf["task"] == "regression" and perf["date"] == days[2] and perf["labels_arrived_on"] == days[2]
+    counts = {r["hr"]: float(r["cnt"]) for r in package if r["dteday"] == days[0]}
+    scored = {r["hr"]: r["prediction"] for r in predictions.where(predictions.date == days[0]).collect()}
+    assert perf["event_days"] == {days[0]: len(counts)} and set(scored) == set(counts)
+    errors = [scored[hr] - counts[hr] for hr in counts]
+    assert perf["rmse"] == pytest.approx((sum(e * e for e in errors) / len(errors)) ** 0.5)

@@ -16,14 +16,18 @@ An outcome delivered twice for the same entity key counts once: the latest known
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import TYPE_CHECKING
 
 from flightdeck.core.columns import PARTITION
 from flightdeck.core.config import LabelSource, PipelineConfig
 from flightdeck.core.errors import FlightdeckError
+from flightdeck.core.lake import Lake
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 KNOWN_TS = "__label_known_ts"
 KNOWN_DAY = "__label_known_day"
@@ -111,3 +115,44 @@ def label_events(entity_rows: DataFrame, outcomes: DataFrame, cfg: PipelineConfi
     extra = [c for c in outcomes.columns if c not in keys and c not in base.columns]
     joined = base.join(outcomes.select(*keys, *extra), on=keys, how="inner")
     return joined.withColumn(cfg.label.name, F.expr(cfg.label.expression)).withColumn(PARTITION, F.col(KNOWN_DAY))
+
+
+def arrived_labels(
+    spark: SparkSession, cfg: PipelineConfig, lake: Lake, rows: DataFrame, first: dt.date, known_by: dt.date
+) -> tuple[DataFrame, dict[str, int]]:
+    """Feature rows of days ``first``..``known_by`` labelled by the outcomes arrived by ``known_by``.
+
+    What training, evaluation and reproduction see with ``dataset.labels``: each row's label
+    comes from its latest outcome that arrived by ``known_by`` (the training cut), at most
+    ``labels.max_delay_days`` after the row's own day. Rows without such an outcome are
+    dropped. Returns the labelled rows (the label source's columns and arrival dropped) and
+    the dropped rows per partition (``{"YYYY-MM-DD": n}``, only days that lost rows).
+    """
+    from pyspark.sql import functions as F
+
+    from flightdeck.data.sparkio import read_available_partitions
+
+    src = _source(cfg)
+    arrived, _ = read_available_partitions(spark, lake, "bronze", src.name, first, known_by)
+    label = cfg.label.name
+    if arrived is None:
+        log.warning("no outcomes of %s arrived in %s..%s: every row is unlabelled", src.name, first, known_by)
+        attached = rows.withColumn(label, F.lit(None).cast("double")).withColumn(KNOWN_DAY, F.lit(None).cast("date"))
+    else:
+        attached = attach_outcomes(rows, latest_outcomes(arrived, cfg, known_by), cfg)
+    in_time = F.col(KNOWN_DAY) <= F.date_add(F.to_date(F.col(PARTITION)), src.max_delay_days)
+    attached = attached.withColumn(label, F.when(in_time, F.col(label)))
+    counts = (
+        attached.where(F.col(label).isNull())
+        .groupBy(F.date_format(F.to_date(F.col(PARTITION)), "yyyy-MM-dd").alias("day"))
+        .count()
+        .collect()
+    )
+    unlabelled = {r["day"]: int(r["count"]) for r in sorted(counts, key=lambda r: r["day"])}
+    if unlabelled:
+        log.info(
+            "%d rows without an outcome of %s arrived by %s left out: %s",
+            sum(unlabelled.values()), src.name, known_by, unlabelled,
+        )  # fmt: skip
+    drop = [c for c in (KNOWN_DAY, KNOWN_TS) if c in attached.columns]
+    return attached.where(F.col(label).isNotNull()).drop(*drop), unlabelled

@@ -24,7 +24,7 @@ from flightdeck.model.inference import feature_names
 if TYPE_CHECKING:
     import numpy as np
     from pyspark.ml import PipelineModel
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +457,26 @@ def _compare_regression(
     )
 
 
+def holdout_with_arrived_labels(
+    spark: SparkSession, cfg: PipelineConfig, lake: Lake, rows: DataFrame, train: TrainResult
+) -> DataFrame:
+    """The holdout rows labelled as training saw them: outcomes arrived by the training window's end.
+
+    A training document without ``labels_known_by`` (trained before delayed labels) falls back
+    to the last holdout partition.
+    """
+    import datetime as dt
+
+    from flightdeck.data.labels import arrived_labels
+
+    known_by = dt.date.fromisoformat(train.labels_known_by or train.holdout_partitions[-1])
+    first = dt.date.fromisoformat(train.holdout_partitions[0])
+    labelled, unlabelled = arrived_labels(spark, cfg, lake, rows, first, known_by)
+    if sum(unlabelled.values()) and train.labels_known_by:
+        log.info("holdout: %d rows without an outcome by %s left out", sum(unlabelled.values()), known_by)
+    return labelled
+
+
 def evaluate_candidate(
     spark: SparkSession, cfg: PipelineConfig, lake: Lake, train: TrainResult, champion: str | None
 ) -> Evaluation:
@@ -477,11 +497,10 @@ def evaluate_candidate(
     from flightdeck.data.sparkio import read_partitions
     from flightdeck.model.inference import check_task, collect_keyed_scores
 
-    holdout = (
-        read_partitions(spark, lake, "features", cfg.dataset.entity.name, train.holdout_partitions)
-        .withColumn(ROW_ID, F.monotonically_increasing_id())
-        .persist()
-    )
+    rows = read_partitions(spark, lake, "features", cfg.dataset.entity.name, train.holdout_partitions)
+    if cfg.dataset.labels is not None:
+        rows = holdout_with_arrived_labels(spark, cfg, lake, rows, train)
+    holdout = rows.withColumn(ROW_ID, F.monotonically_increasing_id()).persist()
     n_rows = holdout.count()
     slices = [c for c in cfg.gate.slices if c in holdout.columns]
     missing = sorted(set(cfg.gate.slices) - set(slices))

@@ -56,6 +56,24 @@ def _check_same_data(df: DataFrame, trained: PipelineConfig, manifest: Manifest)
         )
 
 
+def _with_arrived_labels(
+    spark: SparkSession, trained: PipelineConfig, lake: Lake, df: DataFrame, manifest: Manifest
+) -> DataFrame:
+    """The rows labelled as at training time: outcomes arrived by the manifest's ``labels_known_by``.
+
+    An outcome ingested since (a late or corrected one) is not seen, so the data fingerprint
+    still matches when nothing the model was trained on changed.
+    """
+    import datetime as dt
+
+    from flightdeck.data.labels import arrived_labels
+
+    known_by = dt.date.fromisoformat(manifest.labels_known_by or manifest.train_end)
+    first = dt.date.fromisoformat(manifest.train_start)
+    labelled, _ = arrived_labels(spark, trained, lake, df, first, known_by)
+    return labelled.persist()
+
+
 def reproduce(
     spark: SparkSession, cfg: PipelineConfig, lake: Lake, manifest: Manifest, original: PipelineModel
 ) -> dict[str, Any]:
@@ -83,6 +101,8 @@ def reproduce(
     check_task_slots(spark, trained.model.num_workers)
     train_keys, holdout_keys = list(manifest.train_partitions), list(manifest.holdout_partitions)
     df = read_partitions(spark, lake, "features", trained.dataset.entity.name, [*train_keys, *holdout_keys])
+    if trained.dataset.labels is not None:
+        df = _with_arrived_labels(spark, trained, lake, df, manifest)
     _check_same_data(df, trained, manifest)
     train_df = df.filter(F.col("date").isin(train_keys)).persist()
     rebuilt = fit(train_df, trained, params=manifest.chosen_params, validation_dates=manifest.validation_partitions)

@@ -17,13 +17,14 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flightdeck.core import tracking
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import FlightdeckError, MissingPartition
 from flightdeck.core.lake import Lake
+from flightdeck.core.redact import redact
 from flightdeck.model import registry
 from flightdeck.model.documents import DataFingerprint, Manifest, TrainResult
 
@@ -75,6 +76,9 @@ class Split:
     validation: list[str]
     holdout: list[str]
     stats: dict[str, dict[str, Any]]
+    # With dataset.labels: rows left out per partition, their outcome not arrived by the window's end.
+    unlabelled: dict[str, int] = field(default_factory=dict)
+    labels_known_by: str | None = None
 
     def rows(self, keys: list[str]) -> int:
         return sum(self.stats.get(k, {}).get("rows", 0) for k in keys)
@@ -99,6 +103,34 @@ def spark_settings(spark: SparkSession) -> dict[str, Any]:
     return {**conf, "task_slots": slots, "spark_version": spark.version}
 
 
+def _with_arrived_labels(
+    spark: SparkSession, cfg: PipelineConfig, lake: Lake, df: DataFrame, dates: list[dt.date], request: TrainRequest
+) -> tuple[DataFrame, dict[str, int], list[dt.date]]:
+    """The window's rows labelled by the outcomes arrived by its end; the rows left out; the days still labelled.
+
+    A day none of whose outcomes had arrived by the end leaves the window (it would be an empty
+    holdout day otherwise).
+
+    Raises:
+        MissingPartition: no row of the window has an outcome yet.
+    """
+    from pyspark.sql import functions as F
+
+    from flightdeck.data.labels import arrived_labels
+
+    labelled, unlabelled = arrived_labels(spark, cfg, lake, df, request.start, request.end)
+    labelled = labelled.persist()
+    present = {str(r[0]) for r in labelled.select(F.to_date(F.col("date"))).distinct().collect()}
+    kept = [d for d in dates if d.isoformat() in present]
+    if not kept:
+        labels = cfg.dataset.labels
+        raise MissingPartition(
+            f"no outcome of {labels.name if labels else 'the label source'} arrived by {request.end} for the "
+            f"events of {request.start}..{request.end}; ingest the label source's days or train on an earlier window"
+        )
+    return labelled, unlabelled, kept
+
+
 def split_window(spark: SparkSession, cfg: PipelineConfig, lake: Lake, request: TrainRequest) -> Split:
     """Read the window's committed features and split them into train, validation and holdout partitions.
 
@@ -115,6 +147,11 @@ def split_window(spark: SparkSession, cfg: PipelineConfig, lake: Lake, request: 
             f"no committed features partitions for {entity} between {request.start} and {request.end} "
             f"in {lake.table('features', entity)}; build the features first"
         )
+    unlabelled: dict[str, int] = {}
+    known_by = None
+    if cfg.dataset.labels is not None:
+        df, unlabelled, dates = _with_arrived_labels(spark, cfg, lake, df, dates, request)
+        known_by = request.end.isoformat()
     train_dates, holdout_dates = split_partitions(dates, cfg.model.holdout_days)
     _, validation_dates = split_validation(train_dates, cfg.model.validation_days)
     split = Split(
@@ -123,6 +160,8 @@ def split_window(spark: SparkSession, cfg: PipelineConfig, lake: Lake, request: 
         validation=[d.isoformat() for d in validation_dates],
         holdout=[d.isoformat() for d in holdout_dates],
         stats=partition_stats(df, [*cfg.features.model_inputs, cfg.label.name]),
+        unlabelled=unlabelled,
+        labels_known_by=known_by,
     )
     check_rows(split.rows(split.train), split.rows(split.holdout))
     log.info(
@@ -138,7 +177,7 @@ def build_manifest(spark: SparkSession, cfg: PipelineConfig, split: Split, reque
     from flightdeck.model.training import git_commit, library_versions, search_trials
 
     search = {"max_trials": cfg.model.search.max_trials, "space": cfg.model.search.space, "trials": search_trials(cfg)}
-    return Manifest(
+    manifest = Manifest(
         model_name=cfg.model.name,
         train_start=request.start.isoformat(),
         train_end=request.end.isoformat(),
@@ -148,7 +187,7 @@ def build_manifest(spark: SparkSession, cfg: PipelineConfig, split: Split, reque
         data_fingerprint=split.fingerprint(),
         git_commit=git_commit(),
         config_hash=cfg.fingerprint(),
-        config=cfg.model_dump(mode="json"),
+        config=redact(cfg.model_dump(mode="json")),  # no webhook URL or password in an MLflow artifact
         seeds={"model": cfg.model.seed, "search": cfg.model.seed, "bootstrap": cfg.model.seed},
         params=dict(cfg.model.params),
         search=search,
@@ -161,6 +200,10 @@ def build_manifest(spark: SparkSession, cfg: PipelineConfig, split: Split, reque
         reason=request.reason,
         run_key=request.run_key,
     )
+    if split.labels_known_by:  # set only with a label source: manifests without one keep their shape
+        manifest.labels_known_by = split.labels_known_by
+        manifest.unlabelled_rows = split.unlabelled
+    return manifest
 
 
 def _log_datasets(cfg: PipelineConfig, lake: Lake, split: Split, fingerprint: DataFingerprint) -> None:
@@ -205,6 +248,11 @@ def _run_params(
         "chosen_trial": chosen["trial"],
         "train_rows": split.rows(split.train),
         "holdout_rows": split.rows(split.holdout),
+        **(
+            {"labels_known_by": split.labels_known_by, "unlabelled_rows": sum(split.unlabelled.values())}
+            if split.labels_known_by
+            else {}
+        ),
         "config_hash": cfg.fingerprint(),
     }
 
@@ -312,6 +360,7 @@ def train_candidate(
     split = split_window(spark, cfg, lake, request)
     manifest = build_manifest(spark, cfg, split, request)
     version, run_id, holdout_metrics, chosen, trials = _fit_and_log(cfg, lake, split, manifest, request, profile)
+    split.df.unpersist()  # persisted only when labelled from the label source; a no-op otherwise
     c = tracking.client()
     tracking.tag_version(cfg.model.name, version, _version_tags(manifest, request, run_id), c=c)
     registry.set_challenger(cfg.model.name, version, why=request.reason, who=request.actor, lake=lake, client=c)
@@ -327,4 +376,6 @@ def train_candidate(
         trials=trials,
         reason=request.reason,
         seconds=round(time.monotonic() - t0, 1),
+        labels_known_by=split.labels_known_by,
+        unlabelled_rows=sum(split.unlabelled.values()),
     )

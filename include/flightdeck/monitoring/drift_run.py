@@ -10,7 +10,10 @@ functions of :mod:`flightdeck.monitoring.drift`. Two Spark passes, no more:
 2. once labels arrive, day D-1's predictions joined with day D-1's labels (its features
    partition), collected (one day is small) for AUC and log loss (regression: RMSE and MAE)
    against the holdout metrics of the version that made those predictions
-   (:func:`measure_performance`).
+   (:func:`measure_performance`). With a delayed label source (``dataset.labels``) the
+   labels judged on day D are the outcomes that **arrived** on D (the label source's
+   partition D), joined to the predictions of their events, whatever day those were scored
+   (:func:`arrived_on`); never the events of one day.
 """
 
 from __future__ import annotations
@@ -89,7 +92,13 @@ def holdout_metrics(name: str, version: str) -> dict[str, float]:
 
 
 def labelled_predictions(
-    predictions: DataFrame, features: DataFrame, keys: Sequence[str], label: str, *, task: str = "binary"
+    predictions: DataFrame,
+    features: DataFrame,
+    keys: Sequence[str],
+    label: str,
+    *,
+    task: str = "binary",
+    carry: Sequence[str] = (),
 ) -> DataFrame:
     """``(label, score, model_version)`` of each prediction whose outcome is known.
 
@@ -106,7 +115,7 @@ def labelled_predictions(
     return (
         predictions.join(f, cond, "inner")
         .where(F.col("label").isNotNull())
-        .select(F.col("label").cast(label_type).alias("label"), score, F.col("model_version").cast("string"))
+        .select(F.col("label").cast(label_type).alias("label"), score, F.col("model_version").cast("string"), *carry)
     )
 
 
@@ -146,8 +155,8 @@ def measure_drift(
 def measure_performance(
     spark: SparkSession, lake: Lake, cfg: PipelineConfig, day: dt.date, reference: Reference
 ) -> dict[str, Any] | None:
-    """Pass 2: AUC and log loss (regression: RMSE and MAE) of day D-1, whose outcomes are known now;
-    None before they are.
+    """Pass 2: AUC and log loss (regression: RMSE and MAE) of day D-1, whose outcomes are known now
+    (with ``dataset.labels``: of the outcomes that arrived on day D); None before they are.
 
     Compared with the holdout of the version that scored most of D-1's rows (the champion may
     have changed since).
@@ -155,15 +164,23 @@ def measure_performance(
     from flightdeck.data.sparkio import read_partitions
     from flightdeck.model.inference import key_columns
 
-    entity, previous_day = cfg.dataset.entity.name, day - dt.timedelta(days=1)
-    committed = [lake.is_committed(zone, entity, previous_day) for zone in ("predictions", "features")]
-    if not all(committed):
-        return None
-    prev_preds = read_partitions(spark, lake, "predictions", entity, [previous_day])
-    prev_features = read_partitions(spark, lake, "features", entity, [previous_day])
-    keys = [k for k in key_columns(cfg) if k in prev_preds.columns and k in prev_features.columns]
     task = cfg.model.task
-    labelled = labelled_predictions(prev_preds, prev_features, keys, cfg.label.name, task=task).collect()
+    extra: dict[str, Any] = {}
+    if cfg.dataset.labels is not None:
+        arrived = arrived_on(spark, lake, cfg, day)
+        if arrived is None:
+            return None
+        labelled, extra = arrived
+        labelled_day = day
+    else:
+        entity, labelled_day = cfg.dataset.entity.name, day - dt.timedelta(days=1)
+        committed = [lake.is_committed(zone, entity, labelled_day) for zone in ("predictions", "features")]
+        if not all(committed):
+            return None
+        prev_preds = read_partitions(spark, lake, "predictions", entity, [labelled_day])
+        prev_features = read_partitions(spark, lake, "features", entity, [labelled_day])
+        keys = [k for k in key_columns(cfg) if k in prev_preds.columns and k in prev_features.columns]
+        labelled = labelled_predictions(prev_preds, prev_features, keys, cfg.label.name, task=task).collect()
     scored_by = Counter(str(r["model_version"]) for r in labelled).most_common(1)
     perf_version = scored_by[0][0] if scored_by else reference.version
     reference_metrics = holdout_metrics(reference.name, perf_version) if labelled else None
@@ -174,7 +191,7 @@ def measure_performance(
             [float(r[score]) for r in labelled],
             reference_metrics,
             cfg.drift,
-            data_date=previous_day,
+            data_date=labelled_day,
             model_version=perf_version,
         )
     else:
@@ -183,11 +200,66 @@ def measure_performance(
             [float(r[score]) for r in labelled],
             reference_metrics,
             cfg.drift,
-            data_date=previous_day,
+            data_date=labelled_day,
             model_version=perf_version,
         )
-    log.info("performance on %s (v%s): %s", previous_day, perf_version, performance)
+    performance |= extra
+    log.info("performance on labels of %s (v%s): %s", labelled_day, perf_version, performance)
     return performance
+
+
+def arrived_on(
+    spark: SparkSession, lake: Lake, cfg: PipelineConfig, day: dt.date
+) -> tuple[list[Any], dict[str, Any]] | None:
+    """With ``dataset.labels``: the outcomes that arrived on ``day`` joined to their events' predictions.
+
+    The events may be of any day from ``labels.max_delay_days`` before ``day`` up to ``day``
+    (whenever they were scored); the outcomes are the label source's partition ``day``. Returns
+    the collected ``(label, score, model_version)`` rows and what the report adds (the arrival
+    day, the event days judged, outcomes with no prediction); None when no outcome arrived on
+    ``day``.
+    """
+    from pyspark.sql import functions as F
+
+    from flightdeck.data.labels import attach_outcomes, latest_outcomes
+    from flightdeck.data.sparkio import read_available_partitions, read_partitions
+    from flightdeck.model.inference import key_columns
+
+    source = cfg.dataset.labels
+    if source is None or not lake.is_committed("bronze", source.name, day):
+        return None
+    entity = cfg.dataset.entity.name
+    outcomes = latest_outcomes(read_partitions(spark, lake, "bronze", source.name, [day]), cfg).persist()
+    n_arrived = outcomes.count()
+    first = day - dt.timedelta(days=source.max_delay_days)
+    preds, pred_days = read_available_partitions(spark, lake, "predictions", entity, first, day)
+    features, _ = read_available_partitions(spark, lake, "features", entity, first, day)
+    rows: list[Any] = []
+    if preds is not None and features is not None:
+        labelled_features = attach_outcomes(features, outcomes, cfg).where(F.col(cfg.label.name).isNotNull())
+        keys = [k for k in key_columns(cfg) if k in preds.columns and k in labelled_features.columns]
+        joined = labelled_predictions(
+            preds.withColumn("__event_day", F.date_format(F.to_date(F.col("date")), "yyyy-MM-dd")),
+            labelled_features,
+            keys,
+            cfg.label.name,
+            task=cfg.model.task,
+            carry=("__event_day",),
+        )
+        rows = joined.collect()
+    outcomes.unpersist()
+    event_days = Counter(str(r["__event_day"]) for r in rows)
+    extra = {
+        "labels_arrived_on": day.isoformat(),
+        "event_days": dict(sorted(event_days.items())),
+        "outcomes_arrived": n_arrived,
+        "outcomes_without_prediction": n_arrived - len(rows),
+    }
+    log.info(
+        "%d outcomes of %s arrived on %s; %d matched predictions of %s (searched %s)",
+        n_arrived, source.name, day, len(rows), dict(event_days), [str(d) for d in pred_days],
+    )  # fmt: skip
+    return rows, extra
 
 
 def monitoring_frame(spark: SparkSession, rows: list[dict[str, Any]]) -> DataFrame:
