@@ -14,27 +14,34 @@ Every zone is partitioned by the logical date of the data::
     <root>/runs/<run key>/<name>.json                       hand-offs between tasks
 
 A partition directory is visible only once committed (it holds ``_SUCCESS``); see
-:mod:`flightdeck.data.sparkio` for the atomic writer. Pure Python, no Spark import.
+:mod:`flightdeck.data.sparkio` for the atomic writer. On an S3 lake a partition is instead the
+version its pointer ``date=D/_COMMIT.json`` names (data under ``<table>/_v/<version>/``, see
+:mod:`flightdeck.data.objectstore`); readers list its files with :meth:`Lake.partition_files`.
+Pure Python, no Spark import.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from flightdeck.core.config import PipelineConfig, load_config
 from flightdeck.core.errors import FlightdeckError
 
 ZONES = ("landing", "bronze", "quarantine", "features", "predictions", "monitoring", "runs")
 COMMIT_MARKER = "_SUCCESS"
+PARTITION_POINTER = "_COMMIT.json"  # S3 lakes: names the committed version of a partition
+VERSIONS_DIR = "_v"  # S3 lakes: <table>/_v/<version>/date=D/ holds each version's data
 LANDING_ARCHIVE_DIR = "_archive"  # landing/_archive/<source>/<etag>/<name>: ingested files, copied
 LANDING_MARKER_DIR = "_ingested"  # landing/_ingested/<source>/<name>.json: which files were ingested
 _SAFE = re.compile(r"^[A-Za-z0-9_.=-]+$")
@@ -124,6 +131,10 @@ class Lake:
         safe_key = re.sub(r"[^A-Za-z0-9_.=-]", "_", run_key)
         return self.path("runs", safe_key, f"{name}.json")
 
+    def runs(self) -> str:
+        """Folder of the run hand-off documents (``runs/<run key>/<NAME>.json``)."""
+        return self.path("runs")
+
     # --- documents of the monitoring zone: every path has one method here -------------------
 
     def retrain_requests(self) -> str:
@@ -132,6 +143,21 @@ class Lake:
 
     def retrain_request(self, date: dt.date | str) -> str:
         return self.path("monitoring", "retrain_requests", f"{parse_date(date).isoformat()}.json")
+
+    def retrain_decisions(self) -> str:
+        """Folder of the drift policy's decision per day (``monitoring/retrain_decisions/D.json``)."""
+        return self.path("monitoring", "retrain_decisions")
+
+    def retrain_decision(self, date: dt.date | str) -> str:
+        return self.path("monitoring", "retrain_decisions", f"{parse_date(date).isoformat()}.json")
+
+    def feature_statuses(self) -> str:
+        """Folder of the feature partitions' upstream status (``monitoring/feature_status/D.json``)."""
+        return self.path("monitoring", "feature_status")
+
+    def feature_status(self, date: dt.date | str) -> str:
+        """Whether ``features`` of D read every upstream day its windows need, or is degraded."""
+        return self.path("monitoring", "feature_status", f"{parse_date(date).isoformat()}.json")
 
     def drift_reports(self) -> str:
         """Folder of the daily drift reports (``D.json`` and its ``D.html`` page)."""
@@ -168,15 +194,37 @@ class Lake:
         return self.path("landing", LANDING_ARCHIVE_DIR, source, fingerprint, file_name)
 
     def committed_partitions(self, zone: str, table: str) -> list[dt.date]:
-        """Dates whose partition is committed (has the marker), oldest first."""
+        """Dates whose partition is committed (has the marker, or on S3 a pointer), oldest first."""
         return sorted(
             parse_date(name.split("=", 1)[1])
             for name in _list_dirs(self.table(zone, table))
-            if name.startswith("date=") and _exists(f"{self.table(zone, table)}/{name}/{COMMIT_MARKER}")
+            if name.startswith("date=") and _committed(f"{self.table(zone, table)}/{name}")
         )
 
     def is_committed(self, zone: str, table: str, date: dt.date | str) -> bool:
-        return _exists(f"{self.partition(zone, table, date)}/{COMMIT_MARKER}")
+        return _committed(self.partition(zone, table, date))
+
+    def partition_pointer(self, zone: str, table: str, date: dt.date | str) -> str:
+        """S3 lakes: the object naming a partition's committed version and its files."""
+        return f"{self.partition(zone, table, date)}/{PARTITION_POINTER}"
+
+    def partition_version(self, zone: str, table: str, date: dt.date | str) -> str | None:
+        """The committed version id of a partition (S3 lakes; ``None`` locally or when not committed)."""
+        if not is_s3(self.root) or not _exists_key(self.partition_pointer(zone, table, date)):
+            return None
+        return str(read_json(self.partition_pointer(zone, table, date))["version"])
+
+    def partition_files(self, zone: str, table: str, date: dt.date | str) -> list[str]:
+        """The data files of a committed partition: on S3 exactly those its pointer names (a
+        partition written before pointers: the files in its folder); locally the folder's files.
+
+        Raises:
+            LakeError: the partition is not committed.
+        """
+        folder = self.partition(zone, table, date)
+        if not self.is_committed(zone, table, date):
+            raise LakeError(f"partition {folder} is not committed")
+        return committed_files(folder)
 
 
 # --- small documents (JSON) on a local folder or S3 ---------------------------------------
@@ -215,6 +263,42 @@ def _exists(path: str) -> bool:
         resp = _s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
         return bool(resp.get("KeyCount"))
     return _local(path).exists()
+
+
+def _exists_key(path: str) -> bool:
+    """Whether exactly this object (S3) or file exists."""
+    if is_s3(path):
+        bucket, key = _s3_split(path)
+        resp = _s3_client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return any(obj["Key"] == key for obj in resp.get("Contents", []))
+    return _local(path).exists()
+
+
+def _committed(folder: str) -> bool:
+    """A partition folder is committed: it has a pointer (S3) or the commit marker."""
+    if is_s3(folder):
+        bucket, key = _s3_split(folder)
+        resp = _s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{key}/_", MaxKeys=100)
+        names = {obj["Key"][len(key) + 1 :] for obj in resp.get("Contents", [])}
+        return bool(names & {PARTITION_POINTER, COMMIT_MARKER})
+    return _exists(f"{folder}/{COMMIT_MARKER}")
+
+
+def committed_files(folder: str) -> list[str]:
+    """The data files of a committed partition folder (``<table>/date=D``): on S3 exactly those its
+    pointer names, else (local, or an S3 partition written before pointers) the folder's files."""
+    pointer = f"{folder}/{PARTITION_POINTER}"
+    if is_s3(folder) and _exists_key(pointer):
+        table_path = folder.rsplit("/", 1)[0]
+        return [f"{table_path}/{f['path']}" for f in read_json(pointer)["files"]]
+    return [f.path for f in list_files(folder)]
+
+
+def commit_object(folder: str) -> str:
+    """The object whose write committed a partition folder (its pointer on S3, else ``_SUCCESS``):
+    its :func:`stored_at` is the commit time."""
+    pointer = f"{folder}/{PARTITION_POINTER}"
+    return pointer if is_s3(folder) and _exists_key(pointer) else f"{folder}/{COMMIT_MARKER}"
 
 
 def _list_dirs(path: str) -> Iterator[str]:
@@ -272,6 +356,63 @@ def read_bytes(path: str) -> bytes:
     return target.read_bytes()
 
 
+class _S3Reader(io.RawIOBase):
+    """A seekable, read-only view of one S3 object: each read is a ranged GET (nothing held whole)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self._client = _s3_client()
+        self._bucket, self._key = _s3_split(path)
+        try:
+            head = self._client.head_object(Bucket=self._bucket, Key=self._key)
+        except Exception as err:  # botocore's ClientError is generated at run time
+            raise LakeError(f"file {path} not found: {err}") from err
+        self._size = int(head["ContentLength"])
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        end = min(self._size, self._pos + len(view)) - 1
+        if end < self._pos:
+            return 0
+        obj = self._client.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end}")
+        data: bytes = obj["Body"].read()
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def open_binary(path: str) -> BinaryIO:
+    """Open a file (local or S3) for streaming, seekable reads; the caller closes it.
+
+    Landing files can be larger than memory: read what you need (a head, a Parquet footer)
+    and let Spark read the rest. On S3 every read is a ranged GET, buffered by 1 MiB.
+
+    Raises:
+        LakeError: the file does not exist.
+    """
+    if is_s3(path):
+        return io.BufferedReader(_S3Reader(path), buffer_size=1 << 20)
+    target = _local(path)
+    if not target.is_file():
+        raise LakeError(f"file {path} not found")
+    return target.open("rb")
+
+
 def read_json(path: str) -> Any:
     """Read a JSON document written by :func:`write_json`."""
     return json.loads(read_bytes(path))
@@ -279,6 +420,52 @@ def read_json(path: str) -> Any:
 
 def json_exists(path: str) -> bool:
     return _exists(path)
+
+
+def stored_at(path: str) -> dt.datetime:
+    """When the store wrote ``path``, by the store's own clock (S3 ``LastModified``; a file's mtime).
+
+    Raises:
+        LakeError: the object does not exist.
+    """
+    if is_s3(path):
+        bucket, key = _s3_split(path)
+        try:
+            modified: dt.datetime = _s3_client().head_object(Bucket=bucket, Key=key)["LastModified"]
+        except Exception as err:  # botocore's ClientError (404) is generated at run time
+            raise LakeError(f"document {path} not found: {err}") from err
+        return modified.astimezone(dt.UTC)
+    try:
+        mtime = _local(path).stat().st_mtime
+    except FileNotFoundError as err:
+        raise LakeError(f"document {path} not found") from err
+    return dt.datetime.fromtimestamp(mtime, dt.UTC)
+
+
+def store_now(folder: str) -> dt.datetime:
+    """The store's clock now: the stored time of a probe object written (then removed) in ``folder``.
+
+    Compared with :func:`stored_at` of another object of the same store, it gives that object's
+    age without reading any host's clock (hosts may disagree; the store is one clock).
+    """
+    import uuid
+
+    probe = f"{folder.rstrip('/')}/.clock-probe-{uuid.uuid4().hex}"
+    if is_s3(probe):
+        bucket, key = _s3_split(probe)
+        client = _s3_client()
+        client.put_object(Bucket=bucket, Key=key, Body=b"")
+        try:
+            return stored_at(probe)
+        finally:
+            client.delete_object(Bucket=bucket, Key=key)
+    target = _local(probe)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.touch()
+    try:
+        return stored_at(probe)
+    finally:
+        target.unlink(missing_ok=True)
 
 
 def list_docs(folder: str) -> list[str]:
@@ -298,6 +485,11 @@ def list_docs(folder: str) -> list[str]:
     if not local.is_dir():
         return []
     return sorted(str(p) for p in local.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+
+
+def list_folders(folder: str) -> list[str]:
+    """Names of the folders directly inside a lake folder (local or S3), sorted; none when it is missing."""
+    return sorted(_list_dirs(folder))
 
 
 # --- whole files: listing, copying, deleting (landing inbox and archive) ------------------
@@ -360,7 +552,17 @@ def copy_file(src: str, dst: str) -> None:
         dst_bucket, dst_key = _s3_split(dst)
         _s3_client().copy_object(Bucket=dst_bucket, Key=dst_key, CopySource={"Bucket": src_bucket, "Key": src_key})
         return
-    write_bytes(dst, read_bytes(src))
+    # Streamed (a landing file may be larger than memory), then renamed into place.
+    target = _local(dst)
+    with open_binary(src) as source:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, target)
 
 
 def configured() -> tuple[PipelineConfig, Lake]:

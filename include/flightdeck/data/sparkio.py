@@ -1,8 +1,16 @@
 """Spark session and the one atomic partition writer every job uses.
 
-A partition is written to a staging directory, then swapped into place with two
-renames through Hadoop's FileSystem API (local folders and ``s3a://`` alike). A
-reader only ever sees a committed partition (with ``_SUCCESS``) or none.
+On a local (or any non-S3) lake a partition is written to a staging directory, then
+swapped into place with two renames through Hadoop's FileSystem API. A reader only ever
+sees a committed partition (with ``_SUCCESS``) or none.
+
+On an S3 lake (``s3a://``/``s3://``) nothing is renamed: a rename there is a copy and a
+delete of every object. The data is written under a never-reused version prefix and made
+visible by one conditional pointer write per partition (:mod:`flightdeck.data.objectstore`);
+readers follow the pointer. The store must honour ``If-None-Match: *`` (probed before the
+first S3 commit of a process; a store that ignores it is refused). Test hook steps on S3:
+``leased``, ``staged`` (data written, no pointer yet), ``pointer`` (right before a pointer
+write, lease just verified) and ``committed`` (pointers written, before the cleanup).
 
 Every write holds its table's writer lease (:mod:`flightdeck.data.leases`,
 ``<table>/_lease``) from before it looks at the table's ``_staging`` and ``_trash``
@@ -40,8 +48,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from flightdeck.core.errors import MissingPartition
-from flightdeck.core.lake import COMMIT_MARKER, Lake, parse_date
-from flightdeck.data.leases import Lease, writer_lease
+from flightdeck.core.lake import COMMIT_MARKER, Lake, is_s3, parse_date
+from flightdeck.data import objectstore
+from flightdeck.data.leases import DEFAULT_TTL_SECONDS, LEASE_TTL_ENV, Lease, _env_seconds, writer_lease
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -263,15 +272,21 @@ def lease_path(table_path: str) -> str:
 
 
 def commit_partition(
-    fs: FileOps, lake: Lake, zone: str, table: str, date: dt.date | str, write: Callable[[str], None]
+    fs: FileOps | None, lake: Lake, zone: str, table: str, date: dt.date | str, write: Callable[[str], None]
 ) -> str:
     """Replace one date partition atomically, under the table's lease; returns its path.
 
     ``write(staging)`` writes the new version into the (new) folder ``staging`` and must leave
-    ``_SUCCESS`` in it (Spark does; other writers touch it). ``fs`` moves folders.
+    ``_SUCCESS`` in it (Spark does; other writers touch it). ``fs`` moves folders (local lakes;
+    an S3 lake needs none: see :func:`_commit_versioned`).
     """
     final = lake.partition(zone, table, date)
     table_path = lake.table(zone, table)
+    if is_s3(table_path):
+        key = parse_date(date).isoformat()
+        _commit_versioned(lake, zone, table, [key], lambda root: write(f"{root}/date={key}"))
+        return final
+    assert fs is not None, "a local lake commit needs the FileOps that move its folders"
     name = final.rsplit("/", 1)[-1]
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{table_path}/_staging/{name}-{token}"
@@ -286,9 +301,79 @@ def commit_partition(
     return final
 
 
+def _commit_versioned(
+    lake: Lake,
+    zone: str,
+    table: str,
+    keys: Sequence[str],
+    stage: Callable[[str], None],
+    *,
+    date_col: str = "date",
+    write_empty: Callable[[str], None] | None = None,
+) -> None:
+    """Commit date partitions of an S3 table: data under a new version prefix, then one
+    conditional pointer per date, then cleanup; all under the table's lease.
+
+    ``stage(root)`` writes the version under ``root`` (``<table>/_v/<version>``) as
+    ``<date_col>=<key>/`` folders and leaves ``_SUCCESS`` in ``root`` (Spark's ``partitionBy``
+    write, when ``write_empty`` is given) or in each date's folder. A date without files gets a
+    copy of what ``write_empty(folder)`` writes (a schema-carrying empty partition).
+
+    Raises:
+        ConditionalWritesUnsupported: the store ignores ``If-None-Match`` (user error).
+        CommitConflict: another writer moved a pointer meanwhile; this version stays invisible.
+    """
+    table_path = lake.table(zone, table)
+    objectstore.require_conditional_writes(table_path)
+    version = objectstore.new_version_id()
+    root = objectstore.version_path(table_path, version)
+    with writer_lease(lease_path(table_path)) as lease:
+        _test_pause("leased", table_path)
+        bases = {key: objectstore.read_pointer(lake.partition_pointer(zone, table, key)) for key in keys}
+        stage(root)
+        for folder in [""] if write_empty is not None else [f"{date_col}={key}" for key in keys]:
+            marker = f"{root}/{folder}/{COMMIT_MARKER}" if folder else f"{root}/{COMMIT_MARKER}"
+            if not objectstore.exists(marker):
+                raise RuntimeError(f"staged output {marker.rsplit('/', 1)[0]} has no {COMMIT_MARKER}; not committing")
+        _test_pause("staged", root)
+        empty_dir = f"{root}/_empty"
+        legacy = []
+        for key in keys:
+            folder = f"{root}/{date_col}={key}"
+            files = objectstore.staged_files(table_path, folder)
+            if not files and write_empty is not None:
+                if not objectstore.exists(f"{empty_dir}/{COMMIT_MARKER}"):
+                    write_empty(empty_dir)
+                objectstore.copy_files(empty_dir, folder)
+                files = objectstore.staged_files(table_path, folder)
+            base_etag, base_doc = bases[key]
+            if base_doc is not None:
+                objectstore.retire(table_path, base_doc)
+            elif lake.is_committed(zone, table, key):
+                legacy.append(f"date={key}")  # written before pointers: its files go after the commit
+            pointer = lake.partition_pointer(zone, table, key)
+            doc = {
+                "format": 1,
+                "version": version,
+                "partition": f"date={key}",
+                "files": files,
+                "bytes": sum(int(f["size"]) for f in files),
+                "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                "committed_by": lease.holder,
+                "previous": (base_doc or {}).get("version"),
+            }
+            lease.check()
+            _test_pause("pointer", pointer)
+            objectstore.publish(pointer, doc, base_etag)
+        _test_pause("committed", table_path)
+        grace = 2 * _env_seconds(LEASE_TTL_ENV, DEFAULT_TTL_SECONDS)
+        objectstore.cleanup(table_path, retention=objectstore.retention_seconds(), grace=grace, legacy_dates=legacy)
+    log.info("committed version %s of %s (%d partitions)", version, table_path, len(keys))
+
+
 def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
     """Replace exactly one date partition of a table, atomically; returns its path."""
-    fs = _Fs(df.sparkSession, lake.table(zone, table))
+    fs = None if is_s3(lake.table(zone, table)) else _Fs(df.sparkSession, lake.table(zone, table))
     return commit_partition(
         fs, lake, zone, table, date, lambda staging: df.write.mode("error").format(fmt).save(staging)
     )
@@ -323,6 +408,25 @@ def write_partitions(
     if date_col not in df.columns:
         raise ValueError(f"write_partitions: column {date_col!r} not in {df.columns}; it names each row's partition")
     table_path = lake.table(zone, table)
+    if is_s3(table_path):
+        rows = df.where(F.col(date_col).cast("string").isin(keys))
+        schema = df.drop(date_col).schema
+
+        def write_empty(folder: str) -> None:
+            df.sparkSession.createDataFrame([], schema).coalesce(1).write.mode("error").format(fmt).save(folder)
+
+        _commit_versioned(
+            lake,
+            zone,
+            table,
+            keys,
+            lambda root: rows.write.mode("error").format(fmt).partitionBy(date_col).save(root),
+            date_col=date_col,
+            write_empty=write_empty,
+        )
+        committed_s3 = [lake.partition(zone, table, key) for key in keys]
+        log.info("committed %d partitions of %s (%s..%s)", len(keys), table_path, keys[0], keys[-1])
+        return committed_s3
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{table_path}/_staging/{date_col}={keys[0]}..{keys[-1]}-{token}"
     fs = _Fs(df.sparkSession, table_path)
@@ -390,8 +494,24 @@ def read_partitions(
             f"{zone}/{table}: partitions {missing} are not committed in {lake.table(zone, table)}; "
             "run the upstream stage for those dates first"
         )
+    if is_s3(lake.table(zone, table)):
+        return _read_versioned(spark, lake, zone, table, wanted, fmt)
     paths = [lake.partition(zone, table, d) for d in wanted]
     return spark.read.format(fmt).option("basePath", lake.table(zone, table)).load(paths)
+
+
+def _read_versioned(
+    spark: SparkSession, lake: Lake, zone: str, table: str, dates: Sequence[dt.date], fmt: str
+) -> DataFrame:
+    """Read exactly the files each partition's pointer names (S3 lakes), with a ``date`` column."""
+    from pyspark.sql import functions as F
+
+    files = [path for d in dates for path in lake.partition_files(zone, table, d)]
+    if not files:
+        raise MissingPartition(f"{zone}/{table}: partitions {[d.isoformat() for d in dates]} name no data files")
+    # Each file lives in a "<col>=<YYYY-MM-DD>" folder: the date is that folder's value.
+    date = F.regexp_extract(F.col("_metadata.file_path"), r"=([0-9]{4}-[0-9]{2}-[0-9]{2})/[^/]*$", 1)
+    return spark.read.format(fmt).load(files).withColumn("date", date)
 
 
 def read_available_partitions(

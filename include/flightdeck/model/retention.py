@@ -29,7 +29,7 @@ from flightdeck.core import tracking
 from flightdeck.core.columns import MODEL_VERSION
 from flightdeck.core.config import PipelineConfig, Retention
 from flightdeck.core.errors import FlightdeckError
-from flightdeck.core.lake import Lake, list_docs, list_files, read_bytes, read_json, write_json
+from flightdeck.core.lake import Lake, committed_files, list_docs, read_bytes, read_json, write_json
 from flightdeck.model import registry
 from flightdeck.model.documents import RetentionRecord, RetentionStep
 
@@ -178,9 +178,9 @@ def scored_versions(lake: Lake, tables: Sequence[str], since: dt.date) -> dict[d
             if day < since:
                 continue
             found = out.setdefault(day, set())
-            for file in list_files(lake.partition("predictions", table, day)):
-                if file.name.endswith(".parquet"):
-                    column = pq.read_table(io.BytesIO(read_bytes(file.path)), columns=[MODEL_VERSION]).column(0)
+            for path in committed_files(lake.partition("predictions", table, day)):
+                if path.endswith(".parquet"):
+                    column = pq.read_table(io.BytesIO(read_bytes(path)), columns=[MODEL_VERSION]).column(0)
                     found.update(str(v) for v in column.unique().to_pylist() if v is not None)
     return out
 

@@ -51,11 +51,11 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.documents import RunDocument
 from flightdeck.core.lake import (
-    COMMIT_MARKER,
     Lake,
     LakeError,
+    commit_object,
+    committed_files,
     list_docs,
-    list_files,
     list_folders,
     open_binary,
     read_json,
@@ -125,7 +125,7 @@ def _gauge(family: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
 def _parquet_paths(lake: Lake, folder: str) -> list[str]:
     if not lake.is_remote:
         return [str(p) for p in sorted(Path(folder).glob("*.parquet"))]
-    return [f.path for f in list_files(folder) if f.name.endswith(".parquet")]
+    return [path for path in committed_files(folder) if path.endswith(".parquet")]  # S3: the pointer's files
 
 
 def _parquet_rows(lake: Lake, folder: str) -> list[dict[str, Any]]:
@@ -321,7 +321,7 @@ class LakeCollector(Collector):
             newest = partitions[-1]
             scored.add_metric(["all", ""], sum(counts.values()))
             scored.add_metric(["newest", newest.isoformat()], counts[newest])
-            at = stored_at(f"{lake.partition('predictions', entity, newest)}/{COMMIT_MARKER}").timestamp()
+            at = stored_at(commit_object(lake.partition("predictions", entity, newest))).timestamp()
             committed.add_metric([newest.isoformat()], at)
             fresh.add_metric([newest.isoformat()], max(0.0, self._clock() - at))
         score_runs = stages.get(ScoreResult.NAME)
