@@ -12,6 +12,30 @@ from typing import Any
 import pandas as pd
 
 
+def tree_range(booster: Any) -> tuple[int, int]:
+    """The early-stopped tree range (``best_iteration``), or every tree when there is none."""
+    best = booster.attr("best_iteration")
+    return (0, int(best) + 1) if best is not None else (0, 0)
+
+
+def feature_arrays(booster: Any, batches: Iterator[pd.DataFrame], n_features: int) -> Iterator[Any]:
+    """Inside a pandas UDF: the booster set to the task's CPUs, then each batch as a float64 array.
+
+    Raises:
+        ValueError: a batch does not have the model's number of features.
+    """
+    import numpy as np
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    booster.set_param({"nthread": context.cpus() if context is not None else 1})
+    for features in batches:
+        x = features.to_numpy(dtype=np.float64)
+        if x.shape[1] != n_features:
+            raise ValueError(f"the model expects {n_features} features, got {x.shape[1]}")
+        yield x
+
+
 def probability_udf(booster: Any, n_features: int) -> Any:
     """A pandas UDF: struct of ``n_features`` doubles -> positive-class probability (double).
 
@@ -21,21 +45,14 @@ def probability_udf(booster: Any, n_features: int) -> Any:
     """
     from pyspark.sql.functions import pandas_udf
 
-    best = booster.attr("best_iteration")
-    iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
+    iteration_range = tree_range(booster)
 
     @pandas_udf("double")  # type: ignore[call-overload]
     def probability(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         import numpy as np
-        from pyspark import TaskContext
         from scipy.special import expit
 
-        context = TaskContext.get()
-        booster.set_param({"nthread": context.cpus() if context is not None else 1})
-        for features in batches:
-            x = features.to_numpy(dtype=np.float64)
-            if x.shape[1] != n_features:
-                raise ValueError(f"the model expects {n_features} features, got {x.shape[1]}")
+        for x in feature_arrays(booster, batches, n_features):
             margins = booster.inplace_predict(
                 x, iteration_range=iteration_range, predict_type="margin", missing=np.nan, validate_features=False
             )
@@ -52,20 +69,13 @@ def value_udf(booster: Any, n_features: int) -> Any:
     """
     from pyspark.sql.functions import pandas_udf
 
-    best = booster.attr("best_iteration")
-    iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
+    iteration_range = tree_range(booster)
 
     @pandas_udf("double")  # type: ignore[call-overload]
     def value(batches: Iterator[pd.DataFrame]) -> Iterator[pd.Series]:
         import numpy as np
-        from pyspark import TaskContext
 
-        context = TaskContext.get()
-        booster.set_param({"nthread": context.cpus() if context is not None else 1})
-        for features in batches:
-            x = features.to_numpy(dtype=np.float64)
-            if x.shape[1] != n_features:
-                raise ValueError(f"the model expects {n_features} features, got {x.shape[1]}")
+        for x in feature_arrays(booster, batches, n_features):
             values = booster.inplace_predict(
                 x, iteration_range=iteration_range, predict_type="value", missing=np.nan, validate_features=False
             )
@@ -108,22 +118,15 @@ def explained_udf(booster: Any, names: list[str], top_k: int, output: str) -> An
     over the same tree range: ``base`` + every feature's contribution = the margin."""
     from pyspark.sql.functions import pandas_udf
 
-    best = booster.attr("best_iteration")
-    iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
+    iteration_range = tree_range(booster)
     n_features = len(names)
 
     @pandas_udf(EXPLAINED_SCHEMA)  # type: ignore[call-overload]
     def explained(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         import numpy as np
-        from pyspark import TaskContext
         from scipy.special import expit
 
-        context = TaskContext.get()
-        booster.set_param({"nthread": context.cpus() if context is not None else 1})
-        for features in batches:
-            x = features.to_numpy(dtype=np.float64)
-            if x.shape[1] != n_features:
-                raise ValueError(f"the model expects {n_features} features, got {x.shape[1]}")
+        for x in feature_arrays(booster, batches, n_features):
             kind = "margin" if output == "probability" else "value"
             raw = booster.inplace_predict(
                 x, iteration_range=iteration_range, predict_type=kind, missing=np.nan, validate_features=False
