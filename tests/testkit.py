@@ -209,3 +209,49 @@ def kill_job_when_staged(
     if proc.returncode != -signal.SIGKILL:
         raise AssertionError(f"{job} was not killed (exit {proc.returncode}); see {log}")
     return found[0].parent
+
+
+class HttpReceiver:
+    """A local HTTP server on 127.0.0.1 recording each POST (path, headers, body) and answering
+    ``status``: a real webhook endpoint for alert tests (``url`` ends in ``path``)."""
+
+    def __init__(self, path: str = "/hook", status: int = 200, answer: bytes = b"ok") -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.received.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self) -> list[Any]:
+        """The JSON bodies received, in order."""
+        import json
+
+        return [json.loads(r["body"]) for r in self.received]
+
+    def events(self) -> list[dict[str, Any]]:
+        """Each alert received: its top-level ``event`` and the ``Authorization`` header sent with it."""
+        return [
+            {"event": body.get("event"), "auth": r["headers"].get("Authorization")}
+            for r, body in zip(self.received, self.bodies(), strict=True)
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -16,11 +16,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import HttpReceiver
 
 from flightdeck.core import alerts
 from flightdeck.core.config import Alerts, Smtp
@@ -44,37 +44,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class _Http:
-    """A local HTTP receiver recording each POST (path, headers, raw body) and answering ``status``."""
-
-    def __init__(self, status: int = 200, answer: bytes = b"ok") -> None:
-        self.received: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append({"path": self.path, "headers": dict(self.headers), "body": body.decode()})
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = int(self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture()
-def http() -> Iterator[_Http]:
-    receiver = _Http()
+def http() -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver(path="/")
     yield receiver
     receiver.close()
 
@@ -132,7 +104,7 @@ def _text_of(message: Message) -> str:
 
 
 def test_apprise_json_webhook_gets_the_alert_and_no_secret(
-    http: _Http, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    http: HttpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A plain URL (alerts.webhook_url) and an apprise connection (alerts.apprise_conn_id).
     url = f"http://127.0.0.1:{http.port}/hook/T0HOOKSECRET/B0HOOKSECRET"
@@ -157,7 +129,7 @@ def test_apprise_json_webhook_gets_the_alert_and_no_secret(
     assert ledger["event"] == "dag_failure" and SECRET_PASSWORD not in json.dumps(ledger)
 
 
-def test_slack_incoming_webhook_gets_the_text(http: _Http, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slack_incoming_webhook_gets_the_text(http: HttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     # The Slack webhook connection: host is the endpoint, password the webhook token (its path).
     conn = {"conn_type": "slackwebhook", "host": f"http://127.0.0.1:{http.port}", "password": "T0SL/B0SL/XySlackTok1"}
     monkeypatch.setenv("AIRFLOW_CONN_FD_SLACK", json.dumps(conn))
@@ -213,7 +185,7 @@ def test_dead_receivers_are_reported_never_raised(tmp_path: Path, monkeypatch: p
 
 
 def test_a_provider_that_cannot_be_imported_leaves_the_channel_unavailable(
-    http: _Http, monkeypatch: pytest.MonkeyPatch
+    http: HttpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "airflow.providers.slack.hooks.slack_webhook", None)  # as if not installed
     monkeypatch.setenv("AIRFLOW_CONN_FD_SLACK", json.dumps({"conn_type": "slackwebhook", "password": "T/B/C"}))
@@ -224,7 +196,7 @@ def test_a_provider_that_cannot_be_imported_leaves_the_channel_unavailable(
 
 
 def test_airflow_callbacks_reach_the_apprise_connection(
-    http: _Http, lake_root: Path, monkeypatch: pytest.MonkeyPatch
+    http: HttpReceiver, lake_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The DAGs' notifier and the deadline callback deliver through the provider, config from the environment."""
     import asyncio

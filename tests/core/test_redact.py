@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from testkit import HttpReceiver
 
 from flightdeck.core import alerts
 from flightdeck.core.config import Alerts, load_config
@@ -84,27 +82,14 @@ def test_manifest_config_has_no_webhook_url(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture()
-def hook() -> Iterator[dict[str, Any]]:
-    """A real local webhook receiver recording every body it gets."""
-    bodies: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"url": f"http://127.0.0.1:{server.server_address[1]}/hook/T0SECRET/B0SECRET", "bodies": bodies}
-    server.shutdown()
-    server.server_close()
+def hook() -> Iterator[HttpReceiver]:
+    """A real local webhook receiver whose URL carries a Slack-style secret path."""
+    receiver = HttpReceiver(path="/hook/T0SECRET/B0SECRET")
+    yield receiver
+    receiver.close()
 
 
-def test_alert_delivered_to_a_webhook_carries_no_secret(hook: dict[str, Any], tmp_path: Path) -> None:
+def test_alert_delivered_to_a_webhook_carries_no_secret(hook: HttpReceiver, tmp_path: Path) -> None:
     from flightdeck.ops.notifiers import failure_details
 
     class Ti:
@@ -112,11 +97,11 @@ def test_alert_delivered_to_a_webhook_carries_no_secret(hook: dict[str, Any], tm
 
     error = RuntimeError("MLflow at http://admin:Very-Secret-Pw-1@127.0.0.1:5000 refused: token=abc-def-123456")
     summary, details = failure_details({"ti": Ti(), "exception": error})
-    cfg = Alerts(file=str(tmp_path / "alerts.jsonl"), webhook_url=hook["url"])
+    cfg = Alerts(file=str(tmp_path / "alerts.jsonl"), webhook_url=hook.url)
     alert = alerts.build_alert(alerts.DAG_FAILURE, summary, details)
     outcome = alerts.deliver(alert, cfg)
     assert outcome["webhook"] == "sent to 1 service(s)"  # through apprise (core/alerts.py)
-    sent = json.dumps(hook["bodies"]) + (tmp_path / "alerts.jsonl").read_text()
+    sent = json.dumps(hook.bodies()) + (tmp_path / "alerts.jsonl").read_text()
     for secret in ("Very-Secret-Pw-1", "abc-def-123456", "T0SECRET"):
         assert secret not in sent
     assert "refused" in sent and "flightdeck_train.train failed" in sent

@@ -70,29 +70,13 @@ def canary() -> str:
 
 
 @pytest.fixture(scope="session")
-def alert_hook() -> Iterator[dict[str, Any]]:
-    """A local webhook receiver (a real HTTP server) recording each alert and its Authorization header."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+def alert_hook() -> Iterator[Any]:
+    """The webhook the stack's alerts go to (through the ``flightdeck_alerts`` connection)."""
+    from testkit import HttpReceiver
 
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append({"event": body.get("event"), "auth": self.headers.get("Authorization")})
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"url": f"http://127.0.0.1:{server.server_address[1]}/alerts", "received": received}
-    server.shutdown()
-    server.server_close()
+    receiver = HttpReceiver(path="/alerts", status=204, answer=b"")
+    yield receiver
+    receiver.close()
 
 
 @pytest.fixture(scope="session")
@@ -133,7 +117,7 @@ def _stack_environ(stack_env: dict[str, str]) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def demo_result(stack: Any, stack_env: dict[str, str], alert_hook: dict[str, Any]) -> dict:
+def demo_result(stack: Any, stack_env: dict[str, str], alert_hook: Any) -> dict:
     from flightdeck.core.config import load_config
     from flightdeck.ops.airflow_api import AirflowApi
     from flightdeck.ops.demo import plan_from_config, run_demo
@@ -150,7 +134,7 @@ def demo_result(stack: Any, stack_env: dict[str, str], alert_hook: dict[str, Any
     # Stored through the REST API: in the metadata database, encrypted with the Fernet key.
     api.post(
         "/api/v2/connections",
-        {"connection_id": "flightdeck_alerts", "conn_type": "http", "host": alert_hook["url"], "password": CANARY},
+        {"connection_id": "flightdeck_alerts", "conn_type": "http", "host": alert_hook.url, "password": CANARY},
     )
     try:
         with _environ(stack_env):

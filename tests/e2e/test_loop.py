@@ -65,7 +65,7 @@ def test_july_day_is_marked_degraded_naming_the_missing_days(stack, demo_result,
     missing = [(dt.date(2013, 6, 3) + dt.timedelta(days=i)).isoformat() for i in range(14)]  # June 3..16
     assert status["degraded"] is True, status
     assert sorted(status["missing"]) == missing, status
-    assert "features_degraded" in {r["event"] for r in alert_hook["received"]}
+    assert "features_degraded" in {r["event"] for r in alert_hook.events()}
     decision = read_json(lake.retrain_decision(demo_result["day"]))
     assert decision["retrain"] is True and decision["went_without"] == []  # June's history never blocks
 

@@ -119,7 +119,7 @@ def test_mlflow_refuses_requests_without_a_login(stack: Any) -> None:
 
 
 def test_connection_secret_is_encrypted_used_and_never_logged(
-    stack: Any, demo_result: Any, alert_hook: dict[str, Any], canary: str
+    stack: Any, demo_result: Any, alert_hook: Any, canary: str
 ) -> None:
     import psycopg2
     from sqlalchemy.engine import make_url
@@ -135,8 +135,8 @@ def test_connection_secret_is_encrypted_used_and_never_logged(
     assert encrypted is True and canary not in stored
 
     # The tasks used it: promotions and retrain requests reached the webhook with the token.
-    events = {r["event"] for r in alert_hook["received"] if r["auth"] == f"Bearer {canary}"}
-    assert {"promotion", "retrain_requested"} <= events, alert_hook["received"]
+    events = {r["event"] for r in alert_hook.events() if r["auth"] == f"Bearer {canary}"}
+    assert {"promotion", "retrain_requested"} <= events, alert_hook.events()
 
     logs = [p for p in (stack.airflow_home / "logs").rglob("*") if p.is_file()]
     logs += [p for p in stack.log_dir.glob("*.log") if p.is_file()]
