@@ -7,7 +7,9 @@ under the file's own names (a CSV header, JSON keys, Parquet columns; checked ag
 configured columns' headers, never inferred):
 
 - CSV: the declared dialect; a quoted field may hold delimiters, quotes (doubled) and line
-  breaks (read as multi-line CSV); ``raw_line`` is the record re-quoted in that dialect.
+  breaks (read as multi-line CSV when ``format.multi_line`` declares it or the file's head
+  shows one; a record spanning lines is then one row); ``raw_line`` is the record re-quoted
+  in that dialect.
 - JSON lines: one object per line; each value as a string (nested values as JSON text,
   numbers as Spark renders them: ``1.50`` -> ``1.5``); ``raw_line`` is the line itself.
 - Parquet: every column cast to a string (nested ones as JSON); ``raw_line`` is the row as JSON.
@@ -19,6 +21,7 @@ check goes to quarantine with its raw line and every reason, in this order::
     extra_fields              the line has more fields than its header (an unquoted delimiter)
     missing_required:<col>    a required value is absent (empty or a null marker)
     unparseable:<col>         a value is present but does not cast to the column's type
+    non_finite:<col>          a double column holds NaN, Infinity or -Infinity (``inf``, ``1e400``...)
     <row rule name>           a configured row rule (SQL condition marking a bad row) holds
     unknown_reference:<col>   the value is not a key of the configured reference table
     invalid_date              year, month and day do not form a calendar date (e.g. 2023-02-30)
@@ -33,7 +36,8 @@ line and offset), empty file, header only (no rows), a CSV split by another deli
 declared one, a quoted CSV field never closed, a JSON lines file without any JSON object,
 configured columns missing (or renamed; for JSON lines: in every line) or repeated, and extra
 columns when ``ingest.extra_columns`` is ``reject`` (by default they are ignored and
-reported). The functions here are pure transforms over DataFrames, plus small readers;
+reported). These checks read a file's head only (:data:`HEAD_BYTES`; a Parquet file's footer),
+never the whole file: Spark reads the rows. The functions here are pure transforms over DataFrames, plus small readers;
 :mod:`flightdeck.data.ingest_run` does the writing for ``jobs/ingest.py``.
 """
 
@@ -49,7 +53,7 @@ import logging
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from flightdeck.core.columns import PARTITION as DATE
@@ -63,7 +67,7 @@ from flightdeck.core.config import (
     TimeSeriesSource,
 )
 from flightdeck.core.errors import FlightdeckError, MissingPartition
-from flightdeck.core.lake import Lake, LakeError, parse_date, read_bytes, reference_table
+from flightdeck.core.lake import Lake, LakeError, open_binary, parse_date, reference_table
 from flightdeck.data.documents import IngestLedgerEntry
 
 if TYPE_CHECKING:
@@ -90,6 +94,13 @@ _DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 # Charsets Spark decodes JSON lines from (ASCII-compatible: a line break is the byte 0x0a).
 _JSONL_CHARSETS = ("UTF-8", "ISO-8859-1", "US-ASCII")
 _BLANK = r"^\s*$"
+# The contract checks read at most this much of a file (decompressed): the header, the first
+# rows, the dialect. Spark reads the whole file; the driver never holds it (a landing file
+# may be larger than the driver's memory).
+HEAD_BYTES = 1 << 20
+# Longest field a multi-line CSV read accepts: a quote never closed past the head would
+# otherwise swallow the rest of the file into one value in one task's memory.
+MAX_FIELD_CHARS = 1 << 24
 
 
 class IngestError(FlightdeckError):
@@ -123,6 +134,8 @@ class LandingFile:
     extra_columns: list[str] = field(default_factory=list)
     signature: tuple[str, ...] = ()
     multi_line: bool = False
+    # The file is larger than the head the checks read (HEAD_BYTES): its rows may not fit in memory.
+    large: bool = False
 
 
 # --- file formats -----------------------------------------------------------------------
@@ -162,38 +175,56 @@ def _expected(columns: Sequence[str], fmt: FileFormat) -> str:
     return f"expected {'keys' if fmt.kind == 'jsonl' else 'columns'}: " + ", ".join(columns)
 
 
-def _read_body(path: str, fmt: FileFormat, what: str, expected: str) -> bytes | None:
-    """A file's bytes, decompressed when the format says gzip; None when it does not exist.
+@dataclass(frozen=True)
+class _Head:
+    """The first bytes of a file (decompressed), and whether they are the whole file."""
 
-    Day-sized files are read whole, with the lake's reader (local or S3).
+    body: bytes
+    complete: bool
+
+
+def _read_head(path: str, fmt: FileFormat, what: str, expected: str) -> _Head | None:
+    """At most :data:`HEAD_BYTES` of a file, decompressed when the format says gzip, streamed
+    with the lake's reader (local or S3); None when the file does not exist.
 
     Raises:
-        IngestContractError: gzip is declared and the file is not a (complete) gzip stream.
+        IngestContractError: gzip is declared and the head is not a (complete) gzip stream.
     """
     try:
-        body = read_bytes(path)
+        stream = open_binary(path)
     except LakeError:
         return None
-    if fmt.compression == "gzip":  # never on Parquet (the config refuses it)
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as err:
-            raise IngestContractError(
-                f"{what} {path} is not a valid gzip file ({err}); format.compression is gzip: "
-                f"deliver it gzipped, or declare compression: none; {expected}"
-            ) from err
-    return body
+    with stream:
+        if fmt.compression != "gzip":  # never on Parquet (the config refuses it)
+            body = stream.read(HEAD_BYTES + 1)
+        else:
+            try:
+                with gzip.GzipFile(fileobj=stream, mode="rb") as unzipped:
+                    body = unzipped.read(HEAD_BYTES + 1)
+            except (OSError, EOFError, zlib.error) as err:
+                raise IngestContractError(
+                    f"{what} {path} is not a valid gzip file ({err}); format.compression is gzip: "
+                    f"deliver it gzipped, or declare compression: none; {expected}"
+                ) from err
+    return _Head(body[:HEAD_BYTES], complete=len(body) <= HEAD_BYTES)
 
 
-def _decode(body: bytes, path: str, fmt: FileFormat, what: str, expected: str) -> str:
-    """A file's text in its declared encoding (a leading byte-order mark dropped).
+def _decode(head: _Head, path: str, fmt: FileFormat, what: str, expected: str) -> str:
+    """A head's text in its declared encoding (a leading byte-order mark dropped); a head that
+    is not the whole file ends at its last complete line.
 
     Raises:
         IngestContractError: bytes that are not valid in that encoding (line and offset named).
     """
     charset = _charset(fmt.encoding)
+    body = head.body
     try:
-        return body.decode(fmt.encoding).removeprefix("\ufeff")
+        text = codecs.getincrementaldecoder(fmt.encoding)().decode(body, final=head.complete)
+        text = text.removeprefix("\ufeff")
+        if head.complete:
+            return text
+        cut = max(text.rfind("\n"), text.rfind("\r"))
+        return text[: cut + 1] if cut >= 0 else text
     except UnicodeDecodeError as err:
         line = body[: err.start].decode(fmt.encoding, errors="replace").count("\n") + 1
         where = f"offset {err.start}" + (" of the decompressed text" if fmt.compression == "gzip" else "")
@@ -220,6 +251,7 @@ class _Scan:
     bad_lines: tuple[int, ...] = ()  # JSON lines: numbers of the first lines that are not objects
     signature: tuple[str, ...] = ()  # Parquet: the column types
     multi_line: bool = False  # CSV: a quoted field holds a line break
+    large: bool = False  # the file is larger than HEAD_BYTES (the checks saw its head only)
 
 
 def _walk_csv(text: str, fmt: FileFormat, *, strict: bool) -> tuple[list[list[str]], bool, str | None, int]:
@@ -240,16 +272,25 @@ def _walk_csv(text: str, fmt: FileFormat, *, strict: bool) -> tuple[list[list[st
     return head, multi_line, None, start
 
 
-def _scan_csv(text: str, path: str, fmt: FileFormat, what: str, expected: str) -> _Scan:
+def _scan_csv(text: str, path: str, fmt: FileFormat, what: str, expected: str, complete: bool = True) -> _Scan:
     """The header and first row of a CSV text, parsed in its dialect, and whether a record spans lines.
 
-    The whole text is parsed, so a quoted field left open (which would swallow every later
-    line into one field) is caught here.
+    The text is the file's head (``complete`` when it is the whole file), parsed whole: in a
+    whole file a quoted field left open (which would swallow every later line into one field)
+    is caught here; a head may end inside a quoted line break, which only says the file is
+    multi-line (Spark's read then bounds a field, see :data:`MAX_FIELD_CHARS`).
 
     Raises:
         IngestContractError: a quoted field is never closed.
     """
     head, multi_line, error, start = _walk_csv(text, fmt, strict=True)
+    if error is not None and "unexpected end of data" in error and not complete:
+        head, _, _, _ = _walk_csv(text, fmt, strict=False)
+        return _Scan(
+            columns=[h.strip() for h in head[0]] if head else [],
+            shown=fmt.delimiter.join(head[0]) if head else "",
+            multi_line=True,
+        )
     if error is not None and "unexpected end of data" in error:
         raise IngestContractError(
             f"{what} {path} has a quoted field opened at line {start} that is never closed "
@@ -262,7 +303,8 @@ def _scan_csv(text: str, path: str, fmt: FileFormat, what: str, expected: str) -
     if not head:
         return _Scan(columns=[], shown="", empty=True, has_rows=False)
     header = [h.strip() for h in head[0]]
-    return _Scan(columns=header, shown=fmt.delimiter.join(head[0]), has_rows=len(head) > 1, multi_line=multi_line)
+    has_rows = len(head) > 1 or not complete
+    return _Scan(columns=header, shown=fmt.delimiter.join(head[0]), has_rows=has_rows, multi_line=multi_line)
 
 
 def _lines(text: str) -> list[str]:
@@ -298,8 +340,9 @@ def _scan_jsonl(text: str) -> _Scan:
     )
 
 
-def _scan_parquet(body: bytes, path: str, what: str, expected: str) -> _Scan:
-    """The schema and row count of a Parquet file (from its footer).
+def _scan_parquet(path: str, what: str, expected: str) -> _Scan | None:
+    """The schema and row count of a Parquet file, from its footer (the rest is not read); None
+    when the file does not exist.
 
     Raises:
         IngestContractError: the bytes are not a Parquet file.
@@ -308,11 +351,18 @@ def _scan_parquet(body: bytes, path: str, what: str, expected: str) -> _Scan:
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(io.BytesIO(body))
+        stream = open_binary(path)
+    except LakeError:
+        return None
+    try:
+        with stream:
+            large = stream.seek(0, io.SEEK_END) > HEAD_BYTES
+            meta = pq.ParquetFile(stream)
     except (pa.ArrowException, OSError) as err:
         raise IngestContractError(f"{what} {path} is not a Parquet file ({err}); {expected}") from err
     schema = meta.schema_arrow
     return _Scan(
+        large=large,
         columns=list(schema.names),
         shown=", ".join(schema.names),
         empty=False,
@@ -322,16 +372,16 @@ def _scan_parquet(body: bytes, path: str, what: str, expected: str) -> _Scan:
 
 
 def _scan(path: str, fmt: FileFormat, what: str, expected: str) -> _Scan | None:
-    """The whole-file pass of a file in its format; None when it does not exist."""
-    body = _read_body(path, fmt, what, expected)
-    if body is None:
-        return None
+    """The whole-file checks' pass over a file's head (a Parquet file's footer); None when it
+    does not exist. Never more than :data:`HEAD_BYTES` of the file is read here."""
     if fmt.kind == "parquet":
-        return _scan_parquet(body, path, what, expected)
-    text = _decode(body, path, fmt, what, expected)
-    if fmt.kind == "jsonl":
-        return _scan_jsonl(text)
-    return _scan_csv(text, path, fmt, what, expected)
+        return _scan_parquet(path, what, expected)
+    head = _read_head(path, fmt, what, expected)
+    if head is None:
+        return None
+    text = _decode(head, path, fmt, what, expected)
+    scan = _scan_jsonl(text) if fmt.kind == "jsonl" else _scan_csv(text, path, fmt, what, expected, head.complete)
+    return replace(scan, large=not head.complete)
 
 
 def _check_readable(fmt: FileFormat, owner: str) -> None:
@@ -425,7 +475,8 @@ def inspect_landing_file(
         header=header,
         extra_columns=extra,
         signature=scan.signature,
-        multi_line=scan.multi_line,
+        multi_line=fmt.multi_line or scan.multi_line,
+        large=scan.large,
     )
 
 
@@ -459,9 +510,11 @@ def csv_options(fmt: FileFormat, multi_line: bool = False) -> dict[str, str]:
     """Spark's CSV options for a declared dialect: every field a string, quotes escaped by doubling.
 
     ``multi_line`` for files whose quoted fields hold line breaks: each is then parsed whole by
-    one task (and a whitespace-only line there is read as a row, which the line reader skips).
+    one task (and a whitespace-only line there is read as a row, which the line reader skips),
+    and a field longer than :data:`MAX_FIELD_CHARS` fails the read (a quote never closed).
     """
-    return {
+    bound = {"maxCharsPerColumn": str(MAX_FIELD_CHARS)} if multi_line else {}
+    return bound | {
         "header": "true",
         "sep": fmt.delimiter,
         "quote": fmt.quote,
@@ -679,6 +732,13 @@ def classify_rows(
                     F.col(present_names[col_cfg.name]).isNotNull() & F.col(col_cfg.name).isNull(),
                 )
             )
+    for col_cfg in source.columns:
+        if col_cfg.type == "double":
+            # NaN, Infinity, -inf, 1e400 cast to doubles that pass null and range checks (NaN
+            # compares false) or fail a whole day's suite: each such row is quarantined instead.
+            value = F.col(col_cfg.name)
+            infinite = F.isnan(value) | (F.abs(value) == F.lit(float("inf")))
+            checks.append((f"non_finite:{col_cfg.name}", F.coalesce(infinite, F.lit(False))))
     for name, condition in source.row_rules.items():
         checks.append((name, F.coalesce(F.expr(condition), F.lit(False))))
 
@@ -759,10 +819,21 @@ def build_ledgers(raw: DataFrame, classified: DataFrame, source: TimeSeriesSourc
 
     Raises:
         LedgerMismatch: rows in != valid + quarantined for some date.
+        IngestContractError: a multi-line CSV file holds a field longer than :data:`MAX_FIELD_CHARS`.
     """
     from pyspark.sql import functions as F
 
-    rows_in = {r[DATE]: int(r["n"]) for r in raw.groupBy(DATE).agg(F.count(F.lit(1)).alias("n")).collect()}
+    try:
+        rows_in = {r[DATE]: int(r["n"]) for r in raw.groupBy(DATE).agg(F.count(F.lit(1)).alias("n")).collect()}
+    except Exception as err:  # py4j's error class depends on the gateway; the parser's message does not
+        if "exceeds the maximum number of characters" not in str(err):
+            raise
+        where = re.search(r"reading file (\S+?)\.?\s", str(err))
+        raise IngestContractError(
+            f"landing file {where.group(1) if where else 'of ' + source.name} holds a field longer than "
+            f"{MAX_FIELD_CHARS} characters: a quoted field never closed swallows every later line; "
+            f"fix the quoting (the source declares multi-line CSV)"
+        ) from None
     ledgers = {d: IngestLedgerEntry(date=d, source=source.name, rows_in=n) for d, n in rows_in.items()}
     for r in classified.groupBy(DATE, REASON).agg(F.count(F.lit(1)).alias("n")).collect():
         ledger = ledgers.setdefault(
@@ -863,7 +934,7 @@ def read_reference(spark: SparkSession, path: str, ref: ReferenceSource) -> Data
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise IngestContractError(f"reference file {path} repeats columns {repeated}; {expected}")
-    raw = _read_strings(spark, [path], header, fmt, scan.multi_line)
+    raw = _read_strings(spark, [path], header, fmt, fmt.multi_line or scan.multi_line)
     cols = []
     for c in header:
         _, typed = _typed(_col(c), ref.column_types.get(c, "string"), ref.null_values)

@@ -54,7 +54,9 @@ from flightdeck.data.ingest import (
 from flightdeck.data.landing import inbox_file
 from flightdeck.data.sparkio import write_partitions
 from flightdeck.data.validation import (
+    PANDAS_MAX_ROWS,
     BronzeValidationError,
+    EngineChoice,
     PartitionChecks,
     TableCheck,
     bronze_spec,
@@ -130,6 +132,8 @@ def _landing_files(cfg: PipelineConfig, lake: Lake, source: TimeSeriesSource, ru
 
 def _check_sources(spark: SparkSession, cfg: PipelineConfig, lake: Lake, run: _Run) -> list[_Checked]:
     """Read and check every source's landing files of the range (one Spark read per source)."""
+    from pyspark import StorageLevel
+
     started = time.monotonic()
     checked: list[_Checked] = []
     for source in cfg.dataset.daily_sources:
@@ -139,9 +143,14 @@ def _check_sources(spark: SparkSession, cfg: PipelineConfig, lake: Lake, run: _R
         raw = read_landing(spark, files, source)
         slices = max(1, min(len(files), 2 * spark.sparkContext.defaultParallelism))
         # One shuffle by date serves the duplicate window and keeps each date's rows together.
-        classified = classify_rows(
-            raw.repartition(slices, "date"), source, run.ref_frames, cfg.dataset.reference
-        ).cache()
+        checked_rows = classify_rows(raw.repartition(slices, "date"), source, run.ref_frames, cfg.dataset.reference)
+        if any(f.large for f in files):
+            # A file larger than the checks' head may not fit in memory. The columnar cache
+            # builds its batches on the heap (OutOfMemoryError with a 512m driver); rows kept
+            # on local disk, one at a time, do not.
+            classified = checked_rows.localCheckpoint(eager=False, storageLevel=StorageLevel.DISK_ONLY)
+        else:
+            classified = checked_rows.cache()
         ledgers = build_ledgers(raw, classified, source)
         log.info("checked %d %s files in %.1fs", len(files), source.name, time.monotonic() - started)
         checked.append(_Checked(source, [f.date for f in files], classified, ledgers))
@@ -194,7 +203,10 @@ def _commit_bronze(
             spec = bronze_spec(cfg, item.source, _reference_keys(cfg, item.source, run.ref_frames))
             counts = history.get(item.source.name, {}) | {k: lg.rows_valid for k, lg in item.ledgers.items()}
             check = TableCheck(f"bronze/{item.source.name}", spec, keys, counts)
-            checks.append(check_partitions(rows.where(rows.date.isin(keys)), cfg, lake, check))
+            # GX on pandas collects the rows into the driver: only for what fits there.
+            n_rows = sum(item.ledgers[k].rows_valid for k in keys if k in item.ledgers)
+            engine: EngineChoice = "spark" if n_rows > PANDAS_MAX_ROWS else "auto"
+            checks.append(check_partitions(rows.where(rows.date.isin(keys)), cfg, lake, check, engine=engine))
             commit = [d for d in item.within_budget if checks[-1].reports[d.isoformat()].success]
         write_partitions(rows, lake, "bronze", item.source.name, commit)
     return checks
