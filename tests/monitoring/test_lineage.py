@@ -36,7 +36,7 @@ def _docs(root: Path) -> dict[str, dict[str, Any]]:
             "seconds": 1.0,
         },
         "build_features": {
-            "table": "flights",
+            "table": "features/flights",  # as the job writes it: zone/table
             "partitions": [DAY],
             "rows": {DAY: 9},
             "timeseries_partitions": {"weather": [DAY]},

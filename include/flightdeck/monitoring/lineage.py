@@ -96,7 +96,7 @@ def _build_features(cfg: PipelineConfig, lake: Lake, doc: BuildFeaturesResult) -
     inputs = _partitions(lake, "bronze", entity, [*doc.partitions, *doc.history_partitions])
     for table, days in doc.timeseries_partitions.items():
         inputs += _partitions(lake, "bronze", table, days)
-    return JobLineage(_unique(inputs), _unique(_partitions(lake, "features", doc.table, doc.partitions)))
+    return JobLineage(_unique(inputs), _unique(_partitions(lake, "features", entity, doc.partitions)))
 
 
 def _validate(cfg: PipelineConfig, lake: Lake, doc: ValidateFeaturesResult) -> JobLineage:
