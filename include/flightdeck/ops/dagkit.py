@@ -6,8 +6,11 @@ nothing heavier than the Airflow SDK and the Spark provider's operator.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+import subprocess
+import time
 from typing import Any
 
 import pendulum
@@ -120,6 +123,41 @@ class SparkJobOperator(SparkSubmitOperator):
             if message is None:
                 raise
             raise AirflowFailException(f"{message} (a user error: not retried; fix it, then clear the task)") from err
+
+    def on_kill(self, grace_seconds: float = 5.0) -> None:
+        """Stop the whole process tree of the spark-submit this task started, then the provider's kill.
+
+        Airflow calls this when ``execution_timeout`` fires (or the task is marked failed). The
+        provider's kill only SIGKILLs the spark-submit process (by then exec'd into the driver
+        JVM); the job's Python driver and the PySpark workers the JVM started would live on as
+        orphans. Every process of the tree gets SIGTERM (the JVM's shutdown hooks remove its temp
+        folders); a child still alive after ``grace_seconds`` gets SIGKILL. The provider's
+        ``on_kill`` runs last: it SIGKILLs a JVM that ignored SIGTERM and does its cluster-side part.
+        """
+        import psutil
+
+        submit = getattr(self._hook, "_submit_sp", None) if self._hook is not None else None
+        if submit is not None and submit.poll() is None:
+            try:
+                children = psutil.Process(submit.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
+            for proc in children:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.terminate()
+            submit.terminate()
+            deadline = time.monotonic() + grace_seconds
+            # The JVM is reaped through its Popen, never by psutil: execute() must see its exit code.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                submit.wait(timeout=grace_seconds)
+            _, alive = psutil.wait_procs(children, timeout=max(0.0, deadline - time.monotonic()))
+            for proc in alive:
+                self.log.warning("Process %s of the Spark job outlived SIGTERM; killing it", proc.pid)
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    proc.kill()
+            psutil.wait_procs(alive, timeout=grace_seconds)
+            self.log.info("Stopped spark-submit %s and its processes %s", submit.pid, [p.pid for p in children])
+        super().on_kill()
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The job's inputs and outputs for Airflow's OpenLineage provider, from its run document.
