@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,18 @@ def s3_bucket(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     bucket = f"flightdeck-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture()
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Child processes a test starts (append them); any still running at the end is killed
+    (continued first, in case the test stopped it with SIGSTOP)."""
+    import signal
+
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+        proc.wait()

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,16 +39,6 @@ def _start_holder(path: str, ready: Path, seconds: float, owner: str, **env: str
         assert time.monotonic() < deadline, "the holder never took the lease"
         time.sleep(0.05)
     return proc
-
-
-@pytest.fixture()
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
 
 
 def test_local_lease_names_its_holder_and_is_freed_when_the_holder_is_killed(

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +83,6 @@ def s3_lake(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Lake:
     monkeypatch.setenv("FLIGHTDECK_LEASE_TTL_SECONDS", "0.5")  # a killed writer's lease expires fast
     monkeypatch.setenv("FLIGHTDECK_LEASE_WAIT_SECONDS", "60")
     return Lake(f"s3a://{s3_bucket}/lake")
-
-
-@pytest.fixture()
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-        proc.wait()
 
 
 def _start_writer(
