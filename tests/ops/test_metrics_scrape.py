@@ -15,66 +15,27 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import promkit
 import pytest
-import yaml
 from metrics_lake import DAY2, EXPECTED, build_metrics_lake
 from testkit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "prometheus"
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PYTHON = sys.executable
 
 
 @pytest.fixture(autouse=True)
 def _prometheus_installed() -> None:
     """Fails, never skips, without a real Prometheus: ``make test`` installs Debian's."""
-    if not Path(PROMETHEUS).is_file():
+    if not Path(promkit.PROMETHEUS).is_file():
         pytest.fail("Debian's prometheus is not installed: run `make prometheus` (make test does)")
-
-
-def _get(url: str, token: str | None = None, timeout: float = 10) -> tuple[int, str, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read()
-    except urllib.error.HTTPError as err:
-        return err.code, err.headers.get("Content-Type", ""), err.read()
-
-
-def _wait(what: str, check: Any, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: process exited with {proc.returncode}")
-        try:
-            result = check()
-        except (OSError, urllib.error.URLError):
-            result = None
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture()
@@ -102,39 +63,18 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait("the plugin app", lambda: _get(f"{base}/flightdeck/metrics")[0] == 401, 60, server)
+        promkit.wait("the plugin app", lambda: promkit.get(f"{base}/flightdeck/metrics")[0] == 401, 60, server)
         yield {"base": base, "env": {**env, "AIRFLOW_ADMIN_PASSWORD": password}, "tmp": tmp_path}
     finally:
-        _stop(server)
+        promkit.stop(server)
         log.close()
-
-
-def _prometheus_config(tmp: Path, target: str, token_file: Path) -> Path:
-    """The shipped config with its flightdeck job pointed at the test server, scraped every second."""
-    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
-    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    jobs = [job for job in config["scrape_configs"] if job["job_name"] == "flightdeck"]
-    assert len(jobs) == 1
-    job = jobs[0]
-    job.update(scrape_interval="1s", scrape_timeout="1s", static_configs=[{"targets": [target]}])
-    job["authorization"]["credentials_file"] = str(token_file)
-    config["scrape_configs"] = [job]
-    rules = yaml.safe_load((DEPLOY / "alerts.yml").read_text())
-    for group in rules["groups"]:
-        for rule in group["rules"]:
-            rule["for"] = "0s"
-    (tmp / "alerts.yml").write_text(yaml.safe_dump(rules))
-    config["rule_files"] = [str(tmp / "alerts.yml")]
-    path = tmp / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_prometheus_scrapes_the_days_metrics_through_airflows_login(served: dict[str, Any]) -> None:
     base, tmp = served["base"], served["tmp"]
     # Without a token, or with a forged one, the endpoint answers as the page does: not to strangers.
-    assert _get(f"{base}/flightdeck/metrics")[0] == 401
-    assert _get(f"{base}/flightdeck/metrics", token="not-a-jwt")[0] in (401, 403)
+    assert promkit.get(f"{base}/flightdeck/metrics")[0] == 401
+    assert promkit.get(f"{base}/flightdeck/metrics", token="not-a-jwt")[0] in (401, 403)
 
     token_file = tmp / "token" / "airflow.jwt"
     subprocess.run(
@@ -145,31 +85,12 @@ def test_prometheus_scrapes_the_days_metrics_through_airflows_login(served: dict
     )
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     # The first scrape imports pyarrow in the server: slow on a busy machine, hence the long timeout.
-    status, content_type, body = _get(f"{base}/flightdeck/metrics", token=token_file.read_text(), timeout=60)
+    status, content_type, body = promkit.get(f"{base}/flightdeck/metrics", token=token_file.read_text(), timeout=60)
     assert status == 200 and content_type.startswith("text/plain; version=0.0.4"), (status, content_type)
     assert b"flightdeck_champion_version" in body
 
-    web = f"127.0.0.1:{free_port()}"
-    config = _prometheus_config(tmp, base.removeprefix("http://"), token_file)
-    log = (tmp / "prometheus.log").open("wb")
-    prometheus = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address={web}"],
-        stdout=log,
-        stderr=log,
-    )
-
-    def query(expr: str) -> list[dict[str, Any]]:
-        url = f"http://{web}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        status, _, raw = _get(url)
-        assert status == 200, raw
-        answer = json.loads(raw)
-        assert answer["status"] == "success", answer
-        return list(answer["data"]["result"])
-
-    try:
-        _wait("Prometheus ready", lambda: _get(f"http://{web}/-/ready")[0] == 200, 60, prometheus)
-        up = _wait("a successful scrape", lambda: query('up{job="flightdeck"} == 1'), 60, prometheus)
-        assert up
+    with promkit.running(tmp, base.removeprefix("http://"), token_file) as prometheus:
+        query = prometheus.query
         quarantined = query(f'sum(flightdeck_ingest_rows_quarantined{{partition="{DAY2}"}})')
         assert float(quarantined[0]["value"][1]) == EXPECTED["day2_quarantined_total"]
         top = query("topk(1, flightdeck_feature_psi)")
@@ -192,10 +113,7 @@ def test_prometheus_scrapes_the_days_metrics_through_airflows_login(served: dict
             names = {r["metric"]["alertname"] for r in query('ALERTS{alertstate="firing"}')}
             return names if names >= expected else set()
 
-        names = _wait("the alerts", firing, 15, prometheus)
+        names = prometheus.wait("the alerts", firing, 15)
         assert "FlightdeckLiveAucLow" not in names  # live AUC 0.71 is above the 0.70 threshold
         assert "FlightdeckQuarantineRateHigh" not in names  # 25 of 1000 rows (2.5 %) is under 5 %
         assert "FlightdeckMetricsPartUnreadable" not in names
-    finally:
-        _stop(prometheus)
-        log.close()
