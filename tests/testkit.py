@@ -255,3 +255,15 @@ class HttpReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# Spark schemas of small synthetic flights-shaped tables (the features tests build them by hand).
+FLIGHT_SCHEMA = (
+    "year int, month int, day int, hour int, minute int, carrier string, flight int, tailnum string, "
+    "origin string, dest string, distance double, arr_delay double, dep_time int, time_hour timestamp"
+)
+WEATHER_SCHEMA = (
+    "origin string, time_hour timestamp, temp double, dewp double, humid double, wind_dir double, "
+    "wind_speed double, wind_gust double, precip double, pressure double, visib double"
+)
+PLANES_SCHEMA = "tailnum string, year int, seats int, engines int"

@@ -6,20 +6,12 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from testkit import FLIGHT_SCHEMA, WEATHER_SCHEMA
 
 from flightdeck.core.config import load_config
 from flightdeck.data.features import build_features
 
 pytestmark = pytest.mark.spark
-
-FLIGHT_SCHEMA = (
-    "year int, month int, day int, hour int, minute int, carrier string, flight int, tailnum string, "
-    "origin string, dest string, distance double, arr_delay double, dep_time int, time_hour timestamp"
-)
-WEATHER_SCHEMA = (
-    "origin string, time_hour timestamp, temp double, dewp double, humid double, wind_dir double, "
-    "wind_speed double, wind_gust double, precip double, pressure double, visib double"
-)
 
 
 def ts(h: int, m: int = 0, day: int = 2) -> dt.datetime:

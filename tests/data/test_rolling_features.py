@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pyspark.testing import assertDataFrameEqual
+from testkit import FLIGHT_SCHEMA, PLANES_SCHEMA, WEATHER_SCHEMA
 
 from flightdeck.core.config import Rolling, ScheduleCount, load_config
 from flightdeck.core.jobargs import load_job
@@ -140,14 +141,6 @@ def test_config_rejects_bad_rolling(tmp_path: Path) -> None:
 
 # --- a synthetic month of flights and weather through the real flights declaration ----------
 
-FLIGHT_SCHEMA = (
-    "year int, month int, day int, hour int, minute int, carrier string, flight int, tailnum string, "
-    "origin string, dest string, distance double, arr_delay double, dep_time int, time_hour timestamp"
-)
-WEATHER_SCHEMA = (
-    "origin string, time_hour timestamp, temp double, dewp double, humid double, wind_dir double, "
-    "wind_speed double, wind_gust double, precip double, pressure double, visib double"
-)
 UTC_OFFSET = dt.timedelta(hours=5)  # New York in winter: time_hour is UTC, year/month/day/hour local
 FIRST = dt.date(2013, 1, 1)
 N_DAYS = 33
@@ -185,7 +178,6 @@ def _weather(seed: int = 11) -> list[tuple]:
 
 
 PLANES = [("N1", 2003, 150, 2), ("N2", None, 50, 2), ("N3", 1999, 200, 2)]
-PLANES_SCHEMA = "tailnum string, year int, seats int, engines int"
 
 
 def _event(row: tuple) -> dt.datetime:

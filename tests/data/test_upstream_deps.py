@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from testkit import FLIGHT_SCHEMA, PLANES_SCHEMA, WEATHER_SCHEMA
 
 from flightdeck.core.config import load_config
 from flightdeck.core.lake import COMMIT_MARKER, Lake, read_json
@@ -94,15 +95,6 @@ def test_wait_then_degraded_then_complete_when_the_day_arrives(
 
 # --- the build itself: degraded without a day, rebuilt complete when it arrives (Spark) ----------
 
-FLIGHT_SCHEMA = (
-    "year int, month int, day int, hour int, minute int, carrier string, flight int, tailnum string, "
-    "origin string, dest string, distance double, arr_delay double, dep_time int, time_hour timestamp"
-)
-WEATHER_SCHEMA = (
-    "origin string, time_hour timestamp, temp double, dewp double, humid double, wind_dir double, "
-    "wind_speed double, wind_gust double, precip double, pressure double, visib double"
-)
-PLANES_SCHEMA = "tailnum string, year int, seats int, engines int"
 UTC_OFFSET = dt.timedelta(hours=5)  # New York in winter
 FIRST = dt.date(2013, 1, 1)
 N_DAYS = 8
