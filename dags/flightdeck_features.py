@@ -8,6 +8,9 @@ lets the build go ahead without them. **record_status** writes
 `monitoring/feature_status/D.json` for the build about to run: complete, or degraded
 with the missing days named (and a `features_degraded` alert); when a missing day is
 ingested later, this partition is announced again and its rebuild clears the mark.
+When the partition's last valid build read exactly the bronze commits there are now
+(an out-of-order backfill announces a day once per earlier day it reads), it skips
+the rest of the run: nothing to rebuild, nothing announced.
 **build_features** joins each flight with the weather observed at its origin at or
 before its scheduled departure (never after), the plane's attributes and calendar
 features, and computes the label.
@@ -51,9 +54,10 @@ with DAG(
 
     build = spark_job("build_features", "build_features", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])
 
-    @task
-    def record_status(upstream: dict, *, dag_run=None, run_id=None) -> dict:
-        """Mark the partition about to be built complete, or degraded naming the missing days (and alert)."""
+    @task.short_circuit
+    def record_status(upstream: dict, *, dag_run=None, run_id=None) -> dict | None:
+        """Mark the partition about to be built complete, or degraded naming the missing days (and alert);
+        skip the rest when its last valid build read the same bronze commits (nothing changed)."""
         return feature_run.record_feature_status(dag_run.partition_key, upstream, run_id)
 
     validate = spark_job(
@@ -61,8 +65,9 @@ with DAG(
     )
 
     @task(outlets=[FEATURES])
-    def publish_features(status: dict, *, dag_run=None, outlet_events=None) -> str:
-        """Announce the validated features partition, degraded or not."""
+    def publish_features(status: dict, *, dag_run=None, outlet_events=None, run_id=None) -> str:
+        """Mark the build valid and announce the features partition, degraded or not."""
+        feature_run.mark_built(dag_run.partition_key, run_id)
         outlet_events[FEATURES].add_partitions(dag_run.partition_key)
         outlet_events[FEATURES].extra = {
             "partition": dag_run.partition_key,

@@ -93,6 +93,50 @@ def test_wait_then_degraded_then_complete_when_the_day_arrives(
     assert readmodel.degraded_features(lake) == []
 
 
+def test_an_announce_without_new_commits_rebuilds_nothing(lake_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An out-of-order backfill announces a day once per earlier day it reads: only new commits rebuild it."""
+    import os
+
+    monkeypatch.setenv("FLIGHTDECK__TIMEOUTS__UPSTREAM_WAIT_HOURS", "0")
+    lake = Lake(str(lake_root))
+    for day in _days("2013-06-03", "2013-07-01"):
+        if day != dt.date(2013, 6, 20):
+            _commit(lake, day)
+    features = Path(lake.partition("features", "flights", "2013-07-01"))
+    features.mkdir(parents=True)
+    (features / COMMIT_MARKER).touch()
+    _, status = feature_run.poke_upstream("2013-07-01", STARTED, STARTED)
+
+    first = feature_run.record_feature_status("2013-07-01", status, "run-1")
+    assert first is not None and first["degraded"] and first["inputs"]["flights/2013-06-20"] is None
+    # The build of run-1 failed (never marked built): the next announce builds again.
+    assert feature_run.record_feature_status("2013-07-01", status, "run-2") is not None
+    feature_run.mark_built("2013-07-01", "run-1")  # a late mark from a run whose status was replaced
+    assert read_json(lake.feature_status("2013-07-01"))["built"] is False
+    feature_run.mark_built("2013-07-01", "run-2")
+    assert read_json(lake.feature_status("2013-07-01"))["built"] is True
+    # Announced again with the same commits (another day's ingest named it): nothing to rebuild.
+    assert feature_run.record_feature_status("2013-07-01", status, "run-3") is None
+    assert read_json(lake.feature_status("2013-07-01"))["run"] == "run-2"
+    # The missing day commits: a rebuild, complete.
+    _commit(lake, dt.date(2013, 6, 20))
+    _, status = feature_run.poke_upstream("2013-07-01", STARTED, STARTED)
+    rebuilt = feature_run.record_feature_status("2013-07-01", status, "run-4")
+    assert rebuilt is not None and not rebuilt["degraded"] and rebuilt["inputs"]["flights/2013-06-20"] is not None
+    feature_run.mark_built("2013-07-01", "run-4")
+    assert feature_run.record_feature_status("2013-07-01", status, "run-5") is None
+    # A day re-ingested (committed again, even with the same rows) is a new input: rebuild.
+    marker = Path(lake.partition("bronze", "flights", "2013-06-25")) / COMMIT_MARKER
+    stat = marker.stat()
+    os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert feature_run.record_feature_status("2013-07-01", status, "run-6") is not None
+    feature_run.mark_built("2013-07-01", "run-6")
+    # A features partition that is gone is built again.
+    assert feature_run.record_feature_status("2013-07-01", status, "run-7") is None
+    (features / COMMIT_MARKER).unlink()
+    assert feature_run.record_feature_status("2013-07-01", status, "run-8") is not None
+
+
 # --- the build itself: degraded without a day, rebuilt complete when it arrives (Spark) ----------
 
 UTC_OFFSET = dt.timedelta(hours=5)  # New York in winter

@@ -301,6 +301,30 @@ def commit_object(folder: str) -> str:
     return pointer if is_s3(folder) and _exists_key(pointer) else f"{folder}/{COMMIT_MARKER}"
 
 
+def commit_stamp(folder: str) -> str | None:
+    """What identifies the commit of a partition (or table) folder; ``None`` when it is not committed.
+
+    It changes whenever the folder is committed again: on S3 the ETag of its commit object (the
+    pointer names a new version each time), locally the commit marker's modification time in
+    nanoseconds (each write makes a new marker).
+    """
+    marker = commit_object(folder)
+    if is_s3(marker):
+        from botocore.exceptions import ClientError
+
+        bucket, key = _s3_split(marker)
+        try:
+            return str(_s3_client().head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+    try:
+        return str(_local(marker).stat().st_mtime_ns)
+    except FileNotFoundError:
+        return None
+
+
 def _list_dirs(path: str) -> Iterator[str]:
     if re.match(r"^s3a?://", path):
         bucket, key = _s3_split(path)

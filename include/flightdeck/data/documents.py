@@ -118,6 +118,11 @@ class FeatureStatus(BaseModel):
     missing: dict[str, list[str]] = Field(default_factory=dict)  # day -> bronze tables not committed
     needed: list[str] = Field(default_factory=list)  # every upstream day the windows read
     run: str | None = None  # the features run that built it
+    # The commit of every bronze partition the build may read ("table/day" -> stamp, None: not
+    # committed; see flightdeck.data.feature_run.input_stamps), and whether that build committed
+    # and passed validation: a later run finding the same stamps has nothing to rebuild.
+    inputs: dict[str, str | None] = Field(default_factory=dict)
+    built: bool = False
 
     @property
     def missing_days(self) -> list[str]:

@@ -44,12 +44,13 @@ from typing import TYPE_CHECKING, Any
 from flightdeck.core import alerts
 from flightdeck.core.config import PipelineConfig
 from flightdeck.core.errors import MissingPartition
-from flightdeck.core.lake import Lake, configured, parse_date
+from flightdeck.core.lake import Lake, commit_stamp, configured, parse_date, reference_table
 from flightdeck.data.documents import (
     BuildFeaturesResult,
     FeatureStatus,
     PartitionVerdict,
     ValidateFeaturesResult,
+    read_feature_status,
     write_feature_status,
 )
 from flightdeck.data.features import EVENT_TS, RollingInputs, build_features
@@ -350,7 +351,28 @@ def poke_upstream(
     return done, status.to_dict()
 
 
-def record_feature_status(partition: str, upstream: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+def input_stamps(lake: Lake, cfg: PipelineConfig, day: dt.date | str) -> dict[str, str | None]:
+    """The commit of every bronze partition the features of ``day`` may read: ``"table/D"`` -> stamp.
+
+    Every daily source (entity, time series, labels) from ``features.lookback_days`` before the
+    day (never before ``calendar.start``) to the day, and the reference tables (``"table"``);
+    ``None`` for a partition not committed. Any re-commit changes its stamp
+    (:func:`flightdeck.core.lake.commit_stamp`), so equal stamps mean the same inputs.
+    """
+    date = parse_date(day)
+    first = min(max(date - dt.timedelta(days=cfg.features.lookback_days), cfg.calendar.start), date)
+    days = [first + dt.timedelta(days=i) for i in range((date - first).days + 1)]
+    stamps: dict[str, str | None] = {}
+    for source in cfg.dataset.daily_sources:
+        for d in days:
+            stamps[f"{source.name}/{d.isoformat()}"] = commit_stamp(lake.partition("bronze", source.name, d))
+    for ref in cfg.dataset.reference:
+        name = reference_table(ref.name)
+        stamps[name] = commit_stamp(lake.table("bronze", name))
+    return stamps
+
+
+def record_feature_status(partition: str, upstream: dict[str, Any], run_id: str | None = None) -> dict[str, Any] | None:
     """Before the build: write ``monitoring/feature_status/D.json`` and alert when it is degraded.
 
     ``upstream`` is the sensor's last status (what is missing as the build starts; a day
@@ -358,13 +380,27 @@ def record_feature_status(partition: str, upstream: dict[str, Any], run_id: str 
     announce rebuilds this day). Written before the build so that a day of the daily chain is
     never seen with features and no status (which is how the bootstrap's history looks, see
     :func:`flightdeck.monitoring.retrain.undecided_days`). Returns the status document, whose
-    ``degraded`` and ``missing`` the asset event carries.
+    ``degraded`` and ``missing`` the asset event carries; ``None`` when the partition's last
+    build read exactly the bronze commits there are now and passed validation (its inputs are
+    unchanged: an out-of-order backfill announces a day once per earlier day it reads, and
+    only the announcements that bring a new commit rebuild it).
     """
     cfg, lake = configured()
-    missing = {str(day): list(tables) for day, tables in (upstream.get("missing") or {}).items()}
+    day = parse_date(partition).isoformat()
+    stamps = input_stamps(lake, cfg, day)
+    previous = read_feature_status(lake, day)
+    if (
+        previous is not None
+        and previous.built
+        and previous.inputs == stamps
+        and lake.is_committed("features", cfg.dataset.entity.name, day)
+    ):
+        log.info("features %s: inputs unchanged since run %s; nothing to rebuild", day, previous.run)
+        return None
+    missing = {str(d): list(tables) for d, tables in (upstream.get("missing") or {}).items()}
     needed = sorted(d.isoformat() for days in upstream_needs(partition, cfg).values() for d in days)
     status = FeatureStatus(
-        partition=parse_date(partition).isoformat(), degraded=bool(missing), missing=missing, needed=needed, run=run_id
+        partition=day, degraded=bool(missing), missing=missing, needed=needed, run=run_id, inputs=stamps
     )
     write_feature_status(lake, status)
     if status.degraded:
@@ -377,6 +413,21 @@ def record_feature_status(partition: str, upstream: dict[str, Any], run_id: str 
             cfg=cfg,
         )
     return status.model_dump()
+
+
+def mark_built(partition: str, run_id: str | None = None) -> None:
+    """After validation: the status written by ``run_id`` describes a committed, valid build.
+
+    A status rewritten meanwhile by another run is left alone (that run marks its own).
+    """
+    _, lake = configured()
+    status = read_feature_status(lake, partition)
+    if status is None or status.run != run_id:
+        log.warning(
+            "features %s: status belongs to run %s, not %s; not marked built", partition, status and status.run, run_id
+        )
+        return
+    write_feature_status(lake, status.model_copy(update={"built": True}))
 
 
 def _day_span(days: Sequence[str]) -> str:

@@ -96,6 +96,32 @@ class AirflowApi:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances"
         return list(self.get(path)["task_instances"])
 
+    def dag_tasks(self, dag_id: str) -> list[dict[str, Any]]:
+        """The DAG's tasks, each with its ``downstream_task_ids`` and operator."""
+        return list(self.get(f"/api/v2/dags/{dag_id}/tasks")["tasks"])
+
+    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every try of one task instance (earlier tries from the history table), oldest first."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}/tries"
+        return sorted(self.get(path)["task_instances"], key=lambda t: int(t["try_number"]))
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[dict[str, Any]]:
+        """One try's whole task log as structured events (each with ``timestamp`` and ``event``)."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances/{task_id}"
+            f"/logs/{try_number}?full_content=true"
+        )
+        content = self.get(path)["content"]
+        # A log the reader could not parse comes back as plain lines.
+        return [e if isinstance(e, dict) else {"timestamp": None, "event": str(e)} for e in content]
+
+    def asset_events(self, since: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Asset events, oldest first; ``since`` (ISO time) keeps those at or after it."""
+        query = f"limit={limit}&order_by=timestamp"
+        if since:
+            query += f"&timestamp_gte={urllib.parse.quote(since)}"
+        return list(self.get(f"/api/v2/assets/events?{query}")["asset_events"])
+
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:
         """Wait until the dag-processor has parsed every DAG (and fail on import errors)."""
         deadline = time.monotonic() + timeout

@@ -1,0 +1,630 @@
+"""``python -m bench.freshness``: from a day's files complete in the landing inbox to its
+predictions and drift partitions committed, through Airflow on the embedded default.
+
+Starts the embedded runtime (:class:`flightdeck.ops.runtime.Runtime`: SQLite, LocalExecutor,
+free loopback ports) on a fresh state folder under ``--work``, loads a short history and trains
+the first champion the way the demo does (not timed in the result, reported as setup), then for
+each of ``--days`` days:
+
+1. backfills that day's ``flightdeck_ingest`` run and waits until its ``wait_for_files`` sensor
+   has poked once and is waiting (rescheduled), as it would be on a real calendar;
+2. delivers the day's files into the landing inbox (:func:`flightdeck.data.landing.feed`): that
+   instant is T0, "files complete";
+3. polls the lake until the day's ``predictions`` and ``monitoring/drift_daily`` partitions are
+   committed (their commit marker's time is the figure), and reads the asset events that announce
+   them from the Airflow REST API;
+4. waits until the chain is idle (retraining included, when the drift policy asks for it), then
+   reads every run, task instance, try, asset event and Spark task log of the day.
+
+From those records it derives, per task, the queue wait and run time, the orchestration overhead
+(upstream done -> task running) and the gaps between DAG runs (asset event -> run queued -> first
+task started); Spark tasks' run time is split by their log lines into process start, Spark
+session, model load, compute and commit. CPU seconds per day are sampled every second from
+``/proc``: the stack's process trees (Airflow, MLflow and every task and Spark process they
+start) and the whole machine's busy time.
+
+Writes ``freshness.json`` and ``freshness.md`` into ``--out`` and the raw records into ``--work``
+(``--render RAW`` re-derives the results from them without running anything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import socket
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DAILY_DAGS = ("flightdeck_ingest", "flightdeck_features", "flightdeck_score", "flightdeck_monitor")
+TRAIN_DAG = "flightdeck_train"
+INGEST_SENSOR = "wait_for_files"
+SPARK_OPERATOR = "SparkJobOperator"
+SENSOR_WAITING = "up_for_reschedule"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# A short history needs a small model and a forgiving gate, as in tests/e2e (conftest OVERRIDES);
+# the daily path (ingest, features, scoring, monitoring) runs with the shipped configuration.
+OVERRIDES = {
+    "FLIGHTDECK__MODEL__PARAMS__N_ESTIMATORS": "60",
+    "FLIGHTDECK__MODEL__SEARCH__MAX_TRIALS": "1",
+    "FLIGHTDECK__MODEL__HOLDOUT_DAYS": "4",
+    "FLIGHTDECK__GATE__MIN_AUC": "0.55",
+    "FLIGHTDECK__GATE__MAX_AUC_REGRESSION": "0.2",
+    # The history is not monitored, so the earlier days' retrain decisions the monitoring DAG
+    # waits for never come: go ahead at once instead of waiting the configured hours.
+    "FLIGHTDECK__TIMEOUTS__UPSTREAM_WAIT_HOURS": "0",
+}
+
+
+def say(message: str) -> None:
+    print(f"[freshness {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- time arithmetic -----------------------------------------------------------------------------
+
+
+def ts(value: str | None) -> float | None:
+    """An Airflow/ISO 8601 timestamp (``...Z`` or ``+00:00``) as epoch seconds; None stays None."""
+    if not value:
+        return None
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def iso(epoch: float) -> str:
+    """Epoch seconds as the UTC ISO form Airflow answers with (microseconds always present)."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def span(start: float | None, end: float | None) -> float | None:
+    """Seconds from start to end, 2 decimals; None when either is unknown."""
+    if start is None or end is None:
+        return None
+    return round(end - start, 2)
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    """The median of the known values; None when there is none."""
+    known = [float(v) for v in values if v is not None]
+    return round(statistics.median(known), 2) if known else None
+
+
+# --- the per-task breakdown (pure: records in, rows out) -------------------------------------------
+
+
+def upstream_graph(tasks: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """task id -> its upstream task ids, from the REST API's tasks (each lists its downstream ids)."""
+    graph: dict[str, list[str]] = {str(t["task_id"]): [] for t in tasks}
+    for t in tasks:
+        for down in t.get("downstream_task_ids") or []:
+            graph.setdefault(str(down), []).append(str(t["task_id"]))
+    return graph
+
+
+def task_rows(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], graph: Mapping[str, Sequence[str]]) -> list[dict]:
+    """One row per task instance of a run, in start order.
+
+    ``ready`` is when the task could start: the end of its last upstream task (a root task: the
+    run's start). ``overhead`` = ready -> running is what orchestration costs the task, split into
+    ready -> scheduled, scheduled -> queued and the queue wait (queued -> running). A sensor in
+    reschedule mode is queued again for every poke: its queue wait is that of its last poke, and
+    its ``run`` spans first poke to success (waiting included).
+    """
+    ends = {str(t["task_id"]): ts(t.get("end_date")) for t in tis}
+    run_start = ts(run.get("start_date"))
+    rows = []
+    for t in sorted(tis, key=lambda x: (ts(x.get("start_date")) or float("inf"), str(x["task_id"]))):
+        task = str(t["task_id"])
+        start, end = ts(t.get("start_date")), ts(t.get("end_date"))
+        queued, scheduled = ts(t.get("queued_when")), ts(t.get("scheduled_when"))
+        ups = [ends[u] for u in graph.get(task, []) if ends.get(u) is not None]
+        ready = max(ups) if ups else run_start
+        last_start = start if queued is None or start is None or queued <= start else None
+        rows.append(
+            {
+                "dag": str(run["dag_id"]),
+                "partition": run.get("partition_key") or (run.get("data_interval_start") or "")[:10] or None,
+                "task": task,
+                "operator": t.get("operator"),
+                "state": t.get("state"),
+                "try_number": t.get("try_number"),
+                "ready_to_scheduled": span(ready, scheduled),
+                "scheduled_to_queued": span(scheduled, queued),
+                # A rescheduled sensor's start is its first poke's, before its last queueing.
+                "queue_wait": span(queued, last_start),
+                "overhead": span(ready, start) if last_start is not None else span(ready, scheduled),
+                "run": span(start, end),
+            }
+        )
+    return rows
+
+
+def run_gap(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], trigger_at: float | None) -> dict[str, Any]:
+    """How a DAG run started and ended: trigger (asset event, or T0) -> queued -> first task -> end."""
+    starts = [s for s in (ts(t.get("start_date")) for t in tis) if s is not None]
+    ends = [e for e in (ts(t.get("end_date")) for t in tis) if e is not None]
+    queued, first = ts(run.get("queued_at")), (min(starts) if starts else None)
+    return {
+        "dag": str(run["dag_id"]),
+        "run_id": str(run["dag_run_id"]),
+        "run_type": run.get("run_type"),
+        "state": run.get("state"),
+        "partition": run.get("partition_key") or (run.get("data_interval_start") or "")[:10] or None,
+        "trigger_to_queued": span(trigger_at, queued),
+        "queued_to_first_task": span(queued, first),
+        "tasks_wall": span(first, max(ends) if ends else None),
+        "last_task_to_run_end": span(max(ends) if ends else None, ts(run.get("end_date"))),
+        "wall": span(queued, ts(run.get("end_date"))),
+    }
+
+
+def trigger_event(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The asset event that created an asset-triggered run (the latest one naming it)."""
+    named = [
+        e
+        for e in events
+        if any(str(r.get("run_id")) == run["dag_run_id"] for r in e.get("created_dagruns") or [])
+    ]
+    return max(named, key=lambda e: ts(e["timestamp"]) or 0.0) if named else None
+
+
+# Log lines of a Spark task that mark its phases, in the order they happen (first match wins).
+# The Spark provider logs every line spark-submit prints as it reads it, with its own timestamp.
+PHASE_MARKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("submitted", re.compile(r"Spark-Submit cmd:")),
+    ("driver_started", re.compile(r"Running Spark version|SparkContext: |Utils: |NativeCodeLoader|log4j|WARN ")),
+    ("session_ready", re.compile(r"flightdeck\.")),
+    ("model_loaded", re.compile(r"Downloading artifacts|flightdeck\..*(scoring with|reference)")),
+    ("first_commit", re.compile(r"committed ")),
+    ("result", re.compile(r"FLIGHTDECK_RESULT ")),
+)
+
+
+def _event_time(event: Mapping[str, Any]) -> float | None:
+    return ts(event.get("timestamp")) if isinstance(event.get("timestamp"), str) else None
+
+
+def spark_phases(ti: Mapping[str, Any], log: Sequence[Mapping[str, Any]], doc: Mapping[str, Any] | None) -> dict:
+    """Split a Spark task's run time by its log lines and its job's run document.
+
+    Returns seconds of: ``task_start`` (task process up, DAG parsed, until spark-submit is
+    launched), ``jvm_and_python_start`` (spark-submit's JVM and the job's Python up to its
+    ``seconds`` clock starting, i.e. the run document's ``seconds`` subtracted from the result
+    line's time), ``job`` (the run document's own ``seconds``: Spark session, model load, compute
+    and commits), split where log lines allow into ``session`` (job start -> first flightdeck log
+    line after the session), ``to_first_commit`` and ``after_first_commit``, and ``shutdown``
+    (result line -> task end: JVM stop, task epilogue). Unknown parts are None.
+    """
+    start, end = ts(ti.get("start_date")), ts(ti.get("end_date"))
+    marks: dict[str, float] = {}
+    for event in log:
+        when, text = _event_time(event), str(event.get("event", ""))
+        if when is None:
+            continue
+        for name, pattern in PHASE_MARKS:
+            if name not in marks and pattern.search(text):
+                marks[name] = when
+    job = float(doc["seconds"]) if doc and doc.get("seconds") is not None else None
+    result = marks.get("result")
+    job_start = result - job if result is not None and job is not None else None
+    return {
+        "task_start": span(start, marks.get("submitted")),
+        "jvm_and_python_start": span(marks.get("submitted"), job_start),
+        "job": job,
+        "session": span(job_start, marks.get("session_ready")),
+        "to_first_commit": span(marks.get("session_ready"), marks.get("first_commit")),
+        "after_first_commit": span(marks.get("first_commit"), result),
+        "shutdown": span(result, end),
+        "job_cpu_seconds": doc.get("cpu_seconds") if doc else None,
+        "marks": {k: iso(v) for k, v in sorted(marks.items(), key=lambda kv: kv[1])},
+    }
+
+
+# --- CPU: the stack's process trees and the machine, sampled every second --------------------------
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds of a process and of its children it has reaped (utime+stime+cutime+cstime)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the command may hold spaces: fields follow the last ')'
+    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+
+
+def tree_cpu(roots: Iterable[int]) -> float:
+    """CPU seconds of every live process under ``roots``, plus what they reaped from dead children.
+
+    A process that exits is folded into its parent's cutime/cstime when reaped, so the sum over
+    the live tree changes by exactly the CPU spent in between (orphans re-parented away from the
+    tree are lost; Airflow's task and Spark processes are reaped by their parents).
+    """
+    from bench.probe import process_tree
+
+    pids = {p for root in roots for p in process_tree(root)}
+    return sum(_proc_cpu(p) for p in pids)
+
+
+def machine_busy() -> float:
+    """Busy CPU seconds of the whole machine since boot (every core; /proc/stat, idle and iowait left out)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def window_delta(samples: Sequence[tuple[float, float]], start: float, end: float) -> float | None:
+    """How much a sampled counter grew from ``start`` to ``end`` (linear between samples).
+
+    ``samples`` are (epoch, value) in time order; None when the window is not covered.
+    """
+
+    def at(when: float) -> float | None:
+        for (t0, v0), (t1, v1) in zip(samples, samples[1:], strict=False):
+            if t0 <= when <= t1:
+                return v0 if t1 == t0 else v0 + (v1 - v0) * (when - t0) / (t1 - t0)
+        return None
+
+    a, b = at(start), at(end)
+    return None if a is None or b is None else round(b - a, 1)
+
+
+class CpuSampler:
+    """A daemon thread recording (time, stack CPU, machine busy CPU) every ``interval`` seconds."""
+
+    def __init__(self, roots: Sequence[int], interval: float = 1.0) -> None:
+        self.roots = list(roots)
+        self.interval = interval
+        self.stack: list[tuple[float, float]] = []
+        self.machine: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+
+    def start(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            now = time.time()
+            self.stack.append((now, tree_cpu(self.roots)))
+            self.machine.append((now, machine_busy()))
+            self._stop.wait(self.interval)
+
+    def window(self, start: float, end: float) -> dict[str, float | None]:
+        return {"stack": window_delta(self.stack, start, end), "machine": window_delta(self.machine, start, end)}
+
+
+# --- driving the stack -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, every: float = 2.0) -> Any:
+    """Call ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(every)
+    raise TimeoutError(f"{what} did not happen within {timeout:.0f}s; see the logs under the --work state folder")
+
+
+class Bench:
+    """One freshness run: the stack, its API client, the lake and the CPU sampler."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from flightdeck.ops.runtime import SERVICES, Runtime
+
+        self.args = args
+        self.state = args.work / "state"
+        self.rt = Runtime(state=self.state, airflow_port=free_port(), mlflow_port=free_port())
+        if any(self.rt.pid_of(s) for s in SERVICES):
+            raise SystemExit(
+                f"a stack from an earlier run still runs on {self.state}: stop it with "
+                f"FLIGHTDECK_STATE={self.state} .venv/bin/flightdeck down, then run again"
+            )
+        self.rt.reset()  # a fresh state folder: nothing carried over from an earlier run
+        self.sampler: CpuSampler | None = None
+
+    def start(self) -> dict[str, Any]:
+        from flightdeck.core.config import load_config
+        from flightdeck.core.lake import Lake
+        from flightdeck.ops.airflow_api import AirflowApi
+        from flightdeck.ops.runtime import SERVICES
+
+        started = time.monotonic()
+        os.environ.update(OVERRIDES)  # the services (and the tasks they start) inherit them
+        self.rt.start()
+        os.environ.update(self.rt.environ())  # this process then reads the stack's lake and config
+        password = self.rt.admin_password()
+        if password is None:
+            raise SystemExit(f"the api-server wrote no admin password into {self.rt.passwords_file}")
+        self.api = AirflowApi(self.rt.airflow_url, "admin", password)
+        self.cfg = load_config()
+        self.lake = Lake(self.cfg.lake.root)
+        roots = [pid for pid in (self.rt.pid_of(s) for s in SERVICES) if pid]
+        self.sampler = CpuSampler(roots).start()
+        return {"step": "stack_start", "seconds": round(time.monotonic() - started, 1), "services": list(SERVICES)}
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        stopped = self.rt.stop()
+        if stopped:
+            say(f"stopped {', '.join(stopped)}")
+
+    def setup(self) -> list[dict[str, Any]]:
+        """History and the first champion, as the demo does it (reported, not part of the figures)."""
+        from flightdeck.data import landing
+        from flightdeck.ops.demo import DemoLog, _wait_ok, plan_from_config
+        from flightdeck.ops.readmodel import DAG_IDS
+
+        plan = plan_from_config(
+            self.cfg,
+            history=self.args.history,
+            train_start=self.args.train_start,
+            train_end=self.args.train_end,
+            days=self.args.first_day,
+            timeout=self.args.timeout,
+        )
+        steps = DemoLog()
+        t = time.monotonic()
+        say("waiting for the DAGs to be parsed ...")
+        self.api.wait_for_dags(list(DAG_IDS))
+        steps.add("dags_parsed", t)
+        for first, last in plan.history:
+            t = time.monotonic()
+            say(f"setup: delivering and bootstrapping history {first}..{last} ...")
+            landing.feed(first, last)
+            run = self.api.trigger("flightdeck_bootstrap", {"first": first, "last": last})
+            _wait_ok(self.api, "flightdeck_bootstrap", run["dag_run_id"], plan.timeout, say)
+            steps.add("bootstrap", t, first=first, last=last, run_id=run["dag_run_id"])
+        t = time.monotonic()
+        say(f"setup: training the first champion on {plan.train_start}..{plan.train_end} ...")
+        run = self.api.trigger(
+            TRAIN_DAG,
+            {"train_start": plan.train_start, "train_end": plan.train_end, "reason": "freshness bench: first champion"},
+        )
+        _wait_ok(self.api, TRAIN_DAG, run["dag_run_id"], plan.timeout, say)
+        steps.add("first_training", t, run_id=run["dag_run_id"])
+        return steps.steps
+
+    # --- one measured day ------------------------------------------------------------------------
+
+    def ingest_run(self, day: str) -> dict[str, Any] | None:
+        runs = self.api.runs("flightdeck_ingest")
+        return next((r for r in runs if (r.get("data_interval_start") or "")[:10] == day), None)
+
+    def sensor_waiting(self, run: Mapping[str, Any]) -> bool:
+        tis = self.api.task_instances("flightdeck_ingest", run["dag_run_id"])
+        sensor = next((t for t in tis if t["task_id"] == INGEST_SENSOR), None)
+        if sensor is not None and sensor.get("state") in {"failed", "upstream_failed", "success"}:
+            raise RuntimeError(f"{INGEST_SENSOR} of {run['dag_run_id']} ended {sensor['state']} before the files came")
+        return sensor is not None and sensor.get("state") == SENSOR_WAITING
+
+    def wait_committed(self, day: str) -> dict[str, dict[str, float]]:
+        """Poll the lake until the day's predictions and drift partitions are committed."""
+        from flightdeck.core.lake import commit_object, stored_at
+        from flightdeck.monitoring.drift import MONITORING_TABLE
+
+        wanted = {
+            "predictions": ("predictions", self.cfg.dataset.entity.name),
+            "drift": ("monitoring", MONITORING_TABLE),
+        }
+        seen: dict[str, dict[str, float]] = {}
+        deadline = time.monotonic() + self.args.timeout
+        while len(seen) < len(wanted) and time.monotonic() < deadline:
+            for name, (zone, table) in wanted.items():
+                if name not in seen and self.lake.is_committed(zone, table, day):
+                    marker = stored_at(commit_object(self.lake.partition(zone, table, day))).timestamp()
+                    seen[name] = {"seen_at": time.time(), "committed_at": marker}
+                    say(f"{day}: {zone}/{table} committed")
+            time.sleep(self.args.poll)
+        missing = sorted(set(wanted) - set(seen))
+        if missing:
+            raise TimeoutError(f"{day}: {missing} not committed within {self.args.timeout:.0f}s; see the Airflow UI")
+        return seen
+
+    def measure_day(self, day: str) -> dict[str, Any]:
+        """Arm the day's sensor, deliver its files (T0), wait for the outputs and for the chain to be idle."""
+        from flightdeck.data import landing
+        from flightdeck.ops.demo import wait_chain
+
+        say(f"{day}: creating its flightdeck_ingest run (a one-day backfill) ...")
+        self.api.backfill("flightdeck_ingest", day, day)
+        run = wait_for(f"the flightdeck_ingest run of {day}", lambda: self.ingest_run(day), self.args.timeout)
+        wait_for(f"{INGEST_SENSOR} of {day} waiting", lambda: self.sensor_waiting(run), self.args.timeout, 1.0)
+        armed = time.time()
+        say(f"{day}: {INGEST_SENSOR} is waiting; delivering the day's files ...")
+        delivered = landing.feed(day, day)
+        t0 = time.time()
+        say(f"{day}: files complete (T0); waiting for predictions and drift ...")
+        committed = self.wait_committed(day)
+        since = iso(t0)
+        wait_chain(self.api, [day], since, self.args.timeout, lambda m: say(f"{day}: {m}"))
+        idle = time.time()
+        say(f"{day}: the chain is idle ({idle - t0:.0f}s after T0); reading the records ...")
+        return {
+            "day": day,
+            "armed_at": armed,
+            "t0": t0,
+            "idle_at": idle,
+            "delivered_rows": delivered.get("rows"),
+            "committed": committed,
+            **self.collect(day, since),
+        }
+
+    def collect(self, day: str, since: str) -> dict[str, Any]:
+        """Every run of the day (ingest, features, scoring, monitoring, any training) with its task
+        instances, tries, task logs and run documents, and the asset events since T0."""
+        from flightdeck.core.lake import list_docs, read_json
+
+        runs: list[dict[str, Any]] = []
+        ingest = self.ingest_run(day)
+        if ingest is not None:
+            runs.append(ingest)
+        for dag in (*DAILY_DAGS[1:], TRAIN_DAG):
+            for r in self.api.runs(dag):
+                if (r.get("queued_at") or "") >= since and (dag == TRAIN_DAG or r.get("partition_key") == day):
+                    runs.append(r)
+        for r in runs:
+            dag, run_id = r["dag_id"], r["dag_run_id"]
+            r["task_instances"] = self.api.task_instances(dag, run_id)
+            for ti in r["task_instances"]:
+                if ti.get("try_number"):
+                    ti["tries"] = self.api.task_tries(dag, run_id, ti["task_id"])
+                    ti["log"] = self.api.task_log(dag, run_id, ti["task_id"], int(ti["try_number"]))
+            folder = str(Path(self.lake.run_doc(run_id, "any")).parent)
+            r["run_documents"] = {Path(p).stem: read_json(p) for p in list_docs(folder)}
+        return {
+            "runs": runs,
+            "asset_events": self.api.asset_events(since=since),
+            "graphs": {dag: upstream_graph(self.api.dag_tasks(dag)) for dag in (*DAILY_DAGS, TRAIN_DAG)},
+        }
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.freshness",
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--days", type=int, default=3, help="how many days to measure, one after another")
+    p.add_argument("--first-day", default="2013-07-01", help="the first measured day (then the next days)")
+    p.add_argument(
+        "--history",
+        action="append",
+        default=None,
+        help="history range FIRST..LAST bootstrapped before the days (repeatable; default: the first "
+        "champion's window and the 28 days before --first-day, which its rolling features read)",
+    )
+    p.add_argument("--train-start", default="2013-01-01", help="first day of the first champion's training window")
+    p.add_argument("--train-end", default="2013-01-14", help="last day of the first champion's training window")
+    p.add_argument(
+        "--idle-seconds", type=float, default=60.0, help="measure the idle stack's CPU this long before the days"
+    )
+    p.add_argument("--poll", type=float, default=0.5, help="seconds between two looks at the lake")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take")
+    p.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "freshness", help="state and raw records")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where freshness.json/.md go")
+    p.add_argument("--note", action="append", default=[], help="a line added to the report (repeatable)")
+    p.add_argument(
+        "--render", type=Path, default=None, help="only re-derive the results from a raw records file (raw.json)"
+    )
+    args = p.parse_args(argv)
+    try:
+        first = dt.date.fromisoformat(args.first_day)
+    except ValueError:
+        p.error(f"--first-day must be a date YYYY-MM-DD; got {args.first_day!r}")
+    if args.days < 1:
+        p.error("--days must be at least 1")
+    if args.history is None:
+        lookback = first - dt.timedelta(days=28)
+        args.history = [f"{args.train_start}..{args.train_end}", f"{lookback}..{first - dt.timedelta(days=1)}"]
+    args.day_list = [(first + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
+    return args
+
+
+def settings(cfg: Any) -> dict[str, Any]:
+    """The configured intervals that add latency (sensor pokes, scheduler and parsing loops)."""
+    env = os.environ
+    return {
+        "arrival.poke_seconds": cfg.arrival.poke_seconds,
+        "arrival.watch_seconds": cfg.arrival.watch_seconds,
+        "sensors": "wait_for_files, wait_for_upstream, wait_for_earlier_decisions: mode=reschedule, "
+        "poke_interval=arrival.poke_seconds",
+        "timeouts.upstream_wait_hours": cfg.timeouts.upstream_wait_hours,
+        "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM"),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": env.get("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "5 (default)"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"),
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"),
+        "spark.conf": dict(cfg.spark.conf),
+        "spark master": env.get("FLIGHTDECK_SPARK_MASTER", "local[*]"),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the stack, set up, measure every day; returns the raw records (also saved as we go)."""
+    from bench.probe import machine
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    raw: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "python -m bench.freshness " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "overrides": OVERRIDES,
+        "notes": list(args.note),
+        "setup": [],
+        "days": [],
+    }
+    say(f"machine: {raw['machine']['cpu_model']}, {raw['machine']['cpus']} CPUs, load {raw['machine']['load_avg_at_start']}")
+    raw_file = args.work / "raw.json"
+
+    def checkpoint() -> None:
+        if bench.sampler is not None:
+            raw["cpu_samples"] = {"stack": bench.sampler.stack, "machine": bench.sampler.machine}
+        raw_file.write_text(json.dumps(raw, indent=1, default=str))
+
+    bench = Bench(args)
+    try:
+        say(f"starting the embedded runtime on {bench.state} ...")
+        raw["setup"].append(bench.start())
+        raw["settings"] = settings(bench.cfg)
+        raw["setup"].extend(bench.setup())
+        if args.idle_seconds > 0:
+            say(f"measuring the idle stack's CPU for {args.idle_seconds:.0f}s ...")
+            idle_from = time.time()
+            time.sleep(args.idle_seconds)
+            raw["idle"] = {"from": idle_from, "to": time.time()}
+        checkpoint()
+        for day in args.day_list:
+            raw["days"].append(bench.measure_day(day))
+            checkpoint()
+            summary = derive_day(raw["days"][-1], raw)
+            say(
+                f"{day}: freshness {summary['freshness_s']}s (predictions {summary['predictions_committed_s']}s, "
+                f"drift {summary['drift_committed_s']}s), CPU {summary['cpu']['stack_s']}s stack"
+            )
+    finally:
+        checkpoint()
+        bench.stop()
+    return raw
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.render is not None:
+        raw = json.loads(args.render.read_text())
+        raw["notes"] = [*raw.get("notes", []), *(n for n in args.note if n not in raw.get("notes", []))]
+    else:
+        raw = run(args)
+    results = derive(raw)
+    js, md = write(results, args.out)
+    say(f"wrote {js} and {md}")
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
