@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -109,7 +110,9 @@ def upstream_graph(tasks: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     return graph
 
 
-def task_rows(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], graph: Mapping[str, Sequence[str]]) -> list[dict]:
+def task_rows(
+    run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], graph: Mapping[str, Sequence[str]]
+) -> list[dict]:
     """One row per task instance of a run, in start order.
 
     ``ready`` is when the task could start: the end of its last upstream task (a root task: the
@@ -169,9 +172,7 @@ def run_gap(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], trigger_at
 def trigger_event(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The asset event that created an asset-triggered run (the latest one naming it)."""
     named = [
-        e
-        for e in events
-        if any(str(r.get("run_id")) == run["dag_run_id"] for r in e.get("created_dagruns") or [])
+        e for e in events if any(str(r.get("run_id")) == run["dag_run_id"] for r in e.get("created_dagruns") or [])
     ]
     return max(named, key=lambda e: ts(e["timestamp"]) or 0.0) if named else None
 
@@ -228,6 +229,355 @@ def spark_phases(ti: Mapping[str, Any], log: Sequence[Mapping[str, Any]], doc: M
     }
 
 
+# --- one day's figures, and the median over the days (pure) -----------------------------------------
+
+
+def _event_at(events: Sequence[Mapping[str, Any]], asset: str, day: str) -> float | None:
+    """When the first event of ``asset`` for ``day`` was recorded."""
+    times = [
+        ts(e["timestamp"])
+        for e in events
+        if e.get("name") == asset and (e.get("partition_key") == day or (e.get("extra") or {}).get("partition") == day)
+    ]
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def _run_of(runs: Sequence[Mapping[str, Any]], dag: str) -> Mapping[str, Any] | None:
+    found = [r for r in runs if r["dag_id"] == dag]
+    return max(found, key=lambda r: ts(r.get("queued_at")) or 0.0) if found else None
+
+
+def _ti(run: Mapping[str, Any] | None, task: str) -> Mapping[str, Any] | None:
+    if run is None:
+        return None
+    return next((t for t in run.get("task_instances", []) if t["task_id"] == task), None)
+
+
+def derive_day(day: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]:
+    """One measured day: freshness, announcement times, run gaps, task rows, CPU, retraining.
+
+    Every time is in seconds after T0 (files complete), unless it is a duration.
+    """
+    t0, name = float(day["t0"]), str(day["day"])
+    runs, events = day.get("runs", []), day.get("asset_events", [])
+    entity = next((e["name"].split("_", 1)[1] for e in events if str(e.get("name", "")).startswith("bronze_")), "")
+    committed = day.get("committed", {})
+    pred = span(t0, committed.get("predictions", {}).get("committed_at"))
+    drift = span(t0, committed.get("drift", {}).get("committed_at"))
+    ingest, monitor = _run_of(runs, DAILY_DAGS[0]), _run_of(runs, DAILY_DAGS[3])
+    sensor = _ti(ingest, INGEST_SENSOR)
+    detected = span(t0, ts(sensor.get("end_date")) if sensor else None)
+    freshness = max(pred, drift) if pred is not None and drift is not None else None
+
+    gaps, tasks = [], []
+    for r in sorted(runs, key=lambda x: ts(x.get("queued_at")) or 0.0):
+        tis = r.get("task_instances", [])
+        event = trigger_event(r, events)
+        trigger = t0 if r is ingest else (ts(event["timestamp"]) if event else None)
+        gaps.append(
+            {**run_gap(r, tis, trigger), "trigger": (event or {}).get("name") or ("files" if r is ingest else None)}
+        )
+        graph = raw_graph(day, str(r["dag_id"]))
+        for row, ti in zip(task_rows(r, tis, graph), sorted_tis(tis), strict=True):
+            if ti.get("operator") == SPARK_OPERATOR:
+                row["spark"] = spark_phases(ti, ti.get("log", []), r.get("run_documents", {}).get(row["task"]))
+            tasks.append(row)
+    ends = [ts(r.get("end_date")) for r in runs]
+    last_end = max((e for e in ends if e is not None), default=None)
+    samples = raw.get("cpu_samples") or {}
+    cpu = {
+        "window_s": span(t0, last_end),
+        "stack_s": window_delta(samples.get("stack", []), t0, last_end) if last_end else None,
+        "machine_busy_s": window_delta(samples.get("machine", []), t0, last_end) if last_end else None,
+    }
+    trains = [g for g in gaps if g["dag"] == TRAIN_DAG]
+    return {
+        "day": name,
+        "t0": iso(t0),
+        "sensor_armed_before_t0_s": span(day.get("armed_at"), t0),
+        "freshness_s": freshness,
+        "predictions_committed_s": pred,
+        "drift_committed_s": drift,
+        "files_detected_s": detected,
+        "after_detection_s": span(detected, freshness),
+        "announced": {
+            "bronze_event_s": span(t0, _event_at(events, f"bronze_{entity}", name)),
+            "features_event_s": span(t0, _event_at(events, f"features_{entity}", name)),
+            "predictions_event_s": span(t0, _event_at(events, f"predictions_{entity}", name)),
+            "monitor_run_end_s": span(t0, ts(monitor.get("end_date")) if monitor else None),
+            "retrain_request_event_s": span(t0, _event_at(events, "retrain_request", name)),
+        },
+        "chain_idle_s": span(t0, day.get("idle_at")),
+        "last_run_end_s": span(t0, last_end),
+        "cpu": cpu,
+        "retraining": [{k: g[k] for k in ("run_id", "state", "wall")} for g in trains],
+        "runs": gaps,
+        "tasks": tasks,
+    }
+
+
+def sorted_tis(tis: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Task instances in the order :func:`task_rows` emits them."""
+    return sorted(tis, key=lambda x: (ts(x.get("start_date")) or float("inf"), str(x["task_id"])))
+
+
+def raw_graph(day: Mapping[str, Any], dag: str) -> dict[str, list[str]]:
+    return {k: list(v) for k, v in (day.get("graphs", {}).get(dag) or {}).items()}
+
+
+SUMMARY_KEYS = (
+    "freshness_s",
+    "predictions_committed_s",
+    "drift_committed_s",
+    "files_detected_s",
+    "after_detection_s",
+    "chain_idle_s",
+)
+TASK_TIMES = ("ready_to_scheduled", "scheduled_to_queued", "queue_wait", "overhead", "run")
+SPARK_TIMES = (
+    "task_start",
+    "jvm_and_python_start",
+    "session",
+    "to_first_commit",
+    "after_first_commit",
+    "shutdown",
+    "job",
+)
+GAP_TIMES = ("trigger_to_queued", "queued_to_first_task", "tasks_wall", "last_task_to_run_end", "wall")
+
+
+def breakdown(days: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per (DAG, task), the median of each time over the days, in the order the tasks ran."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for day in days:
+        for row in day["tasks"]:
+            groups.setdefault((row["dag"], row["task"]), []).append(row)
+    out = []
+    for (dag, task), rows in groups.items():
+        entry: dict[str, Any] = {"dag": dag, "task": task, "operator": rows[0].get("operator"), "n": len(rows)}
+        entry.update({k: median(r.get(k) for r in rows) for k in TASK_TIMES})
+        spark = [r["spark"] for r in rows if r.get("spark")]
+        if spark:
+            entry["spark"] = {k: median(p.get(k) for p in spark) for k in SPARK_TIMES}
+        out.append(entry)
+    return out
+
+
+def run_gap_medians(days: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per DAG, the median of each run gap over the days."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for day in days:
+        for gap in day["runs"]:
+            groups.setdefault(gap["dag"], []).append(gap)
+    return [
+        {
+            "dag": dag,
+            "trigger": gaps[0].get("trigger"),
+            "n": len(gaps),
+            **{k: median(g.get(k) for g in gaps) for k in GAP_TIMES},
+        }
+        for dag, gaps in groups.items()
+    ]
+
+
+def derive(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The results document from the raw records: the medians, each day, the breakdown, the machine."""
+    days = [derive_day(d, raw) for d in raw.get("days", [])]
+    samples = raw.get("cpu_samples") or {}
+    idle = raw.get("idle")
+    idle_rate = None
+    if idle:
+        used = window_delta(samples.get("stack", []), idle["from"], idle["to"])
+        idle_rate = round(used / (idle["to"] - idle["from"]), 3) if used is not None else None
+    daily = [d for d in days if d["day"] and not d["retraining"]]
+    overheads = [r["overhead"] for d in days for r in d["tasks"] if r.get("overhead") is not None]
+    summary: dict[str, Any] = {k: median(d[k] for d in days) for k in SUMMARY_KEYS}
+    summary |= {
+        "days": len(days),
+        "predictions_event_s": median(d["announced"]["predictions_event_s"] for d in days),
+        "monitor_run_end_s": median(d["announced"]["monitor_run_end_s"] for d in days),
+        "cpu_stack_s": median(d["cpu"]["stack_s"] for d in days),
+        "cpu_stack_s_without_retraining": median(d["cpu"]["stack_s"] for d in daily),
+        "cpu_machine_busy_s": median(d["cpu"]["machine_busy_s"] for d in days),
+        "idle_stack_cpu_per_s": idle_rate,
+        "idle_stack_cpu_per_day_s": round(idle_rate * 86400) if idle_rate is not None else None,
+        "overhead_per_task_median_s": median(overheads),
+        "overhead_per_task_max_s": max(overheads) if overheads else None,
+        "retraining_days": [d["day"] for d in days if d["retraining"]],
+    }
+    return {
+        "started": raw.get("started"),
+        "command": raw.get("command"),
+        "machine": raw.get("machine"),
+        "settings": raw.get("settings"),
+        "overrides": raw.get("overrides"),
+        "notes": raw.get("notes", []),
+        "setup": raw.get("setup", []),
+        "summary": summary,
+        "run_gaps": run_gap_medians(days),
+        "breakdown": breakdown(days),
+        "days": days,
+    }
+
+
+# --- the report ------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    """The human report: headline medians, each day, run gaps, the per-task breakdown, the machine."""
+    s, m = results["summary"], results.get("machine") or {}
+    cpus = m.get("usable_cpus") or m.get("cpus")
+    out = [
+        "# Freshness: files complete -> predictions and drift committed",
+        "",
+        f"Measured {results.get('started')} with `{results.get('command')}` on the embedded default "
+        "(Airflow on SQLite with the LocalExecutor, Spark `local[*]` through spark-submit, MLflow on SQLite).",
+        f"Machine: {m.get('cpu_model')}, {cpus} usable CPUs, {m.get('memory_gib')} GiB, load average at start "
+        f"{m.get('load_avg_at_start')}. The machine is shared with other work: read every figure as an upper bound.",
+        "",
+        f"## Median of {s['days']} days (seconds after the day's files are complete, T0)",
+        "",
+    ]
+    out += _table(
+        ["figure", "seconds"],
+        [
+            ("**freshness**: predictions and drift committed", s["freshness_s"]),
+            ("predictions partition committed", s["predictions_committed_s"]),
+            ("drift partition committed", s["drift_committed_s"]),
+            ("predictions asset event recorded", s["predictions_event_s"]),
+            ("monitoring run ended (drift has no asset event)", s["monitor_run_end_s"]),
+            ("files seen by the ingest sensor (`wait_for_files` done)", s["files_detected_s"]),
+            ("freshness after the sensor saw the files", s["after_detection_s"]),
+            ("whole chain idle (retraining included)", s["chain_idle_s"]),
+            ("orchestration overhead per task, median (upstream done -> running)", s["overhead_per_task_median_s"]),
+            ("orchestration overhead per task, max", s["overhead_per_task_max_s"]),
+            ("CPU seconds per day, stack process trees (T0 -> last run end)", s["cpu_stack_s"]),
+            ("CPU seconds per day, stack, days without retraining", s["cpu_stack_s_without_retraining"]),
+            ("CPU seconds per day, whole machine busy (other work included)", s["cpu_machine_busy_s"]),
+            ("idle stack CPU seconds per second (no run active)", s["idle_stack_cpu_per_s"]),
+            ("idle stack CPU seconds per 24 h", s["idle_stack_cpu_per_day_s"]),
+        ],
+    )
+    out += ["", "## Each day", ""]
+    out += _table(
+        [
+            "day",
+            "freshness",
+            "predictions",
+            "drift",
+            "sensor saw files",
+            "pred. event",
+            "monitor end",
+            "idle",
+            "CPU stack",
+            "CPU machine",
+            "retraining",
+        ],
+        [
+            (
+                d["day"],
+                d["freshness_s"],
+                d["predictions_committed_s"],
+                d["drift_committed_s"],
+                d["files_detected_s"],
+                d["announced"]["predictions_event_s"],
+                d["announced"]["monitor_run_end_s"],
+                d["chain_idle_s"],
+                d["cpu"]["stack_s"],
+                d["cpu"]["machine_busy_s"],
+                ", ".join(f"{t['state']} in {_fmt(t['wall'])}s" for t in d["retraining"]) or "no",
+            )
+            for d in results["days"]
+        ],
+    )
+    out += [
+        "",
+        "## Between DAG runs (median seconds)",
+        "",
+        "Trigger: the asset event that created the run (the ingest run: T0, the files; it was created before "
+        "and its sensor was waiting).",
+        "",
+    ]
+    out += _table(
+        [
+            "DAG",
+            "trigger",
+            "runs",
+            "trigger -> queued",
+            "queued -> first task",
+            "tasks wall",
+            "last task -> run end",
+            "wall",
+        ],
+        [(g["dag"], g["trigger"], g["n"], *(g[k] for k in GAP_TIMES)) for g in results["run_gaps"]],
+    )
+    out += [
+        "",
+        "## Per task (median seconds)",
+        "",
+        "ready = the end of the task's last upstream task (a first task: its run's start); "
+        "overhead = ready -> running. "
+        "A sensor in reschedule mode is queued once per poke: its queue wait is its last poke's, its run spans "
+        "first poke to success.",
+        "",
+    ]
+    out += _table(
+        ["DAG", "task", "n", "ready -> scheduled", "scheduled -> queued", "queue wait", "overhead", "run"],
+        [(b["dag"], b["task"], b["n"], *(b[k] for k in TASK_TIMES)) for b in results["breakdown"]],
+    )
+    spark = [b for b in results["breakdown"] if b.get("spark")]
+    if spark:
+        out += [
+            "",
+            "## Spark tasks: where the run time goes (median seconds)",
+            "",
+            "task start: task process up to spark-submit launched; JVM + Python start: spark-submit to the job's "
+            "own clock (the run document's `seconds` counted back from its result line); session: job clock start "
+            "to its first log line after the Spark session; then to the first partition commit, after it to the "
+            "result line, and shutdown (JVM stop, task end). job: the run document's `seconds`.",
+            "",
+        ]
+        out += _table(
+            ["DAG", "task", "run", *SPARK_TIMES],
+            [(b["dag"], b["task"], b["run"], *(b["spark"][k] for k in SPARK_TIMES)) for b in spark],
+        )
+    out += ["", "## Settings that add latency", ""]
+    out += [f"- `{k}`: {v}" for k, v in (results.get("settings") or {}).items()]
+    out += ["", "## Setup (not in the figures)", ""]
+    out += [
+        f"- {st['step']}: {st['seconds']}s" + (f" ({st.get('first')}..{st.get('last')})" if st.get("first") else "")
+        for st in results.get("setup", [])
+    ]
+    out += ["", "Overrides (a small model for a short history, as in tests/e2e; the daily path is unchanged):", ""]
+    out += [f"- `{k}={v}`" for k, v in (results.get("overrides") or {}).items()]
+    if results.get("notes"):
+        out += ["", "## Notes", "", *(f"- {n}" for n in results["notes"])]
+    return "\n".join(out) + "\n"
+
+
+def write(results: Mapping[str, Any], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    js, md = out / "freshness.json", out / "freshness.md"
+    js.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md.write_text(render_markdown(results))
+    return js, md
+
+
 # --- CPU: the stack's process trees and the machine, sampled every second --------------------------
 
 
@@ -268,7 +618,7 @@ def window_delta(samples: Sequence[tuple[float, float]], start: float, end: floa
     """
 
     def at(when: float) -> float | None:
-        for (t0, v0), (t1, v1) in zip(samples, samples[1:], strict=False):
+        for (t0, v0), (t1, v1) in itertools.pairwise(samples):
             if t0 <= when <= t1:
                 return v0 if t1 == t0 else v0 + (v1 - v0) * (when - t0) / (t1 - t0)
         return None
@@ -556,9 +906,13 @@ def settings(cfg: Any) -> dict[str, Any]:
         "poke_interval=arrival.poke_seconds",
         "timeouts.upstream_wait_hours": cfg.timeouts.upstream_wait_hours,
         "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM"),
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": env.get("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "5 (default)"),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": env.get(
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", "5 (default)"
+        ),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"),
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"),
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": env.get(
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"
+        ),
         "spark.conf": dict(cfg.spark.conf),
         "spark master": env.get("FLIGHTDECK_SPARK_MASTER", "local[*]"),
     }
@@ -578,7 +932,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "setup": [],
         "days": [],
     }
-    say(f"machine: {raw['machine']['cpu_model']}, {raw['machine']['cpus']} CPUs, load {raw['machine']['load_avg_at_start']}")
+    m = raw["machine"]
+    say(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, load average {m['load_avg_at_start']}")
     raw_file = args.work / "raw.json"
 
     def checkpoint() -> None:

@@ -76,14 +76,16 @@ class AirflowApi:
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         return dict(self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}))
 
-    def backfill(self, dag_id: str, first: str, last: str) -> dict[str, Any]:
-        body = {
+    def backfill(self, dag_id: str, first: str, last: str, max_active_runs: int | None = 1) -> dict[str, Any]:
+        """Create a backfill of ``first..last``; ``max_active_runs=None`` keeps Airflow's default (10)."""
+        body: dict[str, Any] = {
             "dag_id": dag_id,
             "from_date": f"{first}T00:00:00Z",
             "to_date": f"{last}T00:00:00Z",
-            "max_active_runs": 1,
             "reprocess_behavior": "completed",
         }
+        if max_active_runs is not None:
+            body["max_active_runs"] = max_active_runs
         return dict(self.post("/api/v2/backfills", body))
 
     def runs(self, dag_id: str, limit: int = 100) -> list[dict[str, Any]]:
