@@ -110,11 +110,14 @@ pytest: install prometheus ## pytest with ARGS (e.g. make pytest ARGS="-m spark 
 test-fast: install prometheus ## the suite without the end-to-end runs
 	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q -m "not e2e and not soak")
 
-soak: install ## 30 simulated days through the daily chain; flat cost per day, nothing lost (~15 min; .flightdeck/soak/)
-	$(VENV)/bin/python -m pytest -q -s -m soak tests/soak
+soak: install ## 30 simulated days through the daily chain (~15 min), then a ten-day Airflow backfill checked against the days one by one (~25 min)
+	@$(call with_test_pg,$(VENV)/bin/python -m pytest -q -s -m soak tests/soak tests/e2e/test_backfill.py)
 
 bench: install ## benchmarks: each stage vs its reference at 1x/10x/30x (bench/results/latest.md; 6-12 min on a 2-core machine)
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+freshness: install ## a day from files landed to predictions and drift committed, through Airflow (bench/results/freshness.md; ~25 min)
+	$(VENV)/bin/python -m bench.freshness $(FRESHNESS_ARGS)
 
 clean: down ## stop services and delete all local state (.flightdeck/: lake, databases, logs)
 	rm -rf .flightdeck

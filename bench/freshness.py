@@ -18,10 +18,12 @@ each of ``--days`` days:
 
 From those records it derives, per task, the queue wait and run time, the orchestration overhead
 (upstream done -> task running) and the gaps between DAG runs (asset event -> run queued -> first
-task started); Spark tasks' run time is split by their log lines into process start, Spark
-session, model load, compute and commit. CPU seconds per day are sampled every second from
-``/proc``: the stack's process trees (Airflow, MLflow and every task and Spark process they
-start) and the whole machine's busy time.
+task started); Spark tasks' run time is split by their log lines into task start, JVM start,
+Python start, Spark session, reading and model load up to the first write, the writes (Spark is
+lazy: compute and commit), the rest up to the job's result, and shutdown (see
+:data:`SPARK_MARKS`). CPU seconds per day are sampled every second from ``/proc``: each service's
+process tree (Airflow, MLflow, and every task and Spark process under the scheduler) and the whole
+machine's busy time.
 
 Writes ``freshness.json`` and ``freshness.md`` into ``--out`` and the raw records into ``--work``
 (``--render RAW`` re-derives the results from them without running anything).
@@ -110,27 +112,52 @@ def upstream_graph(tasks: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     return graph
 
 
+def sorted_tis(tis: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Task instances in start order (not started last), then by task id."""
+    return sorted(tis, key=lambda x: (ts(x.get("start_date")) or float("inf"), str(x["task_id"])))
+
+
+RESCHEDULED = re.compile(r"marking task as UP_FOR_RESCHEDULE")
+
+
+def pokes(ti: Mapping[str, Any]) -> int:
+    """How many times a reschedule-mode sensor was put back to wait (its log holds every poke of the try)."""
+    return sum(1 for e in ti.get("log") or [] if RESCHEDULED.search(str(e.get("event", ""))))
+
+
+PARSED = re.compile(r"^Worker startup parse complete")
+
+
+def parsed_at(ti: Mapping[str, Any]) -> float | None:
+    """When the task process had parsed its DAG file (its log's ``Worker startup parse complete``)."""
+    found = (e for e in ti.get("log") or [] if PARSED.search(str(e.get("event", ""))))
+    return next((t for e in found if (t := _event_time(e)) is not None), None)
+
+
 def task_rows(
     run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], graph: Mapping[str, Sequence[str]]
 ) -> list[dict]:
     """One row per task instance of a run, in start order.
 
-    ``ready`` is when the task could start: the end of its last upstream task (a root task: the
+    ``ready`` is when the task could start: the end of its last upstream task (a first task: the
     run's start). ``overhead`` = ready -> running is what orchestration costs the task, split into
-    ready -> scheduled, scheduled -> queued and the queue wait (queued -> running). A sensor in
-    reschedule mode is queued again for every poke: its queue wait is that of its last poke, and
-    its ``run`` spans first poke to success (waiting included).
+    ready -> scheduled, scheduled -> queued and the queue wait (queued -> running).
+
+    A sensor in reschedule mode that was put back to wait (``rescheduled`` > 0, from its log) is
+    started afresh for each poke, and its record keeps the last poke's times: ready -> scheduled is
+    then its wait for the next poke (``reschedule_wait``, the configured poke interval, not
+    orchestration), and its overhead is scheduled -> running of that last poke.
     """
     ends = {str(t["task_id"]): ts(t.get("end_date")) for t in tis}
     run_start = ts(run.get("start_date"))
     rows = []
-    for t in sorted(tis, key=lambda x: (ts(x.get("start_date")) or float("inf"), str(x["task_id"]))):
+    for t in sorted_tis(tis):
         task = str(t["task_id"])
         start, end = ts(t.get("start_date")), ts(t.get("end_date"))
         queued, scheduled = ts(t.get("queued_when")), ts(t.get("scheduled_when"))
         ups = [ends[u] for u in graph.get(task, []) if ends.get(u) is not None]
         ready = max(ups) if ups else run_start
-        last_start = start if queued is None or start is None or queued <= start else None
+        rescheduled = pokes(t)
         rows.append(
             {
                 "dag": str(run["dag_id"]),
@@ -139,33 +166,41 @@ def task_rows(
                 "operator": t.get("operator"),
                 "state": t.get("state"),
                 "try_number": t.get("try_number"),
-                "ready_to_scheduled": span(ready, scheduled),
+                "rescheduled": rescheduled,
+                "reschedule_wait": span(ready, scheduled) if rescheduled else None,
+                "ready_to_scheduled": None if rescheduled else span(ready, scheduled),
                 "scheduled_to_queued": span(scheduled, queued),
-                # A rescheduled sensor's start is its first poke's, before its last queueing.
-                "queue_wait": span(queued, last_start),
-                "overhead": span(ready, start) if last_start is not None else span(ready, scheduled),
+                "queue_wait": span(queued, start),
+                "overhead": span(scheduled if rescheduled else ready, start),
                 "run": span(start, end),
+                # part of the run: the task process starts and parses its DAG file (every task, every try)
+                "parse": span(start, parsed_at(t)),
             }
         )
     return rows
 
 
 def run_gap(run: Mapping[str, Any], tis: Sequence[Mapping[str, Any]], trigger_at: float | None) -> dict[str, Any]:
-    """How a DAG run started and ended: trigger (asset event, or T0) -> queued -> first task -> end."""
+    """How a DAG run started and ended: trigger (asset event, or T0) -> queued -> first task -> end.
+
+    A run queued before its trigger (the ingest run, waiting for its files) is measured from the
+    trigger: it has no trigger -> queued nor queued -> first task, and its tasks' wall starts there.
+    """
     starts = [s for s in (ts(t.get("start_date")) for t in tis) if s is not None]
     ends = [e for e in (ts(t.get("end_date")) for t in tis) if e is not None]
-    queued, first = ts(run.get("queued_at")), (min(starts) if starts else None)
+    queued, first, last = ts(run.get("queued_at")), (min(starts) if starts else None), max(ends, default=None)
+    waiting = trigger_at is not None and queued is not None and queued < trigger_at
     return {
         "dag": str(run["dag_id"]),
         "run_id": str(run["dag_run_id"]),
         "run_type": run.get("run_type"),
         "state": run.get("state"),
         "partition": run.get("partition_key") or (run.get("data_interval_start") or "")[:10] or None,
-        "trigger_to_queued": span(trigger_at, queued),
-        "queued_to_first_task": span(queued, first),
-        "tasks_wall": span(first, max(ends) if ends else None),
-        "last_task_to_run_end": span(max(ends) if ends else None, ts(run.get("end_date"))),
-        "wall": span(queued, ts(run.get("end_date"))),
+        "trigger_to_queued": None if waiting else span(trigger_at, queued),
+        "queued_to_first_task": None if waiting else span(queued, first),
+        "tasks_wall": span(trigger_at if waiting else first, last),
+        "last_task_to_run_end": span(last, ts(run.get("end_date"))),
+        "wall": span(trigger_at if waiting else queued, ts(run.get("end_date"))),
     }
 
 
@@ -177,56 +212,85 @@ def trigger_event(run: Mapping[str, Any], events: Sequence[Mapping[str, Any]]) -
     return max(named, key=lambda e: ts(e["timestamp"]) or 0.0) if named else None
 
 
-# Log lines of a Spark task that mark its phases, in the order they happen (first match wins).
-# The Spark provider logs every line spark-submit prints as it reads it, with its own timestamp.
-PHASE_MARKS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("submitted", re.compile(r"Spark-Submit cmd:")),
-    ("driver_started", re.compile(r"Running Spark version|SparkContext: |Utils: |NativeCodeLoader|log4j|WARN ")),
-    ("session_ready", re.compile(r"flightdeck\.")),
-    ("model_loaded", re.compile(r"Downloading artifacts|flightdeck\..*(scoring with|reference)")),
-    ("first_commit", re.compile(r"committed ")),
-    ("result", re.compile(r"FLIGHTDECK_RESULT ")),
+# The phases of a Spark task, each ending at a line of its log (the Spark provider logs every line
+# spark-submit prints as it reads it, with its own timestamp), in the order they happen; the last
+# flag takes the last matching line instead of the first. A missing mark leaves its phase unknown
+# and the next phase starts at the last mark found, so the known phases still add up.
+SPARK_INFO = re.compile(r"^\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} INFO ")
+SPARK_MARKS: tuple[tuple[str, re.Pattern[str], bool], ...] = (
+    # task process up, DAG file parsed, pre-execute hooks (OpenLineage), spark-submit launched
+    ("task_start", re.compile(r"^Spark-Submit cmd: "), False),
+    # spark-submit's JVM up: the first line it prints
+    ("jvm_start", re.compile(r""), False),
+    # the job's Python: interpreter, imports, config, MLflow look-ups before the session, SparkContext asked for
+    ("python_start", re.compile(r" INFO SparkContext: Running Spark version "), False),
+    # SparkContext and session built: the job sets Spark's log level to WARN right after, so the
+    # last Spark INFO line ends it
+    ("spark_session", SPARK_INFO, True),
+    # reading inputs, loading the model (scoring), planning, until the first partition write takes its lease
+    ("to_first_write", re.compile(r"INFO flightdeck\.data\.leases: holding "), False),
+    # the writes: Spark is lazy, so the compute happens here, then the atomic commit of each partition
+    ("writes", re.compile(r"INFO flightdeck\.data\.sparkio: committed "), True),
+    # after the last commit (a job that writes no partition: after the session): reports, validation,
+    # MLflow logging, the run document, until the job prints its result line
+    ("to_result", re.compile(r"^FLIGHTDECK_RESULT "), False),
 )
+# Spans measured on their own, whatever phase they fall in: from the last line before a library's
+# first burst of log lines to the end of that burst. Great Expectations logs while it is imported
+# and its context is built, so its burst and the silent gap before it are its start-up.
+LIBRARY_STARTS: dict[str, re.Pattern[str]] = {"gx_start": re.compile(r" INFO great_expectations\.")}
+LOG_LINE = re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{2}) \d{2}:\d{2}:\d{2}")
+SPARK_PHASES = (*(name for name, _, _ in SPARK_MARKS), "shutdown")
+SUBMIT_LOGGER = "SparkSubmitHook"
 
 
 def _event_time(event: Mapping[str, Any]) -> float | None:
-    return ts(event.get("timestamp")) if isinstance(event.get("timestamp"), str) else None
+    value = event.get("timestamp")
+    return ts(value) if isinstance(value, str) else None
 
 
 def spark_phases(ti: Mapping[str, Any], log: Sequence[Mapping[str, Any]], doc: Mapping[str, Any] | None) -> dict:
-    """Split a Spark task's run time by its log lines and its job's run document.
+    """Split a Spark task's run time into the phases of :data:`SPARK_MARKS` by its log lines.
 
-    Returns seconds of: ``task_start`` (task process up, DAG parsed, until spark-submit is
-    launched), ``jvm_and_python_start`` (spark-submit's JVM and the job's Python up to its
-    ``seconds`` clock starting, i.e. the run document's ``seconds`` subtracted from the result
-    line's time), ``job`` (the run document's own ``seconds``: Spark session, model load, compute
-    and commits), split where log lines allow into ``session`` (job start -> first flightdeck log
-    line after the session), ``to_first_commit`` and ``after_first_commit``, and ``shutdown``
-    (result line -> task end: JVM stop, task epilogue). Unknown parts are None.
+    Only the lines of spark-submit's output (and its command line) count. ``shutdown`` runs from
+    the job's result line to the task's end (JVM stop, task epilogue). Also returns the run
+    document's own ``seconds`` (``job``: the job's clock, from before its session to its result)
+    and ``cpu_seconds`` (the job's Python driver only), and when each mark was logged.
     """
-    start, end = ts(ti.get("start_date")), ts(ti.get("end_date"))
-    marks: dict[str, float] = {}
-    for event in log:
-        when, text = _event_time(event), str(event.get("event", ""))
-        if when is None:
+    lines = [
+        (when, str(e.get("event", "")))
+        for e in log
+        if SUBMIT_LOGGER in str(e.get("logger", "")) and (when := _event_time(e)) is not None
+    ]
+    out: dict[str, Any] = dict.fromkeys(SPARK_PHASES)
+    marks: dict[str, str] = {}
+    previous, after = ts(ti.get("start_date")), 0
+    for name, pattern, last in SPARK_MARKS:
+        found = [i for i in range(after, len(lines)) if pattern.search(lines[i][1])]
+        if not found:
             continue
-        for name, pattern in PHASE_MARKS:
-            if name not in marks and pattern.search(text):
-                marks[name] = when
-    job = float(doc["seconds"]) if doc and doc.get("seconds") is not None else None
-    result = marks.get("result")
-    job_start = result - job if result is not None and job is not None else None
-    return {
-        "task_start": span(start, marks.get("submitted")),
-        "jvm_and_python_start": span(marks.get("submitted"), job_start),
-        "job": job,
-        "session": span(job_start, marks.get("session_ready")),
-        "to_first_commit": span(marks.get("session_ready"), marks.get("first_commit")),
-        "after_first_commit": span(marks.get("first_commit"), result),
-        "shutdown": span(result, end),
-        "job_cpu_seconds": doc.get("cpu_seconds") if doc else None,
-        "marks": {k: iso(v) for k, v in sorted(marks.items(), key=lambda kv: kv[1])},
-    }
+        index = found[-1] if last else found[0]
+        when = lines[index][0]
+        out[name] = span(previous, when)
+        marks[name] = iso(when)
+        previous, after = when, index + 1
+    if "to_result" in marks:
+        out["shutdown"] = span(previous, ts(ti.get("end_date")))
+    for name, pattern in LIBRARY_STARTS.items():
+        first = next((i for i, (_, text) in enumerate(lines) if pattern.search(text)), None)
+        if not first:
+            out[name] = None
+            continue
+        burst = first  # the burst goes on over the library's lines and their continuation lines
+        while burst + 1 < len(lines) and (
+            pattern.search(lines[burst + 1][1]) or not LOG_LINE.match(lines[burst + 1][1])
+        ):
+            burst += 1
+        out[name] = span(lines[first - 1][0], lines[burst][0])
+    out["job"] = float(doc["seconds"]) if doc and doc.get("seconds") is not None else None
+    out["job_cpu_seconds"] = doc.get("cpu_seconds") if doc else None
+    out["marks"] = marks
+    return out
 
 
 # --- one day's figures, and the median over the days (pure) -----------------------------------------
@@ -261,7 +325,7 @@ def derive_day(day: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]
     """
     t0, name = float(day["t0"]), str(day["day"])
     runs, events = day.get("runs", []), day.get("asset_events", [])
-    entity = next((e["name"].split("_", 1)[1] for e in events if str(e.get("name", "")).startswith("bronze_")), "")
+    entity = str(raw.get("entity", ""))
     committed = day.get("committed", {})
     pred = span(t0, committed.get("predictions", {}).get("committed_at"))
     drift = span(t0, committed.get("drift", {}).get("committed_at"))
@@ -285,12 +349,7 @@ def derive_day(day: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]
             tasks.append(row)
     ends = [ts(r.get("end_date")) for r in runs]
     last_end = max((e for e in ends if e is not None), default=None)
-    samples = raw.get("cpu_samples") or {}
-    cpu = {
-        "window_s": span(t0, last_end),
-        "stack_s": window_delta(samples.get("stack", []), t0, last_end) if last_end else None,
-        "machine_busy_s": window_delta(samples.get("machine", []), t0, last_end) if last_end else None,
-    }
+    cpu = cpu_window(raw.get("cpu_samples") or {}, t0, last_end)
     trains = [g for g in gaps if g["dag"] == TRAIN_DAG]
     return {
         "day": name,
@@ -309,17 +368,13 @@ def derive_day(day: Mapping[str, Any], raw: Mapping[str, Any]) -> dict[str, Any]
             "retrain_request_event_s": span(t0, _event_at(events, "retrain_request", name)),
         },
         "chain_idle_s": span(t0, day.get("idle_at")),
+        "load_avg": day.get("load_avg"),
         "last_run_end_s": span(t0, last_end),
         "cpu": cpu,
         "retraining": [{k: g[k] for k in ("run_id", "state", "wall")} for g in trains],
         "runs": gaps,
         "tasks": tasks,
     }
-
-
-def sorted_tis(tis: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Task instances in the order :func:`task_rows` emits them."""
-    return sorted(tis, key=lambda x: (ts(x.get("start_date")) or float("inf"), str(x["task_id"])))
 
 
 def raw_graph(day: Mapping[str, Any], dag: str) -> dict[str, list[str]]:
@@ -334,16 +389,8 @@ SUMMARY_KEYS = (
     "after_detection_s",
     "chain_idle_s",
 )
-TASK_TIMES = ("ready_to_scheduled", "scheduled_to_queued", "queue_wait", "overhead", "run")
-SPARK_TIMES = (
-    "task_start",
-    "jvm_and_python_start",
-    "session",
-    "to_first_commit",
-    "after_first_commit",
-    "shutdown",
-    "job",
-)
+TASK_TIMES = ("reschedule_wait", "ready_to_scheduled", "scheduled_to_queued", "queue_wait", "overhead", "run", "parse")
+SPARK_TIMES = (*SPARK_PHASES, "job", *LIBRARY_STARTS)
 GAP_TIMES = ("trigger_to_queued", "queued_to_first_task", "tasks_wall", "last_task_to_run_end", "wall")
 
 
@@ -384,12 +431,11 @@ def run_gap_medians(days: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def derive(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The results document from the raw records: the medians, each day, the breakdown, the machine."""
     days = [derive_day(d, raw) for d in raw.get("days", [])]
-    samples = raw.get("cpu_samples") or {}
     idle = raw.get("idle")
-    idle_rate = None
-    if idle:
-        used = window_delta(samples.get("stack", []), idle["from"], idle["to"])
-        idle_rate = round(used / (idle["to"] - idle["from"]), 3) if used is not None else None
+    idle_cpu = cpu_window(raw.get("cpu_samples") or {}, idle["from"], idle["to"]) if idle else None
+    idle_rate = (
+        round(idle_cpu["stack_s"] / idle_cpu["window_s"], 3) if idle_cpu and idle_cpu["stack_s"] is not None else None
+    )
     daily = [d for d in days if d["day"] and not d["retraining"]]
     overheads = [r["overhead"] for d in days for r in d["tasks"] if r.get("overhead") is not None]
     summary: dict[str, Any] = {k: median(d[k] for d in days) for k in SUMMARY_KEYS}
@@ -402,6 +448,15 @@ def derive(raw: Mapping[str, Any]) -> dict[str, Any]:
         "cpu_machine_busy_s": median(d["cpu"]["machine_busy_s"] for d in days),
         "idle_stack_cpu_per_s": idle_rate,
         "idle_stack_cpu_per_day_s": round(idle_rate * 86400) if idle_rate is not None else None,
+        "idle_cpu_per_s_by_service": {
+            n: round(v / idle_cpu["window_s"], 3) for n, v in idle_cpu["services"].items() if v is not None
+        }
+        if idle_cpu
+        else {},
+        "cpu_stack_s_by_service": {
+            n: median(d["cpu"]["services"].get(n) for d in days)
+            for n in sorted({n for d in days for n in d["cpu"]["services"]})
+        },
         "overhead_per_task_median_s": median(overheads),
         "overhead_per_task_max_s": max(overheads) if overheads else None,
         "retraining_days": [d["day"] for d in days if d["retraining"]],
@@ -428,7 +483,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}"
     return str(value)
 
 
@@ -473,7 +528,32 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             ("idle stack CPU seconds per 24 h", s["idle_stack_cpu_per_day_s"]),
         ],
     )
-    out += ["", "## Each day", ""]
+    services = sorted(set(s.get("idle_cpu_per_s_by_service") or {}) | set(s.get("cpu_stack_s_by_service") or {}))
+    if services:
+        out += [
+            "",
+            "## CPU by service (seconds)",
+            "",
+            "Each service's process tree; the task processes and their Spark jobs run under the scheduler "
+            "(the LocalExecutor's children).",
+            "",
+        ]
+        out += _table(
+            ["service", "idle stack, per second", "per day (median, T0 -> last run end)"],
+            [
+                (n, (s.get("idle_cpu_per_s_by_service") or {}).get(n), (s.get("cpu_stack_s_by_service") or {}).get(n))
+                for n in services
+            ],
+        )
+    out += [
+        "",
+        "## Each day",
+        "",
+        "Seconds after T0; CPU seconds from T0 to the day's last run end (others: machine busy minus stack, "
+        "i.e. other work on the shared machine); load: the 1-minute load average at T0 and when the chain "
+        "was idle.",
+        "",
+    ]
     out += _table(
         [
             "day",
@@ -486,6 +566,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             "idle",
             "CPU stack",
             "CPU machine",
+            "CPU others",
+            "load T0/idle",
             "retraining",
         ],
         [
@@ -500,6 +582,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 d["chain_idle_s"],
                 d["cpu"]["stack_s"],
                 d["cpu"]["machine_busy_s"],
+                d["cpu"]["others_s"],
+                "/".join(str(x) for x in d.get("load_avg") or []) or None,
                 ", ".join(f"{t['state']} in {_fmt(t['wall'])}s" for t in d["retraining"]) or "no",
             )
             for d in results["days"]
@@ -531,13 +615,25 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "## Per task (median seconds)",
         "",
         "ready = the end of the task's last upstream task (a first task: its run's start); "
-        "overhead = ready -> running. "
-        "A sensor in reschedule mode is queued once per poke: its queue wait is its last poke's, its run spans "
-        "first poke to success.",
+        "overhead = ready -> running. A sensor in reschedule mode that had to wait is started afresh for "
+        "each poke: reschedule wait = ready -> its last poke scheduled (the poke interval, not orchestration), "
+        "its overhead = that poke's scheduled -> running, its run = that poke. DAG parse: the task process "
+        "up to its DAG file parsed (part of the run).",
         "",
     ]
     out += _table(
-        ["DAG", "task", "n", "ready -> scheduled", "scheduled -> queued", "queue wait", "overhead", "run"],
+        [
+            "DAG",
+            "task",
+            "n",
+            "reschedule wait",
+            "ready -> scheduled",
+            "scheduled -> queued",
+            "queue wait",
+            "overhead",
+            "run",
+            "of which DAG parse",
+        ],
         [(b["dag"], b["task"], b["n"], *(b[k] for k in TASK_TIMES)) for b in results["breakdown"]],
     )
     spark = [b for b in results["breakdown"] if b.get("spark")]
@@ -546,10 +642,16 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             "",
             "## Spark tasks: where the run time goes (median seconds)",
             "",
-            "task start: task process up to spark-submit launched; JVM + Python start: spark-submit to the job's "
-            "own clock (the run document's `seconds` counted back from its result line); session: job clock start "
-            "to its first log line after the Spark session; then to the first partition commit, after it to the "
-            "result line, and shutdown (JVM stop, task end). job: the run document's `seconds`.",
+            "Each phase ends at a line of the task's log: task start (task process up, DAG parsed, "
+            "pre-execute hooks) -> spark-submit launched; JVM start -> its first output line; Python start "
+            "(interpreter, imports, config, MLflow look-ups before the session) -> SparkContext asked for; "
+            "Spark session -> the last Spark INFO line (the job sets WARN right after); to first write "
+            "(inputs, model load, planning) -> the first partition write takes its lease; writes (Spark is "
+            "lazy: the compute runs in the writes) -> the last partition committed; to result (reports, "
+            "validation, MLflow logging, run document; a job writing no partition: all its work) -> the job's "
+            "result line; shutdown (JVM stop, task end). job: the run document's own `seconds` (session to "
+            "result). gx_start: Great Expectations' import and context (the silent gap before its first log "
+            "line and the burst of lines it logs while starting), inside whichever phase it falls.",
             "",
         ]
         out += _table(
@@ -628,11 +730,14 @@ def window_delta(samples: Sequence[tuple[float, float]], start: float, end: floa
 
 
 class CpuSampler:
-    """A daemon thread recording (time, stack CPU, machine busy CPU) every ``interval`` seconds."""
+    """A daemon thread recording, every ``interval`` seconds, the CPU seconds of each service's
+    process tree (tasks and Spark jobs run under the scheduler's, the LocalExecutor's children),
+    their sum (``stack``) and the machine's busy CPU, each as (time, value) samples."""
 
-    def __init__(self, roots: Sequence[int], interval: float = 1.0) -> None:
-        self.roots = list(roots)
+    def __init__(self, roots: Mapping[str, int], interval: float = 1.0) -> None:
+        self.roots = dict(roots)
         self.interval = interval
+        self.services: dict[str, list[tuple[float, float]]] = {name: [] for name in self.roots}
         self.stack: list[tuple[float, float]] = []
         self.machine: list[tuple[float, float]] = []
         self._stop = threading.Event()
@@ -649,12 +754,31 @@ class CpuSampler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             now = time.time()
-            self.stack.append((now, tree_cpu(self.roots)))
+            used = {name: tree_cpu([pid]) for name, pid in self.roots.items()}
+            for name, value in used.items():
+                self.services[name].append((now, value))
+            self.stack.append((now, sum(used.values())))
             self.machine.append((now, machine_busy()))
             self._stop.wait(self.interval)
 
-    def window(self, start: float, end: float) -> dict[str, float | None]:
-        return {"stack": window_delta(self.stack, start, end), "machine": window_delta(self.machine, start, end)}
+    def samples(self) -> dict[str, Any]:
+        return {"stack": self.stack, "machine": self.machine, "services": self.services}
+
+
+def cpu_window(samples: Mapping[str, Any], start: float, end: float | None) -> dict[str, Any]:
+    """CPU seconds from ``start`` to ``end``: the stack, each service, the machine, and the rest
+    (machine minus stack: other work on a shared machine, and this driver)."""
+    if end is None:
+        return {"window_s": None, "stack_s": None, "machine_busy_s": None, "others_s": None, "services": {}}
+    stack = window_delta(samples.get("stack", []), start, end)
+    machine = window_delta(samples.get("machine", []), start, end)
+    return {
+        "window_s": span(start, end),
+        "stack_s": stack,
+        "machine_busy_s": machine,
+        "others_s": round(machine - stack, 1) if machine is not None and stack is not None else None,
+        "services": {n: window_delta(v, start, end) for n, v in (samples.get("services") or {}).items()},
+    }
 
 
 # --- driving the stack -------------------------------------------------------------------------------
@@ -710,7 +834,7 @@ class Bench:
         self.api = AirflowApi(self.rt.airflow_url, "admin", password)
         self.cfg = load_config()
         self.lake = Lake(self.cfg.lake.root)
-        roots = [pid for pid in (self.rt.pid_of(s) for s in SERVICES) if pid]
+        roots = {s: pid for s in SERVICES if (pid := self.rt.pid_of(s))}
         self.sampler = CpuSampler(roots).start()
         return {"step": "stack_start", "seconds": round(time.monotonic() - started, 1), "services": list(SERVICES)}
 
@@ -806,6 +930,7 @@ class Bench:
         say(f"{day}: {INGEST_SENSOR} is waiting; delivering the day's files ...")
         delivered = landing.feed(day, day)
         t0 = time.time()
+        load_at_t0 = os.getloadavg()
         say(f"{day}: files complete (T0); waiting for predictions and drift ...")
         committed = self.wait_committed(day)
         since = iso(t0)
@@ -817,6 +942,8 @@ class Bench:
             "armed_at": armed,
             "t0": t0,
             "idle_at": idle,
+            # 1-minute load averages: other work on the machine shows here
+            "load_avg": [round(load_at_t0[0], 2), round(os.getloadavg()[0], 2)],
             "delivered_rows": delivered.get("rows"),
             "committed": committed,
             **self.collect(day, since),
@@ -938,7 +1065,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def checkpoint() -> None:
         if bench.sampler is not None:
-            raw["cpu_samples"] = {"stack": bench.sampler.stack, "machine": bench.sampler.machine}
+            raw["cpu_samples"] = bench.sampler.samples()
         raw_file.write_text(json.dumps(raw, indent=1, default=str))
 
     bench = Bench(args)
@@ -946,6 +1073,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say(f"starting the embedded runtime on {bench.state} ...")
         raw["setup"].append(bench.start())
         raw["settings"] = settings(bench.cfg)
+        raw["entity"] = bench.cfg.dataset.entity.name
         raw["setup"].extend(bench.setup())
         if args.idle_seconds > 0:
             say(f"measuring the idle stack's CPU for {args.idle_seconds:.0f}s ...")

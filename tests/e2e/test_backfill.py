@@ -28,7 +28,9 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+# Long (ten days through two DAGs, then the same days one by one: 20-30 min on a 2-core machine):
+# opt-in like the soak test, with `make soak`, on the e2e stack.
+pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
 FIRST, LAST = "2013-07-02", "2013-07-11"
 HISTORY_START = dt.date(2013, 6, 17)  # the e2e's history: June 17..30 (and two weeks of January)
