@@ -18,7 +18,7 @@ RUN apt-get update -qq \
 WORKDIR /opt/flightdeck
 COPY requirements.txt requirements-data.txt pyproject.toml README.md ./
 RUN pip install --no-cache-dir uv==0.13.9 \
- && uv pip sync --system --no-cache requirements.txt \
+ && uv pip sync --system --no-cache --compile-bytecode requirements.txt \
  && uv pip install --system --no-cache --no-deps --require-hashes -r requirements-data.txt
 
 # The s3a connector for Spark (the lake on s3a://). pyspark 4.3.0 bundles Hadoop 3.5.0

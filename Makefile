@@ -68,7 +68,7 @@ $(UV):
 $(STAMP): requirements.txt requirements-data.txt pyproject.toml | $(UV)
 	@$(MAKE) --no-print-directory java
 	@test -x $(VENV)/bin/python || $(UV) venv -q --python $(PYTHON) $(VENV)
-	$(UV) pip sync -q --python $(VENV)/bin/python requirements.txt
+	$(UV) pip sync -q --compile-bytecode --python $(VENV)/bin/python requirements.txt
 	@# Removing a stray pyspark-client deletes files it shares with pyspark: restore them.
 	@$(VENV)/bin/python -c "import pyspark.sql" 2>/dev/null || \
 	  $(UV) pip install -q --python $(VENV)/bin/python --reinstall --no-deps "$$(grep '^pyspark==' requirements.txt)"
