@@ -155,7 +155,7 @@ def task_rows(
         task = str(t["task_id"])
         start, end = ts(t.get("start_date")), ts(t.get("end_date"))
         queued, scheduled = ts(t.get("queued_when")), ts(t.get("scheduled_when"))
-        ups = [ends[u] for u in graph.get(task, []) if ends.get(u) is not None]
+        ups = [e for u in graph.get(task, []) if (e := ends.get(u)) is not None]
         ready = max(ups) if ups else run_start
         rescheduled = pokes(t)
         rows.append(
@@ -894,6 +894,21 @@ class Bench:
             raise RuntimeError(f"{INGEST_SENSOR} of {run['dag_run_id']} ended {sensor['state']} before the files came")
         return sensor is not None and sensor.get("state") == SENSOR_WAITING
 
+    def check_alive(self, day: str) -> None:
+        """Raise when a service of the stack has exited or a run of the day has failed."""
+        from flightdeck.ops.runtime import SERVICES
+
+        dead = [s for s in SERVICES if not self.rt.pid_of(s)]
+        if dead:
+            logs = ", ".join(str(self.rt.log_dir / f"{s}.log") for s in dead)
+            raise RuntimeError(f"{day}: {', '.join(dead)} exited during the measurement; see {logs}")
+        run = self.ingest_run(day)
+        runs = [run] if run else []
+        runs += [r for dag in DAILY_DAGS[1:] for r in self.api.runs(dag, limit=10) if r.get("partition_key") == day]
+        failed = [f"{r['dag_id']} {r['dag_run_id']}" for r in runs if r.get("state") == "failed"]
+        if failed:
+            raise RuntimeError(f"{day}: runs failed: {failed}; read their task logs in the Airflow UI or {self.state}")
+
     def wait_committed(self, day: str) -> dict[str, dict[str, float]]:
         """Poll the lake until the day's predictions and drift partitions are committed."""
         from flightdeck.core.lake import commit_object, stored_at
@@ -905,12 +920,16 @@ class Bench:
         }
         seen: dict[str, dict[str, float]] = {}
         deadline = time.monotonic() + self.args.timeout
+        checked = time.monotonic()
         while len(seen) < len(wanted) and time.monotonic() < deadline:
             for name, (zone, table) in wanted.items():
                 if name not in seen and self.lake.is_committed(zone, table, day):
                     marker = stored_at(commit_object(self.lake.partition(zone, table, day))).timestamp()
                     seen[name] = {"seen_at": time.time(), "committed_at": marker}
                     say(f"{day}: {zone}/{table} committed")
+            if time.monotonic() - checked > 10:  # stop at once on a failed run or a dead service
+                self.check_alive(day)
+                checked = time.monotonic()
             time.sleep(self.args.poll)
         missing = sorted(set(wanted) - set(seen))
         if missing:
