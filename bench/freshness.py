@@ -1012,11 +1012,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--history",
         action="append",
         default=None,
-        help="history range FIRST..LAST bootstrapped before the days (repeatable; default: the first "
-        "champion's window and the 28 days before --first-day, which its rolling features read)",
+        help="history range FIRST..LAST bootstrapped before the days (repeatable; default: the days before "
+        "--first-day that its rolling features read, features.lookback_days of the config, plus the "
+        "first champion's window when that lies outside them)",
     )
-    p.add_argument("--train-start", default="2013-01-01", help="first day of the first champion's training window")
-    p.add_argument("--train-end", default="2013-01-14", help="last day of the first champion's training window")
+    p.add_argument(
+        "--train-start",
+        default=None,
+        help="first day of the first champion's training window (default: the first history day; "
+        "tests/e2e trains on 2013-01-01..2013-01-14, so that July drifts and retraining runs)",
+    )
+    p.add_argument(
+        "--train-end", default=None, help="last day of the first champion's training window (default: --first-day - 1)"
+    )
     p.add_argument(
         "--idle-seconds", type=float, default=60.0, help="measure the idle stack's CPU this long before the days"
     )
@@ -1035,9 +1043,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--first-day must be a date YYYY-MM-DD; got {args.first_day!r}")
     if args.days < 1:
         p.error("--days must be at least 1")
+    from flightdeck.core.config import load_config
+
+    history_first = (first - dt.timedelta(days=load_config().features.lookback_days)).isoformat()
+    history_last = (first - dt.timedelta(days=1)).isoformat()
+    args.train_start = args.train_start or history_first
+    args.train_end = args.train_end or history_last
+    if args.train_end < args.train_start:
+        p.error(f"--train-end {args.train_end} is before --train-start {args.train_start}")
     if args.history is None:
-        lookback = first - dt.timedelta(days=28)
-        args.history = [f"{args.train_start}..{args.train_end}", f"{lookback}..{first - dt.timedelta(days=1)}"]
+        args.history = [f"{history_first}..{history_last}"]
+        if not history_first <= args.train_start <= args.train_end <= history_last:
+            args.history.insert(0, f"{args.train_start}..{args.train_end}")
     args.day_list = [(first + dt.timedelta(days=i)).isoformat() for i in range(args.days)]
     return args
 

@@ -436,7 +436,10 @@ def test_bad_arguments_are_refused(argv: list[str]) -> None:
         fr.parse_args(argv)
 
 
-def test_default_history_covers_the_champion_window_and_the_rolling_lookback() -> None:
+def test_default_history_covers_the_rolling_lookback_and_the_champion_window() -> None:
     args = fr.parse_args(["--days", "2", "--first-day", "2013-07-01"])
-    assert args.history == ["2013-01-01..2013-01-14", "2013-06-03..2013-06-30"]
+    assert args.history == ["2013-06-03..2013-06-30"]  # features.lookback_days = 28 days before July 1
+    assert (args.train_start, args.train_end) == ("2013-06-03", "2013-06-30")
     assert args.day_list == ["2013-07-01", "2013-07-02"]
+    e2e_like = fr.parse_args(["--train-start", "2013-01-01", "--train-end", "2013-01-14"])
+    assert e2e_like.history == ["2013-01-01..2013-01-14", "2013-06-03..2013-06-30"]
