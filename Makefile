@@ -24,7 +24,7 @@ with_test_pg = pg_env=$$(bash tests/pg_server.sh start $(TEST_PG)) || exit 1; ev
 	echo '$(1)'; trap 'bash tests/pg_server.sh stop $(TEST_PG)' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
 	rc=0; $(1) || rc=$$?; exit $$rc
 
-.PHONY: help install java browser prometheus demo test test-fast pytest soak lint typecheck up down status clean lock bench
+.PHONY: help install java browser prometheus demo test test-fast pytest soak lint typecheck up down status clean lock bench freshness
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'

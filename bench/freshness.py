@@ -117,6 +117,7 @@ def sorted_tis(tis: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(tis, key=lambda x: (ts(x.get("start_date")) or float("inf"), str(x["task_id"])))
 
 
+RAN = {"success", "failed"}  # the states of a task instance that ran (its times mean something)
 RESCHEDULED = re.compile(r"marking task as UP_FOR_RESCHEDULE")
 
 
@@ -129,9 +130,14 @@ PARSED = re.compile(r"^Worker startup parse complete")
 
 
 def parsed_at(ti: Mapping[str, Any]) -> float | None:
-    """When the task process had parsed its DAG file (its log's ``Worker startup parse complete``)."""
+    """When the task process had parsed its DAG file (``Worker startup parse complete`` in its log).
+
+    A rescheduled sensor's log holds every poke, each parsing again: the one at or after the
+    record's start (its last poke) counts.
+    """
+    start = ts(ti.get("start_date"))
     found = (e for e in ti.get("log") or [] if PARSED.search(str(e.get("event", ""))))
-    return next((t for e in found if (t := _event_time(e)) is not None), None)
+    return next((t for e in found if (t := _event_time(e)) is not None and (start is None or t >= start)), None)
 
 
 def task_rows(
@@ -158,6 +164,8 @@ def task_rows(
         ups = [e for u in graph.get(task, []) if (e := ends.get(u)) is not None]
         ready = max(ups) if ups else run_start
         rescheduled = pokes(t)
+        if t.get("state") not in RAN:  # skipped by a short-circuit or an upstream failure: nothing ran
+            start = end = queued = scheduled = None
         rows.append(
             {
                 "dag": str(run["dag_id"]),
@@ -401,8 +409,14 @@ def breakdown(days: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for row in day["tasks"]:
             groups.setdefault((row["dag"], row["task"]), []).append(row)
     out = []
-    for (dag, task), rows in groups.items():
-        entry: dict[str, Any] = {"dag": dag, "task": task, "operator": rows[0].get("operator"), "n": len(rows)}
+    for (dag, task), all_rows in groups.items():
+        rows = [r for r in all_rows if r.get("state") in RAN]
+        entry: dict[str, Any] = {
+            "dag": dag,
+            "task": task,
+            "operator": all_rows[0].get("operator"),
+            "n": len(rows),  # the days it ran (not skipped)
+        }
         entry.update({k: median(r.get(k) for r in rows) for k in TASK_TIMES})
         spark = [r["spark"] for r in rows if r.get("spark")]
         if spark:

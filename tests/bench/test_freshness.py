@@ -130,6 +130,8 @@ def test_a_rescheduled_sensor_waits_for_its_next_poke_outside_the_overhead() -> 
         {"timestamp": at(62), "event": "Poking callable: <function wait_for_files>"},
         {"timestamp": at(62.5), "event": "Success criteria met. Exiting."},
     ]
+    poke_log.insert(0, {"timestamp": at(1.5), "event": "Worker startup parse complete"})  # the first poke's
+    poke_log.insert(3, {"timestamp": at(62), "event": "Worker startup parse complete"})  # the last poke's
     sensor = ti("wait_for_files", scheduled=61, queued=61.25, start=61.75, end=62.75, log=poke_log)
     following = ti("ingest", scheduled=63, queued=63.5, start=64, end=90)
     first, second = fr.task_rows(r, [sensor, following], {"wait_for_files": [], "ingest": ["wait_for_files"]})
@@ -137,6 +139,7 @@ def test_a_rescheduled_sensor_waits_for_its_next_poke_outside_the_overhead() -> 
     assert first["reschedule_wait"] == 60.0  # run start (1) -> last poke scheduled (61)
     assert first["ready_to_scheduled"] is None
     assert (first["queue_wait"], first["overhead"], first["run"]) == (0.5, 0.75, 1.0)
+    assert first["parse"] == 0.25  # the last poke's parse, not the first one's
     assert first["partition"] == fr.iso(BASE)[:10]  # the ingest run's day comes from its data interval
     assert second["rescheduled"] == 0 and second["reschedule_wait"] is None
     assert (second["ready_to_scheduled"], second["overhead"]) == (0.25, 1.25)  # ready when the sensor ended (62.75)
@@ -144,7 +147,8 @@ def test_a_rescheduled_sensor_waits_for_its_next_poke_outside_the_overhead() -> 
 
 def test_a_task_that_never_ran_has_no_times() -> None:
     r = run("flightdeck_monitor", "r1", queued=0, start=1, end=20)
-    skipped = {"task_id": "request_retrain", "state": "skipped", "start_date": None, "end_date": at(19)}
+    # Airflow stamps a skipped task's start and end with the time it was skipped
+    skipped = {"task_id": "request_retrain", "state": "skipped", "start_date": at(19), "end_date": at(19)}
     (row,) = fr.task_rows(r, [skipped], {"request_retrain": []})
     assert row["state"] == "skipped"
     assert row["run"] is None and row["queue_wait"] is None and row["overhead"] is None
@@ -292,6 +296,11 @@ def measured_day(day: str, offset: float, retrain: bool = False) -> dict[str, An
     score["task_instances"] = [ti("score", o(32), o(33), o(34), o(44))]
     monitor = run("flightdeck_monitor", f"m__{day}", o(46), o(47), o(70))
     monitor["task_instances"] = [ti("detect_drift", o(47), o(48), o(50), o(69))]
+    if retrain:
+        monitor["task_instances"].append(ti("request_retrain", o(69.2), o(69.3), o(69.5), o(70)))
+    else:  # the drift policy said no: skipped, stamped with the time it was skipped
+        skipped = ti("request_retrain", o(69.2), o(69.3), o(69.6), o(69.6))
+        monitor["task_instances"].append({**skipped, "state": "skipped"})
     runs = [ingest, features, score, monitor]
     if retrain:
         train = run("flightdeck_train", f"t__{day}", o(72), o(73), o(170), partition_key=day)
@@ -410,6 +419,9 @@ def test_derive_takes_the_median_of_the_days_and_reports_retraining() -> None:
     assert per_task[("flightdeck_monitor", "detect_drift")]["queue_wait"] == 2.0
     assert per_task[("flightdeck_monitor", "detect_drift")]["n"] == 2
     assert per_task[("flightdeck_train", "train")]["n"] == 1
+    # skipped on the second day: only the day it ran counts
+    assert per_task[("flightdeck_monitor", "request_retrain")]["n"] == 1
+    assert per_task[("flightdeck_monitor", "request_retrain")]["run"] == 0.5
 
 
 def test_render_markdown_shows_the_medians_each_day_and_the_machine() -> None:
