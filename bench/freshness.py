@@ -862,7 +862,7 @@ class Bench:
     def setup(self) -> list[dict[str, Any]]:
         """History and the first champion, as the demo does it (reported, not part of the figures)."""
         from flightdeck.data import landing
-        from flightdeck.ops.demo import DemoLog, _wait_ok, plan_from_config
+        from flightdeck.ops.demo import DemoLog, plan_from_config, wait_ok
         from flightdeck.ops.readmodel import DAG_IDS
 
         plan = plan_from_config(
@@ -883,7 +883,7 @@ class Bench:
             say(f"setup: delivering and bootstrapping history {first}..{last} ...")
             landing.feed(first, last)
             run = self.api.trigger("flightdeck_bootstrap", {"first": first, "last": last})
-            _wait_ok(self.api, "flightdeck_bootstrap", run["dag_run_id"], plan.timeout, say)
+            wait_ok(self.api, "flightdeck_bootstrap", run["dag_run_id"], plan.timeout, say)
             steps.add("bootstrap", t, first=first, last=last, run_id=run["dag_run_id"])
         t = time.monotonic()
         say(f"setup: training the first champion on {plan.train_start}..{plan.train_end} ...")
@@ -891,7 +891,7 @@ class Bench:
             TRAIN_DAG,
             {"train_start": plan.train_start, "train_end": plan.train_end, "reason": "freshness bench: first champion"},
         )
-        _wait_ok(self.api, TRAIN_DAG, run["dag_run_id"], plan.timeout, say)
+        wait_ok(self.api, TRAIN_DAG, run["dag_run_id"], plan.timeout, say)
         steps.add("first_training", t, run_id=run["dag_run_id"])
         return steps.steps
 

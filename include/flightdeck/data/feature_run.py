@@ -272,10 +272,14 @@ def upstream_needs(day: dt.date | str, cfg: PipelineConfig) -> dict[str, list[dt
     are counted by arrival (a day without arrivals is empty, not missing) and the as-of joins
     already tolerate a missing evening, so neither is a need. Pure: no lake is read.
     """
-    date = parse_date(day)
-    first = max(date - dt.timedelta(days=cfg.features.lookback_days), cfg.calendar.start)
-    days = [first + dt.timedelta(days=i) for i in range((date - first).days)]
+    days = _window(parse_date(day), cfg)[:-1]
     return {cfg.dataset.entity.name: days} if days else {}
+
+
+def _window(date: dt.date, cfg: PipelineConfig) -> list[dt.date]:
+    """``date`` and the ``features.lookback_days`` before it, from ``calendar.start`` on."""
+    first = min(max(date - dt.timedelta(days=cfg.features.lookback_days), cfg.calendar.start), date)
+    return [first + dt.timedelta(days=i) for i in range((date - first).days + 1)]
 
 
 def upstream_gaps(lake: Lake, day: dt.date | str, cfg: PipelineConfig) -> dict[str, list[str]]:
@@ -359,9 +363,7 @@ def input_stamps(lake: Lake, cfg: PipelineConfig, day: dt.date | str) -> dict[st
     ``None`` for a partition not committed. Any re-commit changes its stamp
     (:func:`flightdeck.core.lake.commit_stamp`), so equal stamps mean the same inputs.
     """
-    date = parse_date(day)
-    first = min(max(date - dt.timedelta(days=cfg.features.lookback_days), cfg.calendar.start), date)
-    days = [first + dt.timedelta(days=i) for i in range((date - first).days + 1)]
+    days = _window(parse_date(day), cfg)
     stamps: dict[str, str | None] = {}
     for source in cfg.dataset.daily_sources:
         for d in days:

@@ -87,7 +87,8 @@ class DemoLog:
         self.steps.append({"step": name, "seconds": round(time.monotonic() - started, 1), **info})
 
 
-def _wait_ok(api: AirflowApi, dag_id: str, run_id: str, timeout: float, say: Callable[[str], None]) -> dict:
+def wait_ok(api: AirflowApi, dag_id: str, run_id: str, timeout: float, say: Callable[[str], None]) -> dict:
+    """Wait for a run to end; raise naming its failed tasks unless it succeeded (the demo and bench steps)."""
     run = api.wait_run(dag_id, run_id, timeout, progress=say)
     if run["state"] != "success":
         failed = [t["task_id"] for t in api.task_instances(dag_id, run_id) if t.get("state") == "failed"]
@@ -148,7 +149,7 @@ def run_demo(api: AirflowApi, plan: DemoPlan, say: Callable[[str], None]) -> dic
         landing.feed(first, last)
         say(f"bootstrap: loading history {first}..{last} (ingest, features, validation) ...")
         run = api.trigger("flightdeck_bootstrap", {"first": first, "last": last})
-        _wait_ok(api, "flightdeck_bootstrap", run["dag_run_id"], plan.timeout, say)
+        wait_ok(api, "flightdeck_bootstrap", run["dag_run_id"], plan.timeout, say)
         log.add("bootstrap", t, first=first, last=last, run_id=run["dag_run_id"])
 
     t = time.monotonic()
@@ -157,7 +158,7 @@ def run_demo(api: AirflowApi, plan: DemoPlan, say: Callable[[str], None]) -> dic
         "flightdeck_train",
         {"train_start": plan.train_start, "train_end": plan.train_end, "reason": "demo: first champion"},
     )
-    _wait_ok(api, "flightdeck_train", run["dag_run_id"], plan.timeout, say)
+    wait_ok(api, "flightdeck_train", run["dag_run_id"], plan.timeout, say)
     log.add("first_training", t, run_id=run["dag_run_id"])
 
     days = [d.isoformat() for d in parse_partitions(plan.days)]
