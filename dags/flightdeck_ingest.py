@@ -3,10 +3,10 @@
 
 Each run owns one day of data: its data interval. **wait_for_files** checks the
 landing inbox for the day's files under the `arrival` rule of the config (every
-required source present, a ready marker, or a cutoff) and reschedules itself
-meanwhile, holding no worker slot. **ingest** then types the files with Spark
-into bronze partitions; bad rows go to quarantine with a reason and the ledger
-reconciles `rows in = rows valid + rows quarantined`. **mark_files** archives
+required source present, a ready marker, or a cutoff) and meanwhile waits in the
+triggerer (deferred: no worker slot), looking again every `arrival.watch_seconds`.
+**ingest** then types the files with Spark into bronze partitions; bad rows go to
+quarantine with a reason and the ledger reconciles `rows in = rows valid + rows quarantined`. **mark_files** archives
 the ingested files, and the `bronze` asset event (partition key = the day)
 starts `flightdeck_features` for that day, and for every later day already
 ingested whose rolling windows read it (a day ingested late, e.g. by an
@@ -20,14 +20,12 @@ Files that arrive late or again for a day already ingested are taken by
 
 from __future__ import annotations
 
-import datetime as dt
-
-from airflow.sdk import DAG, PokeReturnValue, task
+from airflow.sdk import DAG, task
 
 from flightdeck.core.lake import configured
 from flightdeck.data import landing
 from flightdeck.data.documents import IngestResult
-from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, END, START, run_limits, spark_job
+from flightdeck.ops.dagkit import BRONZE, CFG, DEFAULT_ARGS, END, START, DayFilesSensor, run_limits, spark_job
 
 PARTITION = "{{ data_interval_start | ds }}"
 
@@ -43,17 +41,7 @@ with DAG(
     **run_limits(wait_hours=CFG.arrival.timeout_hours),
     tags=["flightdeck", "data"],
 ):
-
-    @task.sensor(
-        poke_interval=CFG.arrival.poke_seconds,
-        timeout=dt.timedelta(hours=CFG.arrival.timeout_hours),
-        mode="reschedule",
-    )
-    def wait_for_files(partition: str) -> PokeReturnValue:
-        """Wait (rescheduling, no slot held) until the day's files are complete under `arrival`."""
-        status = landing.poke_day(partition)
-        return PokeReturnValue(is_done=status.complete, xcom_value=status.to_dict())
-
+    wait_for_files = DayFilesSensor(task_id="wait_for_files", partition=PARTITION)
     ingest = spark_job("ingest", "ingest", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])
 
     @task
@@ -71,4 +59,4 @@ with DAG(
         outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.partitions, "rebuild": rebuild}
         return result.to_json()
 
-    wait_for_files(PARTITION) >> ingest >> mark_files(PARTITION) >> publish_bronze(PARTITION)
+    wait_for_files >> ingest >> mark_files(PARTITION) >> publish_bronze(PARTITION)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from flightdeck.core.config import PipelineConfig, load_config
 from flightdeck.core.lake import COMMIT_MARKER, Lake
 from flightdeck.data import landing
-from flightdeck.ops.inbox_watch import InboxTrigger
+from flightdeck.ops.inbox_watch import DayFilesTrigger, InboxTrigger
 
 DAY = dt.date(2013, 3, 5)
 
@@ -174,3 +175,65 @@ def test_inbox_trigger_fires_once_per_new_set_of_files(lake: Lake) -> None:
         return events
 
     assert asyncio.run(watch()) == [[DAY.isoformat()], [DAY.isoformat()]]
+
+
+async def _events(trigger: DayFilesTrigger, act: Callable[[], object] | None = None) -> list[dict]:
+    """The trigger's events: looks a few times, then runs ``act`` (a delivery) and waits for it to end."""
+    events: list[dict] = []
+
+    async def consume() -> None:
+        async for event in trigger.run():
+            events.append(event.payload)
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.5)  # several polls
+    if act is not None:
+        assert events == []  # nothing fires while the day is incomplete
+        act()
+    await asyncio.wait_for(task, timeout=10)  # the trigger ends after its one event
+    return events
+
+
+def test_day_files_trigger_fires_once_the_day_is_complete(lake: Lake) -> None:
+    cfg = load_config()
+    _deliver(lake, cfg, "flights", DAY)
+    trigger = DayFilesTrigger(DAY.isoformat(), poll_seconds=0.05)
+    path, kwargs = trigger.serialize()
+    assert path == "flightdeck.ops.inbox_watch.DayFilesTrigger"
+    assert kwargs == {"partition": DAY.isoformat(), "poll_seconds": 0.05, "config": None}
+
+    events = asyncio.run(_events(trigger, lambda: _deliver(lake, cfg, "weather", DAY)))
+
+    assert len(events) == 1
+    status = events[0]["status"]
+    assert status["complete"] and status["present"] == ["flights", "weather"]
+    assert status["why"] == "every required source has arrived"
+
+
+def test_day_files_trigger_ends_the_wait_on_a_day_outside_the_calendar(lake: Lake) -> None:
+    events = asyncio.run(_events(DayFilesTrigger("1999-01-01", poll_seconds=0.05)))
+    assert len(events) == 1 and "1999-01-01" in events[0]["error"]
+
+
+def test_ingest_sensor_goes_on_at_once_or_defers_to_the_triggerer(lake: Lake) -> None:
+    from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+    from flightdeck.ops.dagkit import DayFilesSensor
+
+    cfg = load_config()
+    sensor = DayFilesSensor(task_id="wait_for_files", partition=DAY.isoformat())
+    assert sensor.poke_interval == cfg.arrival.watch_seconds
+    assert sensor.execution_timeout == dt.timedelta(hours=cfg.arrival.timeout_hours)
+    _deliver(lake, cfg, "flights", DAY)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, DayFilesTrigger) and trigger.partition == DAY.isoformat()
+    assert deferred.value.method_name == "execute_complete"
+    assert deferred.value.timeout == dt.timedelta(hours=cfg.arrival.timeout_hours)
+
+    _deliver(lake, cfg, "weather", DAY)
+    assert sensor.execute({})["complete"]  # complete at the first look: no deferral
+    assert sensor.execute_complete({}, {"status": {"complete": True}}) == {"complete": True}
+    with pytest.raises(AirflowFailException, match="outside"):
+        sensor.execute_complete({}, {"error": "2099-01-01 lies outside the calendar"})

@@ -765,8 +765,10 @@ class Arrival(_Strict):
     A day is complete when every ``required`` source has its file (and, with ``ready_marker``,
     the upstream has dropped ``<entity>_<YYYY-MM-DD>.ready`` beside the entity file), or, with
     ``cutoff_hours``, once that many hours have passed since the day ended and the entity
-    file is there (ingest then goes ahead with the sources present). The sensor pokes every
-    ``poke_seconds`` without holding a worker slot and fails after ``timeout_hours``.
+    file is there (ingest then goes ahead with the sources present). The ingest DAG's sensor
+    waits in the triggerer (deferred, no worker slot), looking every ``watch_seconds``, and
+    fails after ``timeout_hours``. The features and monitoring DAGs' waits for earlier days
+    (rescheduled sensors: a task process per look) look every ``poke_seconds``.
     """
 
     # Sources whose files a day needs (None: the entity and every time series).
@@ -775,8 +777,9 @@ class Arrival(_Strict):
     cutoff_hours: float | None = Field(default=None, ge=0)
     poke_seconds: int = Field(default=60, ge=1)
     timeout_hours: float = Field(default=48, gt=0)
-    # How often the inbox watcher (triggerer) looks for late and re-delivered files.
-    watch_seconds: int = Field(default=30, ge=1)
+    # How often the triggerer looks at the inbox: for a waiting day's files and for late and
+    # re-delivered files (a listing each time; on an object store, LIST requests).
+    watch_seconds: int = Field(default=5, ge=1)
 
 
 DAY_RANGE = r"^\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}$"

@@ -16,14 +16,14 @@ from typing import Any
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.common.compat.sdk import AirflowException
-from airflow.sdk import Asset, AssetWatcher
+from airflow.sdk import Asset, AssetWatcher, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.core.config import JOBS_DIR, PipelineConfig, config_path, load_config
 from flightdeck.core.lake import Lake
-from flightdeck.ops.inbox_watch import InboxTrigger
+from flightdeck.ops.inbox_watch import DayFilesTrigger, InboxTrigger
 from flightdeck.ops.notifiers import deadline_missed, on_failure
 
 SPARK_CONN_ID = "spark_default"
@@ -181,6 +181,46 @@ class SparkJobOperator(SparkSubmitOperator):
             inputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.inputs],
             outputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.outputs],
         )
+
+
+class DayFilesSensor(BaseSensorOperator):
+    """Waits for a day's landing files to be complete under ``arrival``, deferred to the triggerer.
+
+    The first look happens in the task (a day whose files are there goes straight on); otherwise
+    the task defers to :class:`~flightdeck.ops.inbox_watch.DayFilesTrigger`, which looks at the
+    inbox every ``arrival.watch_seconds`` without a worker slot or a process per look, and the
+    task resumes the moment the files are complete. It fails after ``arrival.timeout_hours``.
+    The returned value (XCom) is the day's status: present and missing sources and why.
+    """
+
+    template_fields = ("partition",)
+
+    def __init__(self, *, partition: str, cfg: PipelineConfig = CFG, **kwargs: Any) -> None:
+        wait = dt.timedelta(hours=cfg.arrival.timeout_hours)
+        kwargs.setdefault("execution_timeout", wait)
+        super().__init__(poke_interval=cfg.arrival.watch_seconds, timeout=wait.total_seconds(), **kwargs)
+        self.partition = partition
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        from flightdeck.data import landing
+
+        status = landing.poke_day(self.partition)
+        return PokeReturnValue(is_done=status.complete, xcom_value=status.to_dict())
+
+    def execute(self, context: Any) -> Any:
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        self.defer(
+            trigger=DayFilesTrigger(self.partition, poll_seconds=self.poke_interval, config=str(config_path())),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=self.timeout),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" in event:
+            raise AirflowFailException(f"{event['error']} (a user error: not retried; fix it, then clear the task)")
+        return event["status"]
 
 
 def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkJobOperator:
