@@ -513,11 +513,14 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     """The human report: headline medians, each day, run gaps, the per-task breakdown, the machine."""
     s, m = results["summary"], results.get("machine") or {}
     cpus = m.get("usable_cpus") or m.get("cpus")
+    connect = "Connect" in str((results.get("settings") or {}).get("short Spark jobs"))
+    short_jobs = "on a Spark Connect server" if connect else "through spark-submit"
     out = [
         "# Freshness: files complete -> predictions and drift committed",
         "",
         f"Measured {results.get('started')} with `{results.get('command')}` on the embedded default "
-        "(Airflow on SQLite with the LocalExecutor, Spark `local[*]` through spark-submit, MLflow on SQLite).",
+        "(Airflow on SQLite with the LocalExecutor, Spark `local[*]`, MLflow on SQLite); the short Spark jobs "
+        f"ran {short_jobs} (training and evaluation always through spark-submit).",
         f"Machine: {m.get('cpu_model')}, {cpus} usable CPUs, {m.get('memory_gib')} GiB, load average at start "
         f"{m.get('load_avg_at_start')}. The machine is shared with other work: read every figure as an upper bound.",
         "",
@@ -822,12 +825,18 @@ class Bench:
     """One freshness run: the stack, its API client, the lake and the CPU sampler."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from flightdeck.ops.runtime import SERVICES, Runtime
+        from flightdeck.ops.runtime import Runtime
 
         self.args = args
         self.state = args.work / "state"
-        self.rt = Runtime(state=self.state, airflow_port=free_port(), mlflow_port=free_port())
-        if any(self.rt.pid_of(s) for s in SERVICES):
+        self.rt = Runtime(
+            state=self.state,
+            airflow_port=free_port(),
+            mlflow_port=free_port(),
+            spark_connect=args.spark_connect,
+            spark_connect_port=free_port(),
+        )
+        if any(self.rt.pid_of(s) for s in self.rt.services):
             raise SystemExit(
                 f"a stack from an earlier run still runs on {self.state}: stop it with "
                 f"FLIGHTDECK_STATE={self.state} .venv/bin/flightdeck down, then run again"
@@ -839,7 +848,6 @@ class Bench:
         from flightdeck.core.config import load_config
         from flightdeck.core.lake import Lake
         from flightdeck.ops.airflow_api import AirflowApi
-        from flightdeck.ops.runtime import SERVICES
 
         started = time.monotonic()
         os.environ.update(OVERRIDES)  # the services (and the tasks they start) inherit them
@@ -851,9 +859,10 @@ class Bench:
         self.api = AirflowApi(self.rt.airflow_url, "admin", password)
         self.cfg = load_config()
         self.lake = Lake(self.cfg.lake.root)
-        roots = {s: pid for s in SERVICES if (pid := self.rt.pid_of(s))}
+        roots = {s: pid for s in self.rt.services if (pid := self.rt.pid_of(s))}
         self.sampler = CpuSampler(roots).start()
-        return {"step": "stack_start", "seconds": round(time.monotonic() - started, 1), "services": list(SERVICES)}
+        services = list(self.rt.services)
+        return {"step": "stack_start", "seconds": round(time.monotonic() - started, 1), "services": services}
 
     def stop(self) -> None:
         if self.sampler is not None:
@@ -913,9 +922,7 @@ class Bench:
 
     def check_alive(self, day: str) -> None:
         """Raise when a service of the stack has exited or a run of the day has failed."""
-        from flightdeck.ops.runtime import SERVICES
-
-        dead = [s for s in SERVICES if not self.rt.pid_of(s)]
+        dead = [s for s in self.rt.services if not self.rt.pid_of(s)]
         if dead:
             logs = ", ".join(str(self.rt.log_dir / f"{s}.log") for s in dead)
             raise RuntimeError(f"{day}: {', '.join(dead)} exited during the measurement; see {logs}")
@@ -1045,6 +1052,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--idle-seconds", type=float, default=60.0, help="measure the idle stack's CPU this long before the days"
     )
+    p.add_argument(
+        "--spark-connect",
+        action="store_true",
+        help="run the short Spark jobs on the runtime's Spark Connect server (FLIGHTDECK_SPARK_CONNECT=true) "
+        "instead of a spark-submit each",
+    )
     p.add_argument("--poll", type=float, default=0.5, help="seconds between two looks at the lake")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take")
     p.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "freshness", help="state and raw records")
@@ -1095,6 +1108,7 @@ def settings(cfg: Any) -> dict[str, Any]:
         ),
         "spark.conf": dict(cfg.spark.conf),
         "spark master": env.get("FLIGHTDECK_SPARK_MASTER", "local[*]"),
+        "short Spark jobs": "Spark Connect server" if env.get("FLIGHTDECK_SPARK_REMOTE") else "spark-submit each",
     }
 
 

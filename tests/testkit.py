@@ -267,3 +267,31 @@ WEATHER_SCHEMA = (
     "wind_speed double, wind_gust double, precip double, pressure double, visib double"
 )
 PLANES_SCHEMA = "tailnum string, year int, seats int, engines int"
+
+
+def fit_small_pipeline(spark: Any, task: str) -> tuple[Any, Any]:
+    """A fitted flightdeck-shaped pipeline (keep-StringIndexers -> VectorAssembler -> xgboost.spark,
+    ``task`` binary or regression) on 300 synthetic rows, and 4 rows to score: known values, a
+    null, a category never seen in training, a null number."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import StringIndexer, VectorAssembler
+    from xgboost.spark import SparkXGBClassifier, SparkXGBRegressor
+
+    rows = [(i, float(i % 7), None if i % 5 == 0 else f"c{i % 3}", f"d{i % 4}", i % 2) for i in range(300)]
+    train = spark.createDataFrame(rows, "rid int, x double, cat string, cat2 string, y int")
+    estimator = (SparkXGBClassifier if task == "binary" else SparkXGBRegressor)(
+        features_col="features", label_col="y", n_estimators=8, max_depth=3, num_workers=1
+    )
+    pipeline = Pipeline(
+        stages=[
+            StringIndexer(inputCols=["cat", "cat2"], outputCols=["cat__idx", "cat2__idx"], handleInvalid="keep"),
+            VectorAssembler(inputCols=["x", "cat__idx", "cat2__idx"], outputCol="features", handleInvalid="keep"),
+            estimator,
+        ]
+    )
+    # scored rows: known values, a null, a category never seen in training, a null number
+    scored = spark.createDataFrame(
+        [(1, 1.0, "c1", "d0"), (2, 3.0, None, "d3"), (3, 2.0, "never-seen", "d1"), (4, None, "c2", "zz")],
+        "rid int, x double, cat string, cat2 string",
+    )
+    return pipeline.fit(train), scored

@@ -64,3 +64,38 @@ def test_spark_task_fails_fast_on_a_user_error_and_keeps_retries_otherwise(tmp_p
     with pytest.raises(AirflowException, match="Error code is: 1") as err:
         task("bug").execute({})
     assert not isinstance(err.value, AirflowFailException)
+
+
+def test_connect_task_fails_fast_on_a_user_error_keeps_retries_otherwise_and_logs_the_job(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The same rule for a job run as a Python process on Spark Connect (no JVM in the task)."""
+    from airflow.providers.common.compat.sdk import AirflowException
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from flightdeck.ops.dagkit import ConnectJobOperator
+
+    app = tmp_path / "job.py"
+    app.write_text(APP.replace("def main(argv):", "def main(argv):\n    print('job says hello', flush=True)"))
+
+    def task(kind: str) -> ConnectJobOperator:
+        return ConnectJobOperator(task_id=kind, application=str(app), application_args=[kind])
+
+    with pytest.raises(AirflowFailException, match=r"landing file flights_2013-01-02\.csv is empty.*not retried"):
+        task("user").execute({})
+    with pytest.raises(AirflowException, match="exit code 1") as err:
+        task("bug").execute({})
+    assert not isinstance(err.value, AirflowFailException)
+    logged = capfd.readouterr()
+    assert "job says hello" in logged.out + logged.err  # the job's output is in the task log
+
+
+def test_short_jobs_go_to_spark_connect_only_when_a_server_is_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flightdeck.data.sparkio import REMOTE_ENV
+    from flightdeck.ops.dagkit import ConnectJobOperator, spark_job
+
+    monkeypatch.delenv(REMOTE_ENV, raising=False)
+    assert isinstance(spark_job("score", "score", []), SparkJobOperator)
+    monkeypatch.setenv(REMOTE_ENV, "sc://localhost:15002")
+    assert isinstance(spark_job("score", "score", ["--partition", "{{ ds }}"]), ConnectJobOperator)
+    assert isinstance(spark_job("train", "train", []), SparkJobOperator)  # xgboost.spark needs a SparkContext

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ def _setup(spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Setup
         "FLIGHTDECK__GATE__MIN_SLICE_ROWS": "50",
         "FLIGHTDECK__GATE__BOOTSTRAP_SAMPLES": "50",
         "FLIGHTDECK_ACTOR": "pytest",
+        "FLIGHTDECK_MODEL_CACHE": str(tmp_path / "model-cache"),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -179,6 +181,9 @@ def _scoring_keeps_the_version_it_resolved(
     versions = {r[0] for r in predictions.select("model_version").distinct().collect()}
     assert versions == {"1"}, "one model version in the whole run, whatever the alias did meanwhile"
     assert predictions.count() == 2 * ROWS_PER_DAY
+    # the scored version was downloaded once into the model cache and read from its files there
+    cached = sorted(p.name for p in Path(os.environ["FLIGHTDECK_MODEL_CACHE"]).iterdir())
+    assert len(cached) == 1 and cached[0].startswith(f"{s.name}-v1-"), cached
 
 
 def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(

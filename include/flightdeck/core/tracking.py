@@ -59,6 +59,61 @@ def load_model(name: str, version: str) -> PipelineModel:
     return mlflow.spark.load_model(model_uri(name, version))
 
 
+MODEL_CACHE_ENV = "FLIGHTDECK_MODEL_CACHE"
+
+
+def model_cache() -> Path:
+    """Where downloaded model versions are kept: ``FLIGHTDECK_MODEL_CACHE``, else a private
+    folder under the system's temp folder (``flightdeck-models-<uid>``)."""
+    import os
+
+    folder = os.environ.get(MODEL_CACHE_ENV) or str(Path(tempfile.gettempdir()) / f"flightdeck-models-{os.getuid()}")
+    path = Path(folder)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def spark_model_dir(name: str, version: str) -> Path:
+    """The local folder of a registered version's saved Spark pipeline, downloaded once.
+
+    A version's files never change, so each is downloaded from the tracking server the first
+    time a process on this machine asks for it and kept in :func:`model_cache` under a key
+    that includes the version's run and source (a registry rebuilt from scratch reuses
+    version numbers, never those). The download lands in a private temporary folder that is
+    renamed into place whole, so concurrent jobs never see half a model.
+    """
+    import hashlib
+    import os
+    import shutil
+
+    import mlflow
+    import yaml
+
+    mv = client().get_model_version(name, version)
+    key = hashlib.sha256(f"{mlflow.get_registry_uri()}|{mv.run_id}|{mv.source}".encode()).hexdigest()[:16]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    folder = model_cache() / f"{safe}-v{version}-{key}"
+    if not (folder / "MLmodel").is_file():
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=model_uri(name, version), dst_path=str(staging))
+            found = next(staging.rglob("MLmodel"), None)
+            if found is None:
+                raise ManifestError(f"{name} v{version}: the downloaded model has no MLmodel file")
+            try:
+                os.rename(found.parent, folder)
+            except OSError:
+                if not (folder / "MLmodel").is_file():  # not another job's complete copy: a real failure
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("downloaded %s v%s into %s", name, version, folder)
+    flavor = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8")).get("flavors", {}).get("spark")
+    if not flavor:
+        raise ManifestError(f"{name} v{version} has no Spark flavour; it was not logged by flightdeck's training")
+    return folder / str(flavor.get("model_data", "sparkml"))
+
+
 @contextmanager
 def training_run(experiment: str, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
     """Open the MLflow run of a training (experiment = model name); yields its run id."""

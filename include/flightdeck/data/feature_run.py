@@ -56,7 +56,7 @@ from flightdeck.data.documents import (
 from flightdeck.data.features import EVENT_TS, RollingInputs, build_features
 from flightdeck.data.ingest import read_reference_tables
 from flightdeck.data.labels import latest_outcomes
-from flightdeck.data.sparkio import read_available_partitions, read_partitions, write_partitions
+from flightdeck.data.sparkio import parallelism, read_available_partitions, read_partitions, write_partitions
 from flightdeck.data.validation import (
     EngineChoice,
     PartitionChecks,
@@ -199,7 +199,7 @@ def build_range(
         carry=["date"],
         rolling=RollingInputs(history=inputs.history, covered=[*dates, *inputs.covered], outcomes=inputs.outcomes),
     )
-    slices = max(1, min(len(dates), 2 * spark.sparkContext.defaultParallelism))
+    slices = max(1, min(len(dates), 2 * parallelism(spark)))
     # A total order within each date (every column breaks ties): byte-identical files on rerun.
     order = ["date", EVENT_TS, *[c for c in features.columns if c not in ("date", EVENT_TS)]]
     features = features.repartition(slices, "date").sortWithinPartitions(*order)

@@ -703,7 +703,9 @@ def classify_rows(
         _OVERFLOW: F.lit(None).cast("string"),
         _MALFORMED: F.lit(False),
     }
-    df = df.withColumns({name: value for name, value in defaults.items() if name not in df.columns})
+    added = {name: value for name, value in defaults.items() if name not in df.columns}
+    if added:  # an empty withColumns fails under Spark Connect
+        df = df.withColumns(added)
 
     present_cols: dict[str, Column] = {}
     typed_cols: dict[str, Column] = {}

@@ -52,7 +52,7 @@ from flightdeck.data.ingest import (
     split_rows,
 )
 from flightdeck.data.landing import inbox_file
-from flightdeck.data.sparkio import write_partitions
+from flightdeck.data.sparkio import parallelism, write_partitions
 from flightdeck.data.validation import (
     PANDAS_MAX_ROWS,
     BronzeValidationError,
@@ -141,7 +141,7 @@ def _check_sources(spark: SparkSession, cfg: PipelineConfig, lake: Lake, run: _R
         if not files:
             continue
         raw = read_landing(spark, files, source)
-        slices = max(1, min(len(files), 2 * spark.sparkContext.defaultParallelism))
+        slices = max(1, min(len(files), 2 * parallelism(spark)))
         # One shuffle by date serves the duplicate window and keeps each date's rows together.
         checked_rows = classify_rows(raw.repartition(slices, "date"), source, run.ref_frames, cfg.dataset.reference)
         if any(f.large for f in files):

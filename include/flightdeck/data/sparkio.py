@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -64,27 +65,79 @@ TEST_BARRIER_ENV = "FLIGHTDECK_TEST_BARRIER"
 _TOKEN_LEN = 12
 
 
+REMOTE_ENV = "FLIGHTDECK_SPARK_REMOTE"
+# The session settings every job relies on (SQL settings: a Spark Connect session takes them too).
+SESSION_SQL_CONF = {
+    "spark.sql.ansi.enabled": "true",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+}
+
+
 def build_session(app_name: str, conf: dict[str, str] | None = None) -> SparkSession:
     """The session a job runs in; the master comes from spark-submit (or the caller).
 
-    Spark's own log level is WARN (INFO buries the job's lines); set
-    ``FLIGHTDECK_SPARK_LOG_LEVEL`` (e.g. ``INFO``) to change it.
+    With ``FLIGHTDECK_SPARK_REMOTE`` set (``sc://host:port``, the token in
+    ``SPARK_CONNECT_AUTHENTICATE_TOKEN``) it is a Spark Connect session on that long-lived
+    server instead (:func:`connect_session`). Spark's own log level is WARN (INFO buries the
+    job's lines); set ``FLIGHTDECK_SPARK_LOG_LEVEL`` (e.g. ``INFO``) to change it.
     """
     from pyspark.sql import SparkSession
 
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .config("spark.sql.ansi.enabled", "true")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-    )
-    for key, value in (conf or {}).items():
+    if remote := os.environ.get(REMOTE_ENV):
+        return connect_session(remote, app_name, conf)
+    builder = SparkSession.builder.appName(app_name).config("spark.ui.showConsoleProgress", "false")
+    for key, value in {**SESSION_SQL_CONF, **(conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get(LOG_LEVEL_ENV) or "WARN")
     _apply_s3a_settings(session)
     return session
+
+
+def connect_session(remote: str, app_name: str, conf: dict[str, str] | None = None) -> SparkSession:
+    """A Spark Connect session on the server at ``remote`` with the jobs' SQL settings.
+
+    Only ``spark.sql.*`` settings of ``conf`` apply (the server's JVM, memory, log level and
+    Hadoop settings are fixed when it starts). The server is probed first with a short retry
+    policy, so a job fails within seconds with a message naming the server when it is down
+    (the client's default retries would wait about ten minutes).
+    """
+    from pyspark.errors import PySparkException
+    from pyspark.sql import SparkSession
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    from flightdeck.core.errors import FlightdeckError
+
+    settings = {**SESSION_SQL_CONF, **{k: v for k, v in (conf or {}).items() if k.startswith("spark.sql.")}}
+    try:
+        session = SparkSession.builder.remote(remote).create()  # no round trip yet
+        # a few quick retries (a server restarting), not the default's ten minutes
+        session.client.set_retry_policies([DefaultPolicy(max_retries=4, initial_backoff=500, max_backoff=4000)])
+        for key, value in settings.items():
+            session.conf.set(key, value)  # the first one is the probe: a round trip to the server
+    except (PySparkException, OSError, ValueError) as err:
+        raise FlightdeckError(
+            f"cannot use the Spark Connect server at {remote.split(';', maxsplit=1)[0]} ({REMOTE_ENV}): "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}. Start it with 'flightdeck up' "
+            f"(FLIGHTDECK_SPARK_CONNECT=true) or unset {REMOTE_ENV} to run the job with spark-submit"
+        ) from err
+    log.info("%s: Spark Connect session on %s", app_name, remote.split(";", maxsplit=1)[0])
+    return session
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+def parallelism(spark: SparkSession) -> int:
+    """The default parallelism: the SparkContext's, or under Spark Connect the server's setting
+    (``spark.default.parallelism``, else this machine's cores)."""
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    value = spark.conf.get("spark.default.parallelism", None)
+    return int(value) if value else max(1, os.cpu_count() or 1)
 
 
 def s3a_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -131,6 +184,61 @@ class FileOps(Protocol):
     def touch(self, path: str) -> None: ...
     def children(self, path: str) -> list[str]: ...
     def copy(self, src: str, dst: str) -> None: ...
+
+
+class LocalFs:
+    """The commit's file operations on a local folder, in this process: what a Spark Connect
+    client uses on a local lake (it has no JVM), and what the reliability tests' writers use.
+    A rename onto an existing folder fails (``os.rename``), never nests."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def mkdirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def rename(self, src: str, dst: str) -> bool:
+        try:
+            os.rename(src, dst)
+        except OSError:
+            return False
+        return True
+
+    def delete(self, path: str) -> None:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+    def touch(self, path: str) -> None:
+        with open(path, "a", encoding="utf-8"):
+            pass
+
+    def children(self, path: str) -> list[str]:
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+    def copy(self, src: str, dst: str) -> None:
+        shutil.copytree(src, dst)
+
+
+def file_ops(spark: SparkSession, path: str) -> FileOps:
+    """The file operations of a commit under ``path``: Hadoop's FileSystem through the session's
+    JVM, or plain files in this process under Spark Connect (local lakes only).
+
+    Raises:
+        FlightdeckError: a Spark Connect session and a lake on a Hadoop filesystem other than a
+            local folder (an ``s3a://`` lake commits partitions by pointer, without these calls).
+    """
+    if not is_connect(spark):
+        return _Fs(spark, path)
+    if "://" in path and not path.startswith("file:"):
+        from flightdeck.core.errors import FlightdeckError
+
+        raise FlightdeckError(
+            f"{path}: a Spark Connect job commits this write with local file operations, which cannot "
+            f"reach this filesystem; unset {REMOTE_ENV} to run the job with spark-submit"
+        )
+    return LocalFs()
 
 
 class _Fs:
@@ -373,7 +481,7 @@ def _commit_versioned(
 
 def write_partition(df: DataFrame, lake: Lake, zone: str, table: str, date: dt.date | str, fmt: str = "parquet") -> str:
     """Replace exactly one date partition of a table, atomically; returns its path."""
-    fs = None if is_s3(lake.table(zone, table)) else _Fs(df.sparkSession, lake.table(zone, table))
+    fs = None if is_s3(lake.table(zone, table)) else file_ops(df.sparkSession, lake.table(zone, table))
     return commit_partition(
         fs, lake, zone, table, date, lambda staging: df.write.mode("error").format(fmt).save(staging)
     )
@@ -429,7 +537,7 @@ def write_partitions(
         return committed_s3
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{table_path}/_staging/{date_col}={keys[0]}..{keys[-1]}-{token}"
-    fs = _Fs(df.sparkSession, table_path)
+    fs = file_ops(df.sparkSession, table_path)
     committed = []
     with writer_lease(lease_path(table_path)) as lease:
         _test_pause("leased", table_path)
@@ -468,7 +576,7 @@ def write_table(df: DataFrame, lake: Lake, zone: str, table: str, fmt: str = "pa
     parent, name = target.rsplit("/", 1)
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{parent}/_staging/{name}-{token}"
-    fs = _Fs(df.sparkSession, parent)
+    fs = file_ops(df.sparkSession, parent)
     with writer_lease(f"{parent}/_lease.{name}") as lease:
         _test_pause("leased", target)
         _restore_interrupted(fs, parent, lambda entry: entry == name)

@@ -52,24 +52,19 @@ def holdout_contributions(
     """SHAP values of up to ``max_rows`` rows: (feature names, contributions with the base value as the
     last column, the model's input values), the rows' inputs collected to the driver."""
     import numpy as np
-    from pyspark.ml import PipelineModel as Pipeline
     from pyspark.sql import functions as F
 
-    from flightdeck.model.inference import ModelInputError, fast_path, feature_names, model_input_frame
-    from flightdeck.model.predict import contributions
+    from flightdeck.model.inference import ModelInputError, feature_names, model_input_frame, scorer
+    from flightdeck.model.predict import contributions, tree_range
 
-    parts = fast_path(model)
+    parts = scorer(model)
     if parts is None:
         raise ModelInputError("SHAP values need a pipeline trained by flightdeck (indexers, assembler, XGBoost)")
-    head, assembler, booster_model = parts
-    inputs = list(assembler.getInputCols())
     frame = model_input_frame(rows, cfg, require_label=False).limit(max_rows)
-    indexed = Pipeline(stages=head).transform(frame) if head else frame
-    pdf: Any = indexed.select(*[F.col(c).cast("double").alias(c) for c in inputs]).toPandas()
+    pdf: Any = parts.indexed(frame).select(*[F.col(c).cast("double").alias(c) for c in parts.inputs]).toPandas()
     x = pdf.to_numpy(dtype=np.float64)
-    booster = booster_model.get_booster()
-    best = booster.attr("best_iteration")
-    iteration_range = (0, int(best) + 1) if best is not None else (0, 0)
+    booster = parts.booster
+    iteration_range = tree_range(booster)
     return feature_names(model), np.asarray(contributions(booster, x, iteration_range)), x
 
 

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
+    from flightdeck.model.saved import Scorer
+
 log = logging.getLogger(__name__)
 
 
@@ -69,14 +71,20 @@ def model_input_frame(df: DataFrame, cfg: PipelineConfig, *, require_label: bool
     )
 
 
-def feature_names(model: PipelineModel) -> list[str]:
-    """Booster feature order (f0, f1, ...) mapped back to config feature names."""
-    from pyspark.ml.feature import VectorAssembler
+def scorer(model: PipelineModel | Scorer) -> Scorer | None:
+    """The scoring form of ``model`` (itself when it is one), or None for a pipeline flightdeck
+    does not train (which is then applied with ``model.transform``)."""
+    from flightdeck.model.saved import Scorer, from_model
 
-    for stage in model.stages:
-        if isinstance(stage, VectorAssembler):
-            return [c.removesuffix(INDEX_SUFFIX) for c in stage.getInputCols()]
-    raise ModelInputError("the pipeline has no VectorAssembler producing 'features'; was it trained by flightdeck?")
+    return model if isinstance(model, Scorer) else from_model(model)
+
+
+def feature_names(model: PipelineModel | Scorer) -> list[str]:
+    """Booster feature order (f0, f1, ...) mapped back to config feature names."""
+    parts = scorer(model)
+    if parts is None:
+        raise ModelInputError("the pipeline has no VectorAssembler producing 'features'; was it trained by flightdeck?")
+    return [c.removesuffix(INDEX_SUFFIX) for c in parts.inputs]
 
 
 def positive_probability(scored: DataFrame) -> Any:
@@ -86,79 +94,73 @@ def positive_probability(scored: DataFrame) -> Any:
     return vector_to_array(scored[PROBABILITY]).getItem(1).cast("double")
 
 
-def with_probability(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
+def _transformed(model: PipelineModel | Scorer, df: DataFrame, what: str) -> DataFrame:
+    """``model.transform(df)``: the fallback for a pipeline that is not in the scoring form."""
+    if not hasattr(model, "transform"):
+        raise ModelInputError(f"a {model_task(model)} model has no {what}")
+    return model.transform(df)
+
+
+def _booster_inputs(parts: Scorer, df: DataFrame) -> tuple[DataFrame, Any]:
+    """``df`` with the categorical indexes added, and the struct of the booster's inputs (doubles)."""
+    from pyspark.sql import functions as F
+
+    return parts.indexed(df), F.struct(*[F.col(c).cast("double") for c in parts.inputs])
+
+
+def with_probability(model: PipelineModel | Scorer, df: DataFrame, column: str) -> DataFrame:
     """``df`` plus ``column``: the model's positive-class probability, as ``model.transform`` gives it.
 
     For the pipelines flightdeck trains (indexers -> VectorAssembler -> SparkXGBClassifierModel)
-    the booster runs on the assembler's input columns in one vectorised pandas UDF: no vector
-    column, no per-row arrays, only the feature columns cross to Python. The values are the
-    model's own (margins over the early-stopped tree range, then the logistic function, as
-    xgboost.spark computes them); its prediction is ``probability > 0.5``. Any other pipeline
-    falls back to ``model.transform``.
+    the indexes are a map lookup and the booster runs on the assembler's input columns in one
+    vectorised pandas UDF: no vector column, no per-row arrays, only the feature columns cross
+    to Python. The values are the model's own (margins over the early-stopped tree range, then
+    the logistic function, as xgboost.spark computes them); its prediction is ``probability >
+    0.5``. Any other pipeline falls back to ``model.transform``.
     """
-    from pyspark.ml import PipelineModel as Pipeline
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBClassifierModel
-
-    stages: list[Any] = list(model.stages)
-    head, (assembler, booster_model) = stages[:-2], (stages[-2:] if len(stages) >= 2 else [None, None])
-    if not (
-        isinstance(booster_model, SparkXGBClassifierModel)
-        and isinstance(assembler, VectorAssembler)
-        and not any(isinstance(st, VectorAssembler) for st in head)
-    ):
-        scored = model.transform(df)
-        return scored.withColumn(column, positive_probability(scored)).select(*df.columns, column)
     from flightdeck.model.predict import probability_udf
 
-    inputs = list(assembler.getInputCols())
-    indexed = Pipeline(stages=head).transform(df) if head else df
-    predict = probability_udf(booster_model.get_booster(), len(inputs))
-    features = F.struct(*[F.col(c).cast("double") for c in inputs])
+    parts = scorer(model)
+    if parts is None or parts.task != "binary":
+        scored = _transformed(model, df, "a probability")
+        return scored.withColumn(column, positive_probability(scored)).select(*df.columns, column)
+    indexed, features = _booster_inputs(parts, df)
+    predict = probability_udf(parts.booster, len(parts.inputs))
     return indexed.withColumn(column, predict(features)).select(*df.columns, column)
 
 
-def model_task(model: PipelineModel) -> ModelTask:
+def model_task(model: PipelineModel | Scorer) -> ModelTask:
     """The task a fitted pipeline was trained for, from its last stage: ``regression`` for a
     SparkXGBRegressorModel, else ``binary``."""
+    from flightdeck.model.saved import Scorer
+
+    if isinstance(model, Scorer):
+        return model.task
     from xgboost.spark import SparkXGBRegressorModel
 
     stages = list(model.stages)
     return "regression" if stages and isinstance(stages[-1], SparkXGBRegressorModel) else "binary"
 
 
-def with_value(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
+def with_value(model: PipelineModel | Scorer, df: DataFrame, column: str) -> DataFrame:
     """``df`` plus ``column``: a regressor's predicted value, as ``model.transform`` gives it.
 
     The booster runs on the assembler's input columns in one vectorised pandas UDF, as
     :func:`with_probability` does for a classifier; any other pipeline falls back to
     ``model.transform``'s ``prediction``.
     """
-    from pyspark.ml import PipelineModel as Pipeline
-    from pyspark.ml.feature import VectorAssembler
-    from pyspark.sql import functions as F
-    from xgboost.spark import SparkXGBRegressorModel
-
-    stages: list[Any] = list(model.stages)
-    head, (assembler, booster_model) = stages[:-2], (stages[-2:] if len(stages) >= 2 else [None, None])
-    if not (
-        isinstance(booster_model, SparkXGBRegressorModel)
-        and isinstance(assembler, VectorAssembler)
-        and not any(isinstance(st, VectorAssembler) for st in head)
-    ):
-        scored = model.transform(df)
-        return scored.withColumn(column, scored[PREDICTION].cast("double")).select(*df.columns, column)
     from flightdeck.model.predict import value_udf
 
-    inputs = list(assembler.getInputCols())
-    indexed = Pipeline(stages=head).transform(df) if head else df
-    predict = value_udf(booster_model.get_booster(), len(inputs))
-    features = F.struct(*[F.col(c).cast("double") for c in inputs])
+    parts = scorer(model)
+    if parts is None or parts.task != "regression":
+        scored = _transformed(model, df, "a predicted value")
+        return scored.withColumn(column, scored[PREDICTION].cast("double")).select(*df.columns, column)
+    indexed, features = _booster_inputs(parts, df)
+    predict = value_udf(parts.booster, len(parts.inputs))
     return indexed.withColumn(column, predict(features)).select(*df.columns, column)
 
 
-def with_score(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
+def with_score(model: PipelineModel | Scorer, df: DataFrame, column: str) -> DataFrame:
     """``df`` plus ``column``: the model's score (a classifier's positive-class probability, a
     regressor's predicted value)."""
     if model_task(model) == "regression":
@@ -166,26 +168,7 @@ def with_score(model: PipelineModel, df: DataFrame, column: str) -> DataFrame:
     return with_probability(model, df, column)
 
 
-def fast_path(model: PipelineModel) -> tuple[list[Any], Any, Any] | None:
-    """The (head stages, assembler, booster model) of a pipeline flightdeck trains (indexers ->
-    VectorAssembler -> an xgboost.spark model), or None for any other pipeline."""
-    from pyspark.ml.feature import VectorAssembler
-    from xgboost.spark import SparkXGBClassifierModel, SparkXGBRegressorModel
-
-    stages: list[Any] = list(model.stages)
-    if len(stages) < 2:
-        return None
-    head, (assembler, booster_model) = stages[:-2], stages[-2:]
-    if (
-        isinstance(booster_model, SparkXGBClassifierModel | SparkXGBRegressorModel)
-        and isinstance(assembler, VectorAssembler)
-        and not any(isinstance(st, VectorAssembler) for st in head)
-    ):
-        return head, assembler, booster_model
-    return None
-
-
-def with_explained_score(model: PipelineModel, df: DataFrame, column: str, top_k: int) -> DataFrame:
+def with_explained_score(model: PipelineModel | Scorer, df: DataFrame, column: str, top_k: int) -> DataFrame:
     """``df`` plus ``column`` (the score, as :func:`with_score` gives it) and the row's explanation:
     ``explain_features``/``explain_contributions`` (the ``top_k`` largest SHAP contributions by
     absolute value, in margin units) and ``explain_base``, from XGBoost's ``pred_contribs``.
@@ -193,20 +176,17 @@ def with_explained_score(model: PipelineModel, df: DataFrame, column: str, top_k
     Raises:
         ModelInputError: the pipeline is not one flightdeck trains (no booster to explain).
     """
-    from pyspark.ml import PipelineModel as Pipeline
     from pyspark.sql import functions as F
 
-    parts = fast_path(model)
-    if parts is None:
-        raise ModelInputError("scoring.explain needs a pipeline trained by flightdeck (indexers, assembler, XGBoost)")
-    head, assembler, booster_model = parts
     from flightdeck.model.predict import explained_udf
 
-    inputs = list(assembler.getInputCols())
-    output = "value" if model_task(model) == "regression" else "probability"
-    udf = explained_udf(booster_model.get_booster(), feature_names(model), top_k, output)
-    indexed = Pipeline(stages=head).transform(df) if head else df
-    packed = indexed.withColumn("__explained", udf(F.struct(*[F.col(c).cast("double") for c in inputs])))
+    parts = scorer(model)
+    if parts is None:
+        raise ModelInputError("scoring.explain needs a pipeline trained by flightdeck (indexers, assembler, XGBoost)")
+    output = "value" if parts.task == "regression" else "probability"
+    udf = explained_udf(parts.booster, feature_names(parts), top_k, output)
+    indexed, features = _booster_inputs(parts, df)
+    packed = indexed.withColumn("__explained", udf(features))
     return packed.select(
         *df.columns,
         F.col("__explained.score").alias(column),
@@ -216,7 +196,7 @@ def with_explained_score(model: PipelineModel, df: DataFrame, column: str, top_k
     )
 
 
-def check_task(model: PipelineModel, cfg: PipelineConfig, what: str) -> None:
+def check_task(model: PipelineModel | Scorer, cfg: PipelineConfig, what: str) -> None:
     """Refuse a model trained for another task than ``model.task`` (``what`` names it in the message)."""
     task = model_task(model)
     if task != cfg.model.task:
@@ -226,7 +206,9 @@ def check_task(model: PipelineModel, cfg: PipelineConfig, what: str) -> None:
         )
 
 
-def collect_scores(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+def collect_scores(
+    model: PipelineModel | Scorer, holdout_df: DataFrame, cfg: PipelineConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """Score ``holdout_df`` and collect only (label, score) to the driver.
 
     Binary: labels as int64 and positive-class probabilities; regression: labels and
@@ -241,7 +223,7 @@ def collect_scores(model: PipelineModel, holdout_df: DataFrame, cfg: PipelineCon
 
 
 def collect_keyed_scores(
-    model: PipelineModel, holdout_df: DataFrame, cfg: PipelineConfig, key: str, extra: Sequence[str] = ()
+    model: PipelineModel | Scorer, holdout_df: DataFrame, cfg: PipelineConfig, key: str, extra: Sequence[str] = ()
 ) -> Any:
     """Score ``holdout_df``; a pandas frame of ``key``, label ``y``, score ``p`` (probability or
     predicted value) and ``extra`` columns, sorted by ``key`` (so two models' scores of the same
@@ -274,7 +256,7 @@ def key_columns(cfg: PipelineConfig) -> list[str]:
 
 
 def score(
-    model: PipelineModel,
+    model: PipelineModel | Scorer,
     features_df: DataFrame,
     *,
     model_name: str,
@@ -336,7 +318,7 @@ class ScoringModel:
     """A loaded model with the registered version it was loaded from (predictions carry the version)."""
 
     version: str
-    model: PipelineModel
+    model: PipelineModel | Scorer
 
 
 def score_partitions(

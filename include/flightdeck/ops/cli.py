@@ -14,7 +14,7 @@ from pathlib import Path
 from flightdeck.core.config import load_config
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
-from flightdeck.ops.runtime import AIRFLOW_USER, SERVICES, Runtime, RuntimeError_
+from flightdeck.ops.runtime import AIRFLOW_USER, Runtime, RuntimeError_
 
 
 def _say(message: str) -> None:
@@ -37,13 +37,15 @@ def _apply_env(rt: Runtime) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     rt = Runtime()
-    _say(f"starting {', '.join(SERVICES)} (state in {rt.state}) ...")
+    _say(f"starting {', '.join(rt.services)} (state in {rt.state}) ...")
     rt.start()
     _say("up.")
     print(f"  Airflow UI : {rt.airflow_url}   login: {AIRFLOW_USER} / {rt.admin_password()}")
     mlflow_login = rt.mlflow_credentials()  # on this terminal only: the service logs are owner-only
     login = f"   login: {mlflow_login[0]} / {mlflow_login[1]}" if mlflow_login else ""
     print(f"  MLflow UI  : {rt.mlflow_url}{login}")
+    if rt.spark_connect:
+        print(f"  Spark      : {rt.spark_remote} (Spark Connect; the short jobs run on it)")
     print(f"  logs       : {rt.log_dir}")
     print(f"  lake       : {rt.lake_root}")
     print("  stop with  : make down")

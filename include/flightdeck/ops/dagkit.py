@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import re
 import subprocess
 import time
@@ -16,13 +17,14 @@ from typing import Any
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.common.compat.sdk import AirflowException
-from airflow.sdk import Asset, AssetWatcher, BaseSensorOperator, PokeReturnValue
+from airflow.sdk import Asset, AssetWatcher, BaseOperator, BaseSensorOperator, PokeReturnValue
 from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from airflow.sdk.exceptions import AirflowFailException
 
 from flightdeck.core.config import JOBS_DIR, PipelineConfig, config_path, load_config
 from flightdeck.core.lake import Lake
+from flightdeck.data.sparkio import REMOTE_ENV
 from flightdeck.ops.inbox_watch import DayFilesTrigger, InboxTrigger
 from flightdeck.ops.notifiers import deadline_missed, on_failure
 
@@ -107,7 +109,112 @@ def user_error(failure: str) -> str | None:
     return lines[-1].strip() if lines else "the job stopped on a user error (exit 2); its message is in the log above"
 
 
-class SparkJobOperator(SparkSubmitOperator):
+class _JobLineage:
+    """OpenLineage facets of a flightdeck job task, read from the job's run document."""
+
+    application: str
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The job's inputs and outputs for Airflow's OpenLineage provider, from its run document.
+
+        Called by the provider's listener after the task succeeded (only when OpenLineage is
+        configured); the job wrote ``runs/<run id>/<job>.json``, which names the partitions,
+        landing files and model versions it read and wrote (:mod:`flightdeck.monitoring.lineage`).
+        """
+        from airflow.providers.openlineage.extractors import OperatorLineage
+        from openlineage.client.event_v2 import Dataset
+
+        from flightdeck.core.lake import json_exists, read_json
+        from flightdeck.monitoring import lineage
+
+        job = self.application.rsplit("/", 1)[-1].removesuffix(".py")
+        doc = LAKE.run_doc(task_instance.run_id, job)
+        if job not in lineage.JOBS or not json_exists(doc):
+            return OperatorLineage()
+        found = lineage.job_lineage(CFG, LAKE, job, read_json(doc))
+        return OperatorLineage(
+            inputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.inputs],
+            outputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.outputs],
+        )
+
+
+def _stop_tree(proc: subprocess.Popen[Any], log: Any, grace_seconds: float) -> None:
+    """SIGTERM ``proc`` and every process under it; SIGKILL whatever outlives ``grace_seconds``.
+    ``proc`` itself is reaped through its Popen, so its caller still sees its exit code."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.terminate()
+    proc.terminate()
+    deadline = time.monotonic() + grace_seconds
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_seconds)
+    _, alive = psutil.wait_procs(children, timeout=max(0.0, deadline - time.monotonic()))
+    for child in alive:
+        log.warning("Process %s of the Spark job outlived SIGTERM; killing it", child.pid)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(alive, timeout=grace_seconds)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.info("Stopped the job's process %s and its processes %s", proc.pid, [c.pid for c in children])
+
+
+class ConnectJobOperator(_JobLineage, BaseOperator):
+    """A flightdeck job run as a Python process on the Spark Connect server (``FLIGHTDECK_SPARK_REMOTE``).
+
+    The task pays a Python process and a client session instead of a JVM and a Spark context.
+    The job's output goes to the task log line by line; a user error (exit 2) fails at once with
+    the job's own message, any other failure keeps the task's retries (an unreachable server
+    fails within seconds: :func:`flightdeck.data.sparkio.connect_session` probes it).
+    """
+
+    template_fields = ("application_args",)
+    ui_color = "#e8f2fd"
+
+    def __init__(self, *, application: str, application_args: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.application = application
+        self.application_args = application_args
+        self._proc: subprocess.Popen[str] | None = None
+
+    def execute(self, context: Any) -> None:
+        import collections
+        import os
+        import sys
+
+        command = [sys.executable, self.application, *self.application_args]
+        self.log.info("Running %s on Spark Connect (%s)", " ".join(command), os.environ.get(REMOTE_ENV))
+        tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+        )
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            tail.append(line.rstrip())
+            self.log.info("%s", line.rstrip())
+        code = self._proc.wait()
+        if code == 0:
+            return
+        failure = f"Error code is: {code}.\n" + "\n".join(tail)
+        message = user_error(failure)
+        if message is not None:
+            raise AirflowFailException(f"{message} (a user error: not retried; fix it, then clear the task)")
+        raise AirflowException(f"{self.application} failed with exit code {code}; its last lines are in the log above")
+
+    def on_kill(self, grace_seconds: float = 5.0) -> None:
+        """Stop the job's process tree (``execution_timeout`` or the task marked failed)."""
+        if self._proc is not None and self._proc.poll() is None:
+            _stop_tree(self._proc, self.log, grace_seconds)
+
+
+class SparkJobOperator(_JobLineage, SparkSubmitOperator):
     """spark-submit of a flightdeck job: a user error (exit 2) fails at once, without retries.
 
     A broken file contract or an exceeded quarantine budget fails the same way on every try,
@@ -134,53 +241,10 @@ class SparkJobOperator(SparkSubmitOperator):
         folders); a child still alive after ``grace_seconds`` gets SIGKILL. The provider's
         ``on_kill`` runs last: it SIGKILLs a JVM that ignored SIGTERM and does its cluster-side part.
         """
-        import psutil
-
         submit = getattr(self._hook, "_submit_sp", None) if self._hook is not None else None
         if submit is not None and submit.poll() is None:
-            try:
-                children = psutil.Process(submit.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                children = []
-            for proc in children:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.terminate()
-            submit.terminate()
-            deadline = time.monotonic() + grace_seconds
-            # The JVM is reaped through its Popen, never by psutil: execute() must see its exit code.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                submit.wait(timeout=grace_seconds)
-            _, alive = psutil.wait_procs(children, timeout=max(0.0, deadline - time.monotonic()))
-            for proc in alive:
-                self.log.warning("Process %s of the Spark job outlived SIGTERM; killing it", proc.pid)
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    proc.kill()
-            psutil.wait_procs(alive, timeout=grace_seconds)
-            self.log.info("Stopped spark-submit %s and its processes %s", submit.pid, [p.pid for p in children])
+            _stop_tree(submit, self.log, grace_seconds)
         super().on_kill()
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The job's inputs and outputs for Airflow's OpenLineage provider, from its run document.
-
-        Called by the provider's listener after the task succeeded (only when OpenLineage is
-        configured); the job wrote ``runs/<run id>/<job>.json``, which names the partitions,
-        landing files and model versions it read and wrote (:mod:`flightdeck.monitoring.lineage`).
-        """
-        from airflow.providers.openlineage.extractors import OperatorLineage
-        from openlineage.client.event_v2 import Dataset
-
-        from flightdeck.core.lake import json_exists, read_json
-        from flightdeck.monitoring import lineage
-
-        job = self.application.rsplit("/", 1)[-1].removesuffix(".py")
-        doc = LAKE.run_doc(task_instance.run_id, job)
-        if job not in lineage.JOBS or not json_exists(doc):
-            return OperatorLineage()
-        found = lineage.job_lineage(CFG, LAKE, job, read_json(doc))
-        return OperatorLineage(
-            inputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.inputs],
-            outputs=[Dataset(namespace=d.namespace, name=d.name) for d in found.outputs],
-        )
 
 
 class DayFilesSensor(BaseSensorOperator):
@@ -223,12 +287,22 @@ class DayFilesSensor(BaseSensorOperator):
         return event["status"]
 
 
-def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkJobOperator:
-    """A task that spark-submits ``jobs/<job>.py`` through the ``spark_default`` connection."""
+# The short jobs, which run on a Spark Connect server when there is one. Training, evaluation and
+# reproduction keep spark-submit: xgboost.spark trains through the SparkContext (barrier stages)
+# and sets spark.task.cpus per job; MLflow's Spark flavour saves and loads models through the JVM.
+CONNECT_JOBS = frozenset({"ingest", "build_features", "validate_features", "score", "detect_drift"})
+
+
+def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkJobOperator | ConnectJobOperator:
+    """A task running ``jobs/<job>.py``: spark-submit through the ``spark_default`` connection, or,
+    for :data:`CONNECT_JOBS` when ``FLIGHTDECK_SPARK_REMOTE`` is set (``FLIGHTDECK_SPARK_CONNECT=true``
+    in the embedded runtime), a Python process on that Spark Connect server."""
     application = JOBS_DIR / f"{job}.py"
     if not application.is_file():
         raise FileNotFoundError(f"Spark job {application} does not exist")
     kwargs.setdefault("execution_timeout", dt.timedelta(minutes=CFG.timeouts.spark_job_minutes))
+    if job in CONNECT_JOBS and os.environ.get(REMOTE_ENV):
+        return ConnectJobOperator(task_id=task_id, application=str(application), application_args=args, **kwargs)
     return SparkJobOperator(
         task_id=task_id,
         application=str(application),

@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 STATE_ENV = "FLIGHTDECK_STATE"
 AIRFLOW_USER = "admin"
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
+# Started after the others when FLIGHTDECK_SPARK_CONNECT=true (the short Spark jobs use it).
+SPARK_CONNECT = "spark-connect"
+SPARK_CONNECT_ENV = "FLIGHTDECK_SPARK_CONNECT"
+SPARK_CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 MLFLOW_USER = "admin"
 MLFLOW_AUTH_ENV = "FLIGHTDECK_MLFLOW_AUTH"
 SPARK_UI_ENV = "FLIGHTDECK_SPARK_UI"
@@ -102,6 +106,22 @@ class Runtime:
     mlflow_auth: bool = field(default_factory=lambda: _flag(os.environ.get(MLFLOW_AUTH_ENV), True))
     # Spark's web UI for the jobs (port 4040 and up, on loopback); off unless asked for.
     spark_ui: bool = field(default_factory=lambda: _flag(os.environ.get(SPARK_UI_ENV), False))
+    # A long-lived Spark Connect server for the short jobs (ingest, features, validation, scoring,
+    # drift): a task pays a client session instead of a JVM. FLIGHTDECK_SPARK_CONNECT=true turns it on.
+    spark_connect: bool = field(default_factory=lambda: _flag(os.environ.get(SPARK_CONNECT_ENV), False))
+    spark_connect_port: int = field(
+        default_factory=lambda: int(os.environ.get("FLIGHTDECK_SPARK_CONNECT_PORT", "15002"))
+    )
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services this runtime runs, in start order."""
+        return (*SERVICES, SPARK_CONNECT) if self.spark_connect else SERVICES
+
+    @property
+    def spark_remote(self) -> str:
+        """The Spark Connect URL the jobs use (``localhost``: with an IP and a token the client wants TLS)."""
+        return f"sc://localhost:{self.spark_connect_port}"
 
     @property
     def airflow_home(self) -> Path:
@@ -168,6 +188,7 @@ class Runtime:
             "api_secret_key": lambda: secrets.token_urlsafe(32),
             "mlflow_admin_password": lambda: secrets.token_urlsafe(24),
             "mlflow_flask_secret_key": lambda: secrets.token_urlsafe(32),
+            "spark_connect_token": lambda: secrets.token_urlsafe(32),
         }
         missing = {key: make() for key, make in wanted.items() if not values.get(key)}
         if missing:
@@ -289,6 +310,11 @@ class Runtime:
         )
         if self._spark_master(env).startswith("local"):
             env["SPARK_LOCAL_IP"] = LOOPBACK
+        if self.spark_connect:
+            from flightdeck.data.sparkio import REMOTE_ENV
+
+            env[REMOTE_ENV] = self.spark_remote
+            env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.secrets()["spark_connect_token"]
         credentials = self.mlflow_credentials()
         if credentials and env["MLFLOW_TRACKING_URI"].rstrip("/") == self.mlflow_url:
             env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = credentials
@@ -297,6 +323,8 @@ class Runtime:
     def service_environ(self, service: str, env: Mapping[str, str]) -> dict[str, str]:
         """``env`` plus what only this service may see (the MLflow server's auth settings)."""
         out = dict(env)
+        if service == SPARK_CONNECT:
+            out.pop("FLIGHTDECK_SPARK_REMOTE", None)
         if service == "mlflow" and self.mlflow_auth:
             out["MLFLOW_AUTH_CONFIG_PATH"] = str(self.mlflow_auth_config)
             out["MLFLOW_FLASK_SERVER_SECRET_KEY"] = self.secrets()["mlflow_flask_secret_key"]
@@ -330,7 +358,37 @@ class Runtime:
             "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
             "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+            SPARK_CONNECT: self._spark_connect_command(),
         }
+
+    def _spark_connect_command(self) -> list[str]:
+        """spark-submit of Spark's Connect server on loopback, with the config's Spark settings.
+
+        Its Python workers are not forked from a daemon (``spark.python.use.daemon=false``:
+        PySpark 4.3 keeps one daemon per session otherwise); the token comes from the
+        environment (``SPARK_CONNECT_AUTHENTICATE_TOKEN``), never the command line.
+        """
+        from flightdeck.core.config import load_config
+
+        conf = {
+            **load_config().spark.conf,
+            "spark.connect.grpc.binding.address": self.host,
+            "spark.connect.grpc.binding.port": str(self.spark_connect_port),
+            "spark.python.use.daemon": "false",
+        }
+        submit = str(Path(_spark_home()) / "bin" / "spark-submit")
+        settings = [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
+        master = self._spark_master()
+        return [
+            submit,
+            "--class",
+            SPARK_CONNECT_CLASS,
+            "--name",
+            "flightdeck-spark-connect",
+            "--master",
+            master,
+            *settings,
+        ]
 
     def pid_of(self, service: str) -> int | None:
         pid_file = self.run_dir / f"{service}.pid"
@@ -363,8 +421,9 @@ class Runtime:
         if done.returncode != 0:
             raise RuntimeError_(f"'airflow db migrate' failed; see {log_file}")
 
-    def start(self, services: tuple[str, ...] = SERVICES, timeout: float = 180.0) -> None:
-        """Start the services that are not running yet and wait until they answer."""
+    def start(self, services: tuple[str, ...] | None = None, timeout: float = 180.0) -> None:
+        """Start the services that are not running yet (default: :attr:`services`) and wait until they answer."""
+        services = self.services if services is None else services
         env = self.environ()
         for path in (
             self.run_dir,
@@ -376,19 +435,22 @@ class Runtime:
             path.mkdir(parents=True, exist_ok=True)
         for old_log in self.log_dir.glob("*.log"):  # logs of an older version may be world-readable
             old_log.chmod(0o600)
-        if any(s != "mlflow" for s in services):
+        if any(s not in {"mlflow", SPARK_CONNECT} for s in services):
             self.init_airflow(env)
         for service in services:
             if self.pid_of(service):
                 log.info("%s already running (pid %s)", service, self.pid_of(service))
                 continue
-            if service in {"mlflow", "api-server"}:
-                port = self.mlflow_port if service == "mlflow" else self.airflow_port
-                if _port_open(self.host, port):
-                    raise RuntimeError_(
-                        f"port {port} on {self.host} is taken by another program; stop it or set "
-                        f"FLIGHTDECK_{'MLFLOW' if service == 'mlflow' else 'AIRFLOW'}_PORT"
-                    )
+            ports = {
+                "mlflow": self.mlflow_port,
+                "api-server": self.airflow_port,
+                SPARK_CONNECT: self.spark_connect_port,
+            }
+            if service in ports and _port_open(self.host, ports[service]):
+                raise RuntimeError_(
+                    f"port {ports[service]} on {self.host} is taken by another program; stop it or set "
+                    f"FLIGHTDECK_{service.replace('-', '_').upper().replace('API_SERVER', 'AIRFLOW')}_PORT"
+                )
             out = _open_log(self.log_dir / f"{service}.log")
             proc = subprocess.Popen(
                 self._commands()[service],
@@ -406,6 +468,8 @@ class Runtime:
             self._wait_http(f"{self.mlflow_url}/health", "mlflow", timeout)
         if "api-server" in services:
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout)
+        if SPARK_CONNECT in services:
+            self._wait_port(self.spark_connect_port, SPARK_CONNECT, timeout)
         if self.passwords_file.is_file():
             self.passwords_file.chmod(0o600)
 
@@ -423,10 +487,20 @@ class Runtime:
             time.sleep(1)
         raise RuntimeError_(f"{service} did not answer at {url} within {timeout:.0f}s; see {self.log_dir}")
 
+    def _wait_port(self, port: int, service: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pid_of(service):
+                raise RuntimeError_(f"{service} exited during start-up; see {self.log_dir / (service + '.log')}")
+            if _port_open(self.host, port):
+                return
+            time.sleep(1)
+        raise RuntimeError_(f"{service} did not listen on {self.host}:{port} within {timeout:.0f}s; see {self.log_dir}")
+
     def stop(self) -> list[str]:
         """Stop the services this runtime started (by their pid files); returns what was stopped."""
         stopped = []
-        for service in reversed(SERVICES):
+        for service in reversed((*SERVICES, SPARK_CONNECT)):
             pid = self.pid_of(service)
             if pid is None:
                 continue
@@ -450,7 +524,7 @@ class Runtime:
 
     def reset(self) -> None:
         """Remove all state (lake, databases, logs). Services must be stopped."""
-        if any(self.pid_of(s) for s in SERVICES):
+        if any(self.pid_of(s) for s in (*SERVICES, SPARK_CONNECT)):
             raise RuntimeError_("services are running; run 'make down' first")
         shutil.rmtree(self.state, ignore_errors=True)
 
