@@ -3,8 +3,9 @@
 Usage: ``writer_child.py <lake root> <zone>/<table> <date>[,<date>...] <tag> [spark]``.
 
 Without ``spark`` each date is committed through :func:`flightdeck.data.sparkio.commit_partition`
-(the writers' commit, lease and recovery) with plain pyarrow files and a POSIX file mover, so a
-process starts in a second; with ``spark`` the dates go through the real
+(the writers' commit, lease and recovery) with plain pyarrow files and
+:class:`flightdeck.data.sparkio.LocalFs` (a Spark Connect job's file operations), so a process
+starts in a second; with ``spark`` the dates go through the real
 :func:`flightdeck.data.sparkio.write_partitions` in a local Spark session. Either way a date's
 complete output is ``ROWS[mode]`` rows ``(tag, i)`` for ``i`` in ``range(n)``, in two files
 (pyarrow) or one (Spark). The test hooks (``FLIGHTDECK_TEST_PAUSE_AT``, ``FLIGHTDECK_TEST_BARRIER``)
@@ -15,45 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 ROWS = {"files": 4, "spark": 3}
-
-
-class PosixFs:
-    """The commit's file operations on a local folder (what Hadoop's local filesystem does, minus
-    its habit of moving a folder into an existing one, which the commit refuses anyway)."""
-
-    def exists(self, path: str) -> bool:
-        return os.path.exists(path)
-
-    def mkdirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
-
-    def rename(self, src: str, dst: str) -> bool:
-        try:
-            os.rename(src, dst)
-        except OSError:
-            return False
-        return True
-
-    def delete(self, path: str) -> None:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
-            os.unlink(path)
-
-    def touch(self, path: str) -> None:
-        Path(path).touch()
-
-    def children(self, path: str) -> list[str]:
-        return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-    def copy(self, src: str, dst: str) -> None:
-        shutil.copytree(src, dst)
 
 
 def _write_files(tag: str) -> Callable[[str], None]:
@@ -97,11 +64,11 @@ def main(argv: list[str]) -> int:
         write_partitions(df, lake, zone, table, dates)
         spark.stop()
     else:
-        from flightdeck.data.sparkio import commit_partition
+        from flightdeck.data.sparkio import LocalFs, commit_partition
 
         write = _write_files(tag)
         for date in dates:
-            commit_partition(PosixFs(), lake, zone, table, date, write)
+            commit_partition(LocalFs(), lake, zone, table, date, write)
     logging.getLogger("writer_child").info("writer %s committed %s", tag, dates)
     return 0
 
