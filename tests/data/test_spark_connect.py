@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +147,31 @@ def test_a_job_pointed_at_no_server_fails_fast_naming_it(monkeypatch: pytest.Mon
     assert time.monotonic() - started < 60, "the client's default retries would wait about ten minutes"
     assert REMOTE_ENV in str(err.value)
     assert os.environ.get(REMOTE_ENV) is None  # nothing leaked into this process's jobs
+
+
+def test_a_job_spark_submit_launches_runs_in_its_own_jvm_beside_a_connect_server(
+    connect_server: dict[str, str], tmp_path: Path
+) -> None:
+    """Training keeps spark-submit while the runtime exports the Connect URL to every task."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    assert spec is not None and spec.origin is not None
+    script = tmp_path / "job.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from flightdeck.data.sparkio import build_session, is_connect
+            spark = build_session("flightdeck-tests-submitted")
+            print("RESULT", is_connect(spark), spark.sparkContext.master, spark.range(3).count())
+            """
+        )
+    )
+    env = os.environ | connect_server | {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    env.pop(CONNECT_MODE, None)
+    submit = Path(spec.origin).parent / "bin" / "spark-submit"
+    done = subprocess.run(
+        [str(submit), "--master", "local[1]", str(script)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RESULT False local[1] 3" in done.stdout

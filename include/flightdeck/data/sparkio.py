@@ -79,12 +79,15 @@ def build_session(app_name: str, conf: dict[str, str] | None = None) -> SparkSes
 
     With ``FLIGHTDECK_SPARK_REMOTE`` set (``sc://host:port``, the token in
     ``SPARK_CONNECT_AUTHENTICATE_TOKEN``) it is a Spark Connect session on that long-lived
-    server instead (:func:`connect_session`). Spark's own log level is WARN (INFO buries the
-    job's lines); set ``FLIGHTDECK_SPARK_LOG_LEVEL`` (e.g. ``INFO``) to change it.
+    server instead (:func:`connect_session`), unless spark-submit launched the job: a job given
+    its own JVM and master (training, evaluation, any job a user submits) runs in it. Spark's
+    own log level is WARN (INFO buries the job's lines); set ``FLIGHTDECK_SPARK_LOG_LEVEL``
+    (e.g. ``INFO``) to change it.
     """
     from pyspark.sql import SparkSession
 
-    if remote := os.environ.get(REMOTE_ENV):
+    # spark-submit's PythonRunner hands its JVM to the Python process through this variable.
+    if (remote := os.environ.get(REMOTE_ENV)) and not os.environ.get("PYSPARK_GATEWAY_PORT"):
         return connect_session(remote, app_name, conf)
     builder = SparkSession.builder.appName(app_name).config("spark.ui.showConsoleProgress", "false")
     for key, value in {**SESSION_SQL_CONF, **(conf or {})}.items():
