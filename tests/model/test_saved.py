@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ def test_a_saved_pipeline_scores_as_the_fitted_one(spark: Any, tmp_path: Path, t
         want = transformed.select("rid", transformed["prediction"].cast("double").alias("p"))
         got = with_value(saved, rows, "p")
     expected = want.toPandas().sort_values("rid")["p"].to_numpy()
+    if task == "binary":
+        _read_without_a_spark_context(tmp_path / "sparkml", saved.booster.save_raw("json"))
     actual = got.select("rid", "p").toPandas().sort_values("rid")["p"].to_numpy()
     assert np.allclose(actual, expected, rtol=0, atol=1e-12)
     # the unknown category and the null get the index after the last label, as handleInvalid=keep does
@@ -57,3 +61,15 @@ def test_a_pipeline_flightdeck_does_not_train_is_refused_with_the_stage_named(sp
         read_saved(tmp_path / "sparkml")
     with pytest.raises(SavedModelError, match="no metadata"):
         read_saved(tmp_path / "nothing-here")
+
+
+def _read_without_a_spark_context(path: Path, booster_json: bytearray) -> None:
+    """A scoring job on Spark Connect has no SparkContext: reading the files must not need one."""
+    code = (
+        "import sys\n"
+        "from flightdeck.model.saved import read_saved\n"
+        "sys.stdout.buffer.write(read_saved(sys.argv[1]).booster.save_raw('json'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(path)], check=False, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout == bytes(booster_json)

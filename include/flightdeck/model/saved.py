@@ -132,7 +132,7 @@ def read_saved(path: str | Path) -> Scorer:
         SavedModelError: the folder is not a flightdeck pipeline (other stages, another
             ``handleInvalid``) or misses files.
     """
-    from xgboost.spark.utils import deserialize_booster
+    import xgboost as xgb
 
     root = Path(path)
     meta = _metadata(root)
@@ -161,5 +161,8 @@ def read_saved(path: str | Path) -> Scorer:
     parts = sorted((booster_dir / "model").glob("part-*"))
     if not parts:
         raise SavedModelError(f"{booster_dir}: no model/part-* file with the booster")
-    booster = deserialize_booster("".join(p.read_text(encoding="utf-8") for p in parts).strip())
+    # The booster's JSON as xgboost.spark saved it, loaded from memory: xgboost.spark's own
+    # deserialize_booster goes through SparkFiles, which needs a SparkContext (none under Connect).
+    booster = xgb.Booster()
+    booster.load_model(bytearray("".join(p.read_text(encoding="utf-8") for p in parts).strip().encode("utf-8")))
     return Scorer(tuple(indexers), tuple(_params(assembler)["inputCols"]), booster, task)
