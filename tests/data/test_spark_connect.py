@@ -170,13 +170,7 @@ def test_a_job_spark_submit_launches_runs_in_its_own_jvm_beside_a_connect_server
     env = os.environ | connect_server | {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env.pop(CONNECT_MODE, None)
     submit = Path(spec.origin).parent / "bin" / "spark-submit"
-    done = subprocess.run(
-        [str(submit), "--master", "local[1]", str(script)],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    command = [str(submit), "--master", "local[1]", str(script)]
+    done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RESULT False local[1] 3" in done.stdout
