@@ -295,3 +295,10 @@ def fit_small_pipeline(spark: Any, task: str) -> tuple[Any, Any]:
         "rid int, x double, cat string, cat2 string",
     )
     return pipeline.fit(train), scored
+
+
+def spark_home() -> Path:
+    """The Spark distribution inside the installed pyspark package (``bin/spark-submit`` and the jars)."""
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent

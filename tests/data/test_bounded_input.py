@@ -17,7 +17,6 @@ elsewhere; its Spark engine is what a partition this large uses).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 import psutil
 import pytest
 import yaml
+from testkit import spark_home
 
 from flightdeck.core.config import JOBS_DIR, PROJECT_ROOT
 from flightdeck.core.lake import Lake
@@ -120,9 +120,7 @@ def test_landing_file_larger_than_driver_memory_ingests(tmp_path: Path, capsys: 
         generated = time.monotonic() - started
         assert size >= 3 * (DRIVER_MEMORY_MB << 20)
 
-        spec = importlib.util.find_spec("pyspark")
-        assert spec is not None and spec.origin is not None
-        submit = Path(spec.origin).parent / "bin" / "spark-submit"
+        submit = spark_home() / "bin" / "spark-submit"
         env = os.environ | {
             "FLIGHTDECK__LAKE__ROOT": str(lake_root),
             "FLIGHTDECK_CONFIG": str(config),

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from testkit import fit_small_pipeline, free_port
+from testkit import fit_small_pipeline, free_port, spark_home
 
 from flightdeck.core.config import load_config
 from flightdeck.core.errors import FlightdeckError
@@ -153,10 +153,6 @@ def test_a_job_spark_submit_launches_runs_in_its_own_jvm_beside_a_connect_server
     connect_server: dict[str, str], tmp_path: Path
 ) -> None:
     """Training keeps spark-submit while the runtime exports the Connect URL to every task."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("pyspark")
-    assert spec is not None and spec.origin is not None
     script = tmp_path / "job.py"
     script.write_text(
         textwrap.dedent(
@@ -169,7 +165,7 @@ def test_a_job_spark_submit_launches_runs_in_its_own_jvm_beside_a_connect_server
     )
     env = os.environ | connect_server | {"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     env.pop(CONNECT_MODE, None)
-    submit = Path(spec.origin).parent / "bin" / "spark-submit"
+    submit = spark_home() / "bin" / "spark-submit"
     command = [str(submit), "--master", "local[1]", str(script)]
     done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from testkit import PG, drop_database, free_port, fresh_database, pg_uri
+from testkit import PG, drop_database, free_port, fresh_database, pg_uri, spark_home
 
 __all__ = ["PG", "ROOT", "drop_database", "free_port", "fresh_database", "pg_uri"]
 
@@ -67,13 +67,6 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
     # Children that outlived the leader (server workers) share its group: end them too.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-
-
-def spark_home() -> Path:
-    """The Spark distribution inside the installed pyspark package."""
-    import pyspark
-
-    return Path(pyspark.__file__).resolve().parent
 
 
 def spark_env(base: dict[str, str] | None = None) -> dict[str, str]:
