@@ -4,8 +4,8 @@
 An inbox watcher runs in the triggerer (no worker slot) and fires when a day that
 was ingested already gets a new file: a source that arrived after the day's run,
 or a re-delivery with other bytes. Each event of the `landing_inbox` asset starts
-a run that **finds** those days, **re-ingests** them (their partitions replaced
-atomically), **marks** the files, and announces `bronze` for those days *and* the
+a run that **finds** those days and **re-ingests** them (their partitions replaced
+atomically); the ingest task then marks the files and announces `bronze` for those days *and* the
 later ingested days whose rolling features read them, so features, scores and
 monitoring of every dependent day are rebuilt. Files matching no source or
 outside the calendar are refused in the log and left in place.
@@ -37,20 +37,23 @@ with DAG(
         """Days already ingested that have late or re-delivered files (none: the run ends here)."""
         return landing.pending_redeliveries()
 
-    ingest = spark_job("ingest", "ingest", ["--partition", DAYS, "--run-key", "{{ run_id }}"])
-
-    @task
-    def mark_files(days: list[str], *, run_id=None) -> dict:
-        """Archive and mark the re-ingested files."""
-        return landing.mark_partitions(",".join(days), run_id)
-
-    @task(outlets=[BRONZE])
-    def publish_bronze(days: list[str], *, outlet_events=None) -> list[str]:
-        """Announce bronze for the days and every later day whose features read them."""
+    def publish_bronze(context) -> list[str]:
+        """Once ingested: archive and mark the re-ingested files, then announce bronze for the days and
+        every later day whose features read them."""
+        days = context["ti"].xcom_pull(task_ids="find_days")
+        landing.mark_partitions(",".join(days), context["run_id"])
         partitions = landing.affected_partitions(days)
-        outlet_events[BRONZE].add_partitions(partitions)
-        outlet_events[BRONZE].extra = {"redelivered": days, "rebuild": partitions}
+        events = context["outlet_events"][BRONZE]
+        events.add_partitions(partitions)
+        events.extra = {"redelivered": days, "rebuild": partitions}
         return partitions
 
-    days = find_days()
-    days >> ingest >> mark_files(days) >> publish_bronze(days)
+    ingest = spark_job(
+        "ingest",
+        "ingest",
+        ["--partition", DAYS, "--run-key", "{{ run_id }}"],
+        outlets=[BRONZE],
+        announce=publish_bronze,
+    )
+
+    find_days() >> ingest

@@ -6,8 +6,9 @@ landing inbox for the day's files under the `arrival` rule of the config (every
 required source present, a ready marker, or a cutoff) and meanwhile waits in the
 triggerer (deferred: no worker slot), looking again every `arrival.watch_seconds`.
 **ingest** then types the files with Spark into bronze partitions; bad rows go to
-quarantine with a reason and the ledger reconciles `rows in = rows valid + rows quarantined`. **mark_files** archives
-the ingested files, and the `bronze` asset event (partition key = the day)
+quarantine with a reason and the ledger reconciles `rows in = rows valid + rows quarantined`. Once the
+job has committed, the same task archives and marks the ingested files, and its `bronze` asset
+event (partition key = the day)
 starts `flightdeck_features` for that day, and for every later day already
 ingested whose rolling windows read it (a day ingested late, e.g. by an
 out-of-order backfill, rebuilds its dependants).
@@ -20,7 +21,7 @@ Files that arrive late or again for a day already ingested are taken by
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG
 
 from flightdeck.core.lake import configured
 from flightdeck.data import landing
@@ -41,22 +42,27 @@ with DAG(
     **run_limits(wait_hours=CFG.arrival.timeout_hours),
     tags=["flightdeck", "data"],
 ):
-    wait_for_files = DayFilesSensor(task_id="wait_for_files", partition=PARTITION)
-    ingest = spark_job("ingest", "ingest", ["--partition", PARTITION, "--run-key", "{{ run_id }}"])
 
-    @task
-    def mark_files(partition: str, *, run_id=None) -> dict:
-        """Archive and mark the day's ingested files (a later change to one is a re-delivery)."""
-        return landing.mark_partitions(partition, run_id)
-
-    @task(outlets=[BRONZE])
-    def publish_bronze(partition: str, *, outlet_events=None, run_id=None) -> dict:
-        """Announce the committed day, and the later ingested days whose windows read it (asset events)."""
+    def publish_bronze(context) -> dict:
+        """Once ingested: archive and mark the day's files (a later change to one is a re-delivery), then
+        announce the committed day and the later ingested days whose windows read it (asset events)."""
+        partition = context["data_interval_start"].strftime("%Y-%m-%d")  # as PARTITION renders it
+        marked = landing.mark_partitions(partition, context["run_id"])
         _, lake = configured()
-        result = IngestResult.read(lake, run_id)
+        result = IngestResult.read(lake, context["run_id"])
         rebuild = landing.affected_partitions([partition])
-        outlet_events[BRONZE].add_partitions(rebuild)
-        outlet_events[BRONZE].extra = {"partition": partition, "ingest": result.partitions, "rebuild": rebuild}
-        return result.to_json()
+        events = context["outlet_events"][BRONZE]
+        events.add_partitions(rebuild)
+        events.extra = {"partition": partition, "ingest": result.partitions, "rebuild": rebuild}
+        return {**result.to_json(), "marked_files": marked["files"]}
 
-    wait_for_files >> ingest >> mark_files(PARTITION) >> publish_bronze(PARTITION)
+    wait_for_files = DayFilesSensor(task_id="wait_for_files", partition=PARTITION)
+    ingest = spark_job(
+        "ingest",
+        "ingest",
+        ["--partition", PARTITION, "--run-key", "{{ run_id }}"],
+        outlets=[BRONZE],
+        announce=publish_bronze,
+    )
+
+    wait_for_files >> ingest

@@ -1,12 +1,14 @@
 """
 ### flightdeck_score — batch scoring with the champion (on each features partition)
 
-Triggered once per `features` partition. **resolve_champion** reads the MLflow
+Triggered once per `features` partition. **resolve_models** reads the MLflow
 alias `champion` once; every row of the partition is scored by that one version
 and stamped with the model name, version and scoring run. Before the first
 promotion there is no champion and the run is skipped (nothing to score with).
-With `scoring.shadow: true`, **resolve_shadow** picks the `challenger` and the same
-job also writes its predictions to `predictions/<entity>_shadow` (never announced).
+With `scoring.shadow: true`, it also picks the `challenger` and the same job
+also writes its predictions to `predictions/<entity>_shadow` (never announced).
+Once the predictions are committed, **score** announces them (`predictions` asset
+event with the model version).
 """
 
 from __future__ import annotations
@@ -32,26 +34,29 @@ with DAG(
     tags=["flightdeck", "model"],
 ):
 
-    @task
-    def resolve_champion() -> str:
-        """Pin the champion version for this whole run."""
+    @task(multiple_outputs=True)
+    def resolve_models() -> dict[str, str]:
+        """Pin the champion for this whole run, and the challenger to shadow-score with ("" for none)."""
         from airflow.sdk.exceptions import AirflowSkipException  # not at parse time: slow to import
+
+        from flightdeck.core.config import load_config
+        from flightdeck.model import inference
 
         version = promotion.resolve_champion()
         if version is None:
             raise AirflowSkipException("no champion model yet: run flightdeck_train first")
-        return version
+        return {"champion": version, "shadow": inference.shadow_version(load_config(), version)}
 
-    @task
-    def resolve_shadow(champion: str) -> str:
-        """The challenger to shadow-score with when `scoring.shadow` is on, else "" (no shadow)."""
-        from flightdeck.core.config import load_config
-        from flightdeck.model import inference
+    def publish_predictions(context) -> dict:
+        """Once scored: announce the predictions partition with the model version that produced it."""
+        _, lake = configured()
+        partition = context["dag_run"].partition_key
+        version = context["ti"].xcom_pull(task_ids="resolve_models", key="champion")
+        events = context["outlet_events"][PREDICTIONS]
+        events.add_partitions(partition)
+        events.extra = {"partition": partition, "model_version": version}
+        return ScoreResult.read(lake, context["run_id"]).to_json()
 
-        return inference.shadow_version(load_config(), champion)
-
-    version = resolve_champion()
-    shadow = resolve_shadow(version)
     score = spark_job(
         "score",
         "score",
@@ -59,21 +64,14 @@ with DAG(
             "--partition",
             PARTITION,
             "--model-version",
-            "{{ ti.xcom_pull(task_ids='resolve_champion') }}",
+            "{{ ti.xcom_pull(task_ids='resolve_models', key='champion') }}",
             "--shadow-version",
-            "{{ ti.xcom_pull(task_ids='resolve_shadow') or '' }}",
+            "{{ ti.xcom_pull(task_ids='resolve_models', key='shadow') or '' }}",
             "--run-key",
             "{{ run_id }}",
         ],
+        outlets=[PREDICTIONS],
+        announce=publish_predictions,
     )
 
-    @task(outlets=[PREDICTIONS])
-    def publish_predictions(model_version: str, *, dag_run=None, run_id=None, outlet_events=None) -> dict:
-        """Announce the predictions partition with the model version that produced it."""
-        _, lake = configured()
-        result = ScoreResult.read(lake, run_id).to_json()
-        outlet_events[PREDICTIONS].add_partitions(dag_run.partition_key)
-        outlet_events[PREDICTIONS].extra = {"partition": dag_run.partition_key, "model_version": model_version}
-        return result
-
-    shadow >> score >> publish_predictions(version)
+    resolve_models() >> score

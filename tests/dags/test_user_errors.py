@@ -99,3 +99,39 @@ def test_short_jobs_go_to_spark_connect_only_when_a_server_is_configured(monkeyp
     monkeypatch.setenv(REMOTE_ENV, "sc://localhost:15002")
     assert isinstance(spark_job("score", "score", ["--partition", "{{ ds }}"]), ConnectJobOperator)
     assert isinstance(spark_job("train", "train", []), SparkJobOperator)  # xgboost.spark needs a SparkContext
+
+
+APP_OK = APP.replace('def main(argv):\n', 'def main(argv):\n    if argv[0] == "ok":\n        return None\n')
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("kind", ["spark-submit", "connect"])
+def test_announce_runs_in_the_job_task_only_after_the_job_succeeded(
+    kind: str, tmp_path: Path, spark_conn: None
+) -> None:
+    """The bookkeeping folded into a job's task (mark, asset events) runs after exit 0, never after a
+    failure; what it returns is the task's result (its XCom)."""
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from flightdeck.ops.dagkit import ConnectJobOperator
+
+    app = tmp_path / "job.py"
+    app.write_text(APP_OK)
+    announced: list[dict[str, str]] = []
+
+    def announce(context: dict[str, str]) -> str:
+        announced.append(context)
+        return f"announced {context['run_id']}"
+
+    def task(arg: str) -> SparkJobOperator | ConnectJobOperator:
+        if kind == "connect":
+            return ConnectJobOperator(task_id=arg, application=str(app), application_args=[arg], announce=announce)
+        return SparkJobOperator(
+            task_id=arg, application=str(app), application_args=[arg], conn_id="spark_default", announce=announce
+        )
+
+    with pytest.raises(AirflowException):
+        task("bug").execute({"run_id": "r1"})
+    assert announced == []
+    assert task("ok").execute({"run_id": "r2"}) == "announced r2"
+    assert announced == [{"run_id": "r2"}]

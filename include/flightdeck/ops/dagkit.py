@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pendulum
@@ -109,10 +110,25 @@ def user_error(failure: str) -> str | None:
     return lines[-1].strip() if lines else "the job stopped on a user error (exit 2); its message is in the log above"
 
 
-class _JobLineage:
-    """OpenLineage facets of a flightdeck job task, read from the job's run document."""
+Announce = Callable[[Any], Any]
+"""What a job task does once its job succeeded, in the same task: archive, mark, add the asset events
+of its ``outlets`` (``context["outlet_events"]``); its return value is the task's XCom."""
+
+
+class _JobTask:
+    """What every flightdeck job task adds to its operator: the announcement and OpenLineage facets.
+
+    ``announce`` runs in the task process right after the job exited 0 (a failure in it retries the
+    task, job included: jobs are idempotent). Folding the bookkeeping into the job's task instead of
+    a task of its own saves a scheduling round trip (about 1 s each) on the path from files to
+    predictions; see docs/DECISIONS.md (issue 20).
+    """
 
     application: str
+    announce: Announce | None
+
+    def _announced(self, context: Any) -> Any:
+        return None if self.announce is None else self.announce(context)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """The job's inputs and outputs for Airflow's OpenLineage provider, from its run document.
@@ -166,7 +182,7 @@ def _stop_tree(proc: subprocess.Popen[Any], log: Any, grace_seconds: float) -> N
     log.info("Stopped the job's process %s and its processes %s", proc.pid, [c.pid for c in children])
 
 
-class ConnectJobOperator(_JobLineage, BaseOperator):
+class ConnectJobOperator(_JobTask, BaseOperator):
     """A flightdeck job run as a Python process on the Spark Connect server (``FLIGHTDECK_SPARK_REMOTE``).
 
     The task pays a Python process and a client session instead of a JVM and a Spark context.
@@ -178,13 +194,16 @@ class ConnectJobOperator(_JobLineage, BaseOperator):
     template_fields = ("application_args",)
     ui_color = "#e8f2fd"
 
-    def __init__(self, *, application: str, application_args: list[str], **kwargs: Any) -> None:
+    def __init__(
+        self, *, application: str, application_args: list[str], announce: Announce | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.application = application
         self.application_args = application_args
+        self.announce = announce
         self._proc: subprocess.Popen[str] | None = None
 
-    def execute(self, context: Any) -> None:
+    def execute(self, context: Any) -> Any:
         import collections
         import os
         import sys
@@ -201,7 +220,7 @@ class ConnectJobOperator(_JobLineage, BaseOperator):
             self.log.info("%s", line.rstrip())
         code = self._proc.wait()
         if code == 0:
-            return
+            return self._announced(context)
         failure = f"Error code is: {code}.\n" + "\n".join(tail)
         message = user_error(failure)
         if message is not None:
@@ -214,7 +233,7 @@ class ConnectJobOperator(_JobLineage, BaseOperator):
             _stop_tree(self._proc, self.log, grace_seconds)
 
 
-class SparkJobOperator(_JobLineage, SparkSubmitOperator):
+class SparkJobOperator(_JobTask, SparkSubmitOperator):
     """spark-submit of a flightdeck job: a user error (exit 2) fails at once, without retries.
 
     A broken file contract or an exceeded quarantine budget fails the same way on every try,
@@ -222,7 +241,11 @@ class SparkJobOperator(_JobLineage, SparkSubmitOperator):
     executor, an unreachable store) keeps the task's retries.
     """
 
-    def execute(self, context: Any) -> None:
+    def __init__(self, *, announce: Announce | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.announce = announce
+
+    def execute(self, context: Any) -> Any:
         try:
             super().execute(context)
         except AirflowException as err:
@@ -230,6 +253,7 @@ class SparkJobOperator(_JobLineage, SparkSubmitOperator):
             if message is None:
                 raise
             raise AirflowFailException(f"{message} (a user error: not retried; fix it, then clear the task)") from err
+        return self._announced(context)
 
     def on_kill(self, grace_seconds: float = 5.0) -> None:
         """Stop the whole process tree of the spark-submit this task started, then the provider's kill.
@@ -296,7 +320,8 @@ CONNECT_JOBS = frozenset({"ingest", "build_features", "validate_features", "scor
 def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkJobOperator | ConnectJobOperator:
     """A task running ``jobs/<job>.py``: spark-submit through the ``spark_default`` connection, or,
     for :data:`CONNECT_JOBS` when ``FLIGHTDECK_SPARK_REMOTE`` is set (``FLIGHTDECK_SPARK_CONNECT=true``
-    in the embedded runtime), a Python process on that Spark Connect server."""
+    in the embedded runtime), a Python process on that Spark Connect server. ``announce=`` (with
+    ``outlets=``) runs once the job succeeded, in the same task (see :class:`_JobTask`)."""
     application = JOBS_DIR / f"{job}.py"
     if not application.is_file():
         raise FileNotFoundError(f"Spark job {application} does not exist")
