@@ -147,6 +147,8 @@ def run_stages(scale: Any, args: argparse.Namespace, out: dict[str, Any], checkp
             out["stages"][name] = stages.bench_scoring(scale, args.nthread)
         else:
             out["stages"][name] = getattr(stages, f"bench_{name}")(scale)
+        if name == "drift":  # the training-time reference profile, a row of its own
+            out["stages"]["drift_profile"] = out["stages"][name].pop("profile")
         checkpoint()
 
 
