@@ -77,10 +77,16 @@ def test_spark_jobs_are_counted_and_the_python_pass_sees_every_row(spark: Any) -
     from bench.stages import python_pass, spark_jobs
 
     df = spark.range(0, 5000, numPartitions=3).selectExpr("id", "id * 2.0 AS x")
-    with spark_jobs(spark) as jobs:
+    with spark_jobs(spark) as nothing:
+        df.schema  # noqa: B018  # planning only: no job
+    assert nothing() == 0
+    with spark_jobs(spark) as one:
         df.count()
-        df.agg({"x": "sum"}).collect()
-    assert jobs() == 2
+    with spark_jobs(spark) as two:
+        df.count()
+        df.count()
+    assert one() >= 1  # adaptive execution may add a job per shuffle
+    assert two() == 2 * one()  # each block counts its own jobs only
     with spark_jobs(spark) as jobs:
         assert python_pass(df) == 5000
     assert jobs() >= 1
