@@ -220,7 +220,7 @@ def suite_json(cfg: PipelineConfig) -> dict[str, Any]:
 @lru_cache(maxsize=2)
 def _batch_definition(engine: Engine = "spark") -> Any:
     """One ephemeral context per process and engine, with a dataframe asset fed per validation."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no phoning home from batch jobs
+    # GX_ANALYTICS_ENABLED is "false" unless the user set it (flightdeck/__init__.py): no phoning home
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
