@@ -51,6 +51,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=2,
         help="also time training as 1 worker x this many threads (spark.task.cpus, in a child process); 0 skips",
     )
+    p.add_argument(
+        "--single-run-from",
+        type=int,
+        default=100,
+        help="from this scale factor up, each measurement is one run without a warm-up (the session is warm "
+        "from the smaller scales; at 300x a warm-up would double every measurement)",
+    )
+    p.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="skip the scoring.explain variant of scoring (SHAP per row: the longest measurement at 300x)",
+    )
+    p.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        help="an earlier results JSON whose other scales join this run's (e.g. add --scales 300 to a 1,30 run); "
+        "the report names both runs",
+    )
     p.add_argument("--driver-memory", default="4g", help="spark.driver.memory")
     p.add_argument("--work", type=Path, default=ROOT / "bench" / ".work", help="scratch folder for the lakes")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where latest.json/latest.md go")
@@ -117,6 +136,19 @@ def orchestration() -> dict[str, Any]:
     }
 
 
+def merge(results: dict[str, Any], earlier: dict[str, Any]) -> None:
+    """Add the scales of an earlier run that this one did not measure, and say so in the notes."""
+    added = sorted((k for k in earlier.get("scales", {}) if k not in results["scales"]), key=int)
+    for key in added:
+        results["scales"][key] = earlier["scales"][key]
+    if added:
+        scales = ", ".join(f"{k}x" for k in added)
+        results["notes"].append(
+            f"{scales} from an earlier run on this machine: `{earlier.get('command', '?')}` started "
+            f"{earlier.get('started', '?')} ({earlier.get('total_seconds', '?')} s); the other scales from this one"
+        )
+
+
 def render(args: argparse.Namespace) -> int:
     """Recompute the verdicts and rewrite latest.json/latest.md from an existing results JSON."""
     from bench import report
@@ -144,7 +176,7 @@ def run_stages(scale: Any, args: argparse.Namespace, out: dict[str, Any], checkp
         if name == "training":
             out["stages"][name] = stages.bench_training(scale, args.nthread)
         elif name == "scoring":
-            out["stages"][name] = stages.bench_scoring(scale, args.nthread)
+            out["stages"][name] = stages.bench_scoring(scale, args.nthread, explain=not args.no_explain)
         else:
             out["stages"][name] = getattr(stages, f"bench_{name}")(scale)
         if name == "drift":  # the training-time reference profile, a row of its own
@@ -183,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FLIGHTDECK__MODEL__NUM_WORKERS"] = str(args.num_workers)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    from bench import probe, report, stages
+    from bench import probe, stages
     from flightdeck.core.config import load_config
     from flightdeck.core.lake import Lake, parse_partitions
     from flightdeck.data.sparkio import build_session
@@ -213,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "base": [dates[0].isoformat(), dates[-1].isoformat()],
         "repeats": args.repeats,
+        "single_run_from": args.single_run_from,
         "spark": {
             "master": spark.sparkContext.master,
             "version": spark.version,
@@ -234,7 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         log(f"scale {factor}x: generating bronze from the base window ...")
         rows = stages.prepare_scaled(spark, cfg, base, lake, dates, factor)
         log(f"scale {factor}x: {rows:,} bronze flight rows")
-        scale = stages.Scale(spark, cfg, lake, dates, args.repeats, sampler, log, slow_seconds=args.slow_seconds)
+        scale = stages.Scale(
+            spark,
+            cfg,
+            lake,
+            dates,
+            args.repeats,
+            sampler,
+            log,
+            slow_seconds=args.slow_seconds,
+            single_run=factor >= args.single_run_from,
+        )
         out: dict[str, Any] = {"bronze_rows": rows, "stages": {}}
         results["scales"][str(factor)] = out
         run_stages(scale, args, out, checkpoint)
@@ -242,15 +285,24 @@ def main(argv: list[str] | None = None) -> int:
         if "training" in args.stage_list and args.threads_per_worker > 0:
             run_threads_variant(Path(lake.root), args, out)
 
+    sampler.stop()
+    finish(results, args, started)
+    spark.stop()
+    return 0
+
+
+def finish(results: dict[str, Any], args: argparse.Namespace, started: float) -> None:
+    """The orchestration figure, any earlier scales (``--merge``), the verdicts; the report written."""
+    from bench import report
+
     results["orchestration"] = orchestration()
     results["total_seconds"] = round(time.perf_counter() - started, 1)
+    if args.merge is not None:
+        merge(results, json.loads(args.merge.read_text()))
     results["verdicts"] = report.verdicts(results)
-    sampler.stop()
     js, md = report.write(results, args.out)
     log(f"done in {results['total_seconds']:.0f}s: {js} and {md}")
     print(md.read_text())
-    spark.stop()
-    return 0
 
 
 if __name__ == "__main__":

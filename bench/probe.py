@@ -99,22 +99,30 @@ class RssSampler:
 
 
 def measure(
-    fn: Callable[[], Any], repeats: int, sampler: RssSampler | None = None, slow_seconds: float | None = None
+    fn: Callable[[], Any],
+    repeats: int,
+    sampler: RssSampler | None = None,
+    slow_seconds: float | None = None,
+    *,
+    warm_up: bool = True,
 ) -> dict[str, Any]:
     """Run ``fn`` once to warm up, then ``repeats`` times; the median and all runs, in seconds.
 
     When the warm-up took longer than ``slow_seconds``, ``fn`` is timed once only (the run
     stays bounded; the number of runs is in the result). The peak RSS covers the warm-up
-    and the repeats.
+    and the repeats. ``warm_up=False`` skips the warm-up (for sizes so large that the code
+    paths are warm from the smaller ones and a second pass would double a long measurement).
     """
     if sampler is not None:
         sampler.mark()
     load_before = os.getloadavg()[0]
-    started = time.perf_counter()
-    fn()
-    warmup = time.perf_counter() - started
-    if slow_seconds is not None and warmup > slow_seconds:
-        repeats = 1
+    warmup: float | None = None
+    if warm_up:
+        started = time.perf_counter()
+        fn()
+        warmup = time.perf_counter() - started
+        if slow_seconds is not None and warmup > slow_seconds:
+            repeats = 1
     runs = []
     for _ in range(max(1, repeats)):
         started = time.perf_counter()
@@ -123,7 +131,7 @@ def measure(
     out: dict[str, Any] = {
         "seconds": round(statistics.median(runs), 4),
         "runs": [round(r, 4) for r in runs],
-        "warmup": round(warmup, 4),
+        "warmup": None if warmup is None else round(warmup, 4),
         # 1-minute load average before and after: other work on the machine shows here
         "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

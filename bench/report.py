@@ -189,7 +189,13 @@ def markdown(results: dict[str, Any]) -> str:
         f"Spark `{results['spark']['master']}`; each time is the median of {results['repeats']} runs after one "
         "warm-up; peak memory is the RSS of the Python process and its JVM, sampled every 0.2 s over the "
         "warm-up and the runs; load 1m is the range of the machine's 1-minute load average around the two "
-        "measurements (above 2 means other work shared the 2 cores).",
+        "measurements (above 2 means other work shared the 2 cores)."
+        + (
+            f" From {results['single_run_from']}x up, each measurement is one run without a warm-up "
+            "(the session is warm from the smaller scales)."
+            if results.get("single_run_from") and max(map(int, results["scales"])) >= results["single_run_from"]
+            else ""
+        ),
         "",
         "| scale | rows | stage | pipeline s | reference s | ratio | target | peak MB | load 1m | extra |",
         "| ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

@@ -129,6 +129,7 @@ class Scale:
     sampler: RssSampler
     log: Any
     slow_seconds: float | None = None
+    single_run: bool = False  # one timed run, no warm-up (the largest sizes: see bench --single-run-from)
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -153,7 +154,10 @@ class Scale:
                 fn()
             counted.append(jobs())
 
-        result = measure(counting_first, self.repeats, self.sampler, self.slow_seconds)
+        if self.single_run:
+            result = measure(counting_first, 1, self.sampler, warm_up=False)
+        else:
+            result = measure(counting_first, self.repeats, self.sampler, self.slow_seconds)
         result["spark_jobs"] = counted[0] if counted else None
         self.log(
             f"  {label}: {result['seconds']:.2f}s (runs {result['runs']}, {result['spark_jobs']} Spark job(s), "
@@ -330,7 +334,7 @@ def bench_training(s: Scale, nthread: int) -> dict[str, Any]:
     return out
 
 
-def bench_scoring(s: Scale, nthread: int) -> dict[str, Any]:
+def bench_scoring(s: Scale, nthread: int, *, explain: bool = True) -> dict[str, Any]:
     """flightdeck.model.inference.score with the fitted pipeline model (all columns computed) vs
     Booster.inplace_predict on the same rows."""
     from pyspark.ml import PipelineModel
@@ -338,6 +342,7 @@ def bench_scoring(s: Scale, nthread: int) -> dict[str, Any]:
 
     from flightdeck.model.inference import score
 
+    with_explain = explain
     c = s.cache
     model = PipelineModel(stages=[*c["featurizer"].stages, c["spark_model"]])
     booster = c["spark_model"].get_booster()
@@ -368,10 +373,10 @@ def bench_scoring(s: Scale, nthread: int) -> dict[str, Any]:
     out["reference"] = s.timed(f"scoring: Booster.inplace_predict nthread={nthread}", reference)
     # the floor of scoring in Spark with a Python booster: read the rows and ship them to Python
     out["floors"] = {"read + ship the model inputs to Python": s.timed("scoring: floor: Python pass", shipped)}
-    # scoring.explain: the same score() with each row's top-k SHAP contributions (pred_contribs)
-    out["explained"] = s.timed(f"scoring: score() with scoring.explain (top {explain.top_k} SHAP)", explained)
-    plain = out["pipeline"]["seconds"]
-    out["explain_cost"] = round(out["explained"]["seconds"] / plain, 2) if plain else None
+    if with_explain:  # scoring.explain: the same score() with each row's top-k SHAP contributions
+        out["explained"] = s.timed(f"scoring: score() with scoring.explain (top {explain.top_k} SHAP)", explained)
+        plain = out["pipeline"]["seconds"]
+        out["explain_cost"] = round(out["explained"]["seconds"] / plain, 2) if plain else None
     out["rows"] = c["rows"]
     out["rows_per_second"] = {
         k: round(c["rows"] / out[k]["seconds"]) if out[k]["seconds"] else None for k in ("pipeline", "reference")
