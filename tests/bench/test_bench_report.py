@@ -91,3 +91,30 @@ def test_spark_jobs_are_counted_and_the_python_pass_sees_every_row(spark: Any) -
         assert python_pass(df) == 5000
     assert jobs() >= 1
     assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the group is cleared
+
+
+def test_merge_adds_only_the_scales_this_run_did_not_measure_and_names_the_earlier_run() -> None:
+    from bench.__main__ import merge
+
+    this, earlier = _results(), _results()
+    del this["scales"]["300"]
+    this["notes"] = []
+    earlier["scales"]["1"]["bronze_rows"] = -1  # must not replace this run's own 1x
+    earlier["command"] = "python -m bench --scales 1,300"
+    merge(this, earlier)
+    assert sorted(this["scales"], key=int) == ["1", "300"]
+    assert this["scales"]["1"]["bronze_rows"] == 10
+    assert this["notes"] == [
+        "300x from an earlier run on this machine: `python -m bench --scales 1,300` started "
+        "2026-12-07T00:00:00+00:00 (1.0 s); the other scales from this one"
+    ]
+
+
+def test_measure_without_warm_up_runs_only_the_timed_runs() -> None:
+    from bench.probe import measure
+
+    calls: list[int] = []
+    result = measure(lambda: calls.append(1), 1, warm_up=False)
+    assert calls == [1] and result["warmup"] is None and len(result["runs"]) == 1
+    result = measure(lambda: calls.append(1), 3)
+    assert len(calls) == 1 + 4 and len(result["runs"]) == 3  # a warm-up, then the repeats
