@@ -101,7 +101,7 @@ def test_short_jobs_go_to_spark_connect_only_when_a_server_is_configured(monkeyp
     assert isinstance(spark_job("train", "train", []), SparkJobOperator)  # xgboost.spark needs a SparkContext
 
 
-APP_OK = APP.replace('def main(argv):\n', 'def main(argv):\n    if argv[0] == "ok":\n        return None\n')
+APP_OK = APP.replace("def main(argv):\n", 'def main(argv):\n    if argv[0] == "ok":\n        return None\n')
 
 
 @pytest.mark.spark
