@@ -515,6 +515,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     cpus = m.get("usable_cpus") or m.get("cpus")
     connect = "Connect" in str((results.get("settings") or {}).get("short Spark jobs"))
     short_jobs = "on a Spark Connect server" if connect else "through spark-submit"
+    if connect:
+        short_jobs += f", {(results.get('settings') or {}).get('job processes', 'a new Python each')}"
     out = [
         "# Freshness: files complete -> predictions and drift committed",
         "",
@@ -835,6 +837,7 @@ class Bench:
             mlflow_port=free_port(),
             spark_connect=args.spark_connect,
             spark_connect_port=free_port(),
+            warm_jobs=not args.cold_jobs,
         )
         if any(self.rt.pid_of(s) for s in self.rt.services):
             raise SystemExit(
@@ -1058,6 +1061,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="run the short Spark jobs on the runtime's Spark Connect server (FLIGHTDECK_SPARK_CONNECT=true) "
         "instead of a spark-submit each",
     )
+    p.add_argument(
+        "--cold-jobs",
+        action="store_true",
+        help="with --spark-connect: start each short job in a new Python (FLIGHTDECK_WARM_JOBS=false) instead of "
+        "forking it from the warm job runner",
+    )
     p.add_argument("--poll", type=float, default=0.5, help="seconds between two looks at the lake")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds any one step may take")
     p.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "freshness", help="state and raw records")
@@ -1109,6 +1118,7 @@ def settings(cfg: Any) -> dict[str, Any]:
         "spark.conf": dict(cfg.spark.conf),
         "spark master": env.get("FLIGHTDECK_SPARK_MASTER", "local[*]"),
         "short Spark jobs": "Spark Connect server" if env.get("FLIGHTDECK_SPARK_REMOTE") else "spark-submit each",
+        "job processes": "forked from the warm job runner" if env.get("FLIGHTDECK_JOB_RUNNER") else "a new Python each",
     }
 
 

@@ -1,9 +1,10 @@
 """The short jobs on the embedded runtime's Spark Connect server give what spark-submit gives.
 
-One real Spark Connect server (started the way ``flightdeck up`` starts it, token and all)
-serves a real day through jobs/ingest.py, jobs/build_features.py and jobs/validate_features.py;
-the same day through the same jobs on a classic session (the suite's) must give the same
-bronze, quarantine and features rows. A saved pipeline scores a Connect DataFrame exactly as
+One real Spark Connect server (started the way ``flightdeck up`` starts it, token and all, with
+the warm job runner beside it) serves a real day through jobs/ingest.py, jobs/build_features.py
+and jobs/validate_features.py, each forked from the runner as a task's would be; the same day
+through the same jobs on a classic session (the suite's) must give the same bronze, quarantine
+and features rows. A saved pipeline scores a Connect DataFrame exactly as
 it scores a classic one. A job pointed at a server that is not there fails within seconds
 with a message that names it, and a client without the token is refused.
 """
@@ -24,12 +25,13 @@ import numpy as np
 import pytest
 from testkit import fit_small_pipeline, free_port, spark_home
 
-from flightdeck.core.config import load_config
+from flightdeck.core.config import HOME_ENV, JOBS_DIR, load_config
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.core.jobargs import load_job
 from flightdeck.core.lake import Lake
 from flightdeck.data import landing
 from flightdeck.data.sparkio import REMOTE_ENV, connect_session, is_connect, read_partitions
+from flightdeck.ops.jobrunner import RUNNER_ENV, run_job
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -48,8 +50,9 @@ def _classic_again_afterwards() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The runtime's spark-connect service alone; yields the client environment (URL and token)."""
-    from flightdeck.ops.runtime import SPARK_CONNECT, Runtime
+    """The runtime's spark-connect and job-runner services; yields the client environment (URL, token,
+    runner socket and the rest of what a task gets)."""
+    from flightdeck.ops.runtime import JOB_RUNNER, SPARK_CONNECT, Runtime
 
     rt = Runtime(
         state=tmp_path_factory.mktemp("connect-state"),
@@ -58,12 +61,12 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
         spark_connect=True,
         spark_connect_port=free_port(),
     )
-    rt.start(services=(SPARK_CONNECT,), timeout=240)
+    rt.start(services=(SPARK_CONNECT, JOB_RUNNER), timeout=240)
     env = rt.environ()
     try:
-        yield {REMOTE_ENV: env[REMOTE_ENV], TOKEN_ENV: env[TOKEN_ENV]}
+        yield {key: env[key] for key in (REMOTE_ENV, TOKEN_ENV, RUNNER_ENV, HOME_ENV)}
     finally:
-        assert rt.stop() == [SPARK_CONNECT]
+        assert rt.stop() == [JOB_RUNNER, SPARK_CONNECT]
 
 
 def _rows_digest(df: Any, root: str) -> str:
@@ -74,15 +77,39 @@ def _rows_digest(df: Any, root: str) -> str:
     return hashlib.sha256((schema + "\n" + "\n".join(rows)).encode()).hexdigest()
 
 
-def _day_through_the_jobs(root: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
+JOBS = (
+    ("ingest", ["--partition", f"{DAYS[0]}..{DAYS[1]}"]),
+    ("build_features", ["--partition", DAYS[1], "--run-key", "r1"]),
+    ("validate_features", ["--partition", DAYS[1]]),
+)
+
+
+def _landed(root: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
     monkeypatch.setenv("FLIGHTDECK__LAKE__ROOT", str(root))
     cfg = load_config()
     lake = Lake(str(root))
     landing.land_reference(cfg, lake)
     landing.land_range(cfg, lake, *DAYS)
-    load_job("ingest").main(["--partition", f"{DAYS[0]}..{DAYS[1]}"])
-    load_job("build_features").main(["--partition", DAYS[1], "--run-key", "r1"])
-    load_job("validate_features").main(["--partition", DAYS[1]])
+    return lake
+
+
+def _day_through_the_jobs(root: Path, monkeypatch: pytest.MonkeyPatch) -> Lake:
+    lake = _landed(root, monkeypatch)
+    for job, args in JOBS:
+        load_job(job).main(args)
+    return lake
+
+
+def _day_through_the_runner(root: Path, monkeypatch: pytest.MonkeyPatch, server: dict[str, str]) -> Lake:
+    """The jobs as the runtime's tasks run them: forked from the warm job runner, on Spark Connect."""
+    lake = _landed(root, monkeypatch)
+    env = dict(os.environ) | server
+    env.pop(CONNECT_MODE, None)
+    for job, args in JOBS:
+        lines: list[str] = []
+        code = run_job(server[RUNNER_ENV], [sys.executable, str(JOBS_DIR / f"{job}.py"), *args], lines.append, env=env)
+        assert code == 0, f"{job} failed on the runner:\n" + "\n".join(lines[-40:])
+        assert not any("Traceback" in line for line in lines), "\n".join(lines)
     return lake
 
 
@@ -90,10 +117,8 @@ def test_a_day_through_the_short_jobs_on_spark_connect_equals_spark_submit(
     spark: Any, connect_server: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     classic = _day_through_the_jobs(tmp_path / "classic", monkeypatch)
-    for key, value in connect_server.items():
-        monkeypatch.setenv(key, value)
-    remote = _day_through_the_jobs(tmp_path / "connect", monkeypatch)
-    os.environ.pop(CONNECT_MODE, None)  # read both lakes with the suite's classic session
+    remote = _day_through_the_runner(tmp_path / "connect", monkeypatch, connect_server)
+    assert CONNECT_MODE not in os.environ  # the jobs ran in processes of their own
 
     for zone, table, days in (
         ("bronze", "flights", DAYS),

@@ -14,7 +14,7 @@ from pathlib import Path
 from flightdeck.core.config import load_config
 from flightdeck.core.errors import FlightdeckError
 from flightdeck.ops.airflow_api import AirflowApi, AirflowApiError
-from flightdeck.ops.runtime import AIRFLOW_USER, Runtime, RuntimeError_
+from flightdeck.ops.runtime import AIRFLOW_USER, WARM_JOBS_ENV, Runtime, RuntimeError_
 
 
 def _say(message: str) -> None:
@@ -46,6 +46,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"  MLflow UI  : {rt.mlflow_url}{login}")
     if rt.spark_connect:
         print(f"  Spark      : {rt.spark_remote} (Spark Connect; the short jobs run on it)")
+        if rt.warm_jobs:
+            print(f"  jobs       : forked from a warm Python at {rt.job_runner_socket} ({WARM_JOBS_ENV}=false: off)")
     print(f"  logs       : {rt.log_dir}")
     print(f"  lake       : {rt.lake_root}")
     print("  stop with  : make down")

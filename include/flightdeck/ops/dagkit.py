@@ -186,6 +186,9 @@ class ConnectJobOperator(_JobTask, BaseOperator):
     """A flightdeck job run as a Python process on the Spark Connect server (``FLIGHTDECK_SPARK_REMOTE``).
 
     The task pays a Python process and a client session instead of a JVM and a Spark context.
+    When the runtime's warm job runner answers (``FLIGHTDECK_JOB_RUNNER``, see
+    :mod:`flightdeck.ops.jobrunner`), the process is forked from it with the libraries already
+    imported; otherwise (or when it does not answer) the task starts the process itself.
     The job's output goes to the task log line by line; a user error (exit 2) fails at once with
     the job's own message, any other failure keeps the task's retries (an unreachable server
     fails within seconds: :func:`flightdeck.data.sparkio.connect_session` probes it).
@@ -202,23 +205,38 @@ class ConnectJobOperator(_JobTask, BaseOperator):
         self.application_args = application_args
         self.announce = announce
         self._proc: subprocess.Popen[str] | None = None
+        self._runner_conn: Any = None
 
     def execute(self, context: Any) -> Any:
         import collections
-        import os
         import sys
 
+        from flightdeck.ops.jobrunner import RUNNER_ENV, RunnerLost, RunnerUnavailable, run_job
+
         command = [sys.executable, self.application, *self.application_args]
-        self.log.info("Running %s on Spark Connect (%s)", " ".join(command), os.environ.get(REMOTE_ENV))
         tail: collections.deque[str] = collections.deque(maxlen=40)
-        self._proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
-        )
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            tail.append(line.rstrip())
-            self.log.info("%s", line.rstrip())
-        code = self._proc.wait()
+
+        def line(text: str) -> None:
+            tail.append(text)
+            self.log.info("%s", text)
+
+        runner = os.environ.get(RUNNER_ENV)
+        code: int | None = None
+        if runner:
+            try:
+                self.log.info(
+                    "Running %s on the warm job runner (%s), Spark Connect %s",
+                    " ".join(command),
+                    runner,
+                    os.environ.get(REMOTE_ENV),
+                )
+                code = run_job(runner, command, line, connected=self._remember_connection)
+            except RunnerUnavailable as err:
+                self.log.warning("%s; starting the job in a new process instead", err)
+            except RunnerLost as err:
+                raise AirflowException(f"{self.application}: {err}") from err
+        if code is None:
+            code = self._run_process(command, line)
         if code == 0:
             return self._announced(context)
         failure = f"Error code is: {code}.\n" + "\n".join(tail)
@@ -227,8 +245,28 @@ class ConnectJobOperator(_JobTask, BaseOperator):
             raise AirflowFailException(f"{message} (a user error: not retried; fix it, then clear the task)")
         raise AirflowException(f"{self.application} failed with exit code {code}; its last lines are in the log above")
 
+    def _remember_connection(self, conn: Any) -> None:
+        self._runner_conn = conn
+
+    def _run_process(self, command: list[str], line: Callable[[str], None]) -> int:
+        self.log.info("Running %s on Spark Connect (%s)", " ".join(command), os.environ.get(REMOTE_ENV))
+        self._proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL
+        )
+        assert self._proc.stdout is not None
+        for text in self._proc.stdout:
+            line(text.rstrip())
+        return self._proc.wait()
+
     def on_kill(self, grace_seconds: float = 5.0) -> None:
-        """Stop the job's process tree (``execution_timeout`` or the task marked failed)."""
+        """Stop the job (``execution_timeout`` or the task marked failed): on the runner, closing the
+        connection makes it stop the job (SIGTERM, SIGKILL after 5 s); a process of its own is
+        stopped with its whole tree."""
+        import socket
+
+        if self._runner_conn is not None:
+            with contextlib.suppress(OSError):
+                self._runner_conn.shutdown(socket.SHUT_RDWR)
         if self._proc is not None and self._proc.poll() is None:
             _stop_tree(self._proc, self.log, grace_seconds)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import importlib.util
 import json
 import logging
@@ -32,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +52,10 @@ SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
 SPARK_CONNECT = "spark-connect"
 SPARK_CONNECT_ENV = "FLIGHTDECK_SPARK_CONNECT"
 SPARK_CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+# Beside the Connect server: a warm Python that forks the Connect jobs (flightdeck.ops.jobrunner);
+# FLIGHTDECK_WARM_JOBS=false starts each job in a new interpreter instead.
+JOB_RUNNER = "job-runner"
+WARM_JOBS_ENV = "FLIGHTDECK_WARM_JOBS"
 MLFLOW_USER = "admin"
 MLFLOW_AUTH_ENV = "FLIGHTDECK_MLFLOW_AUTH"
 SPARK_UI_ENV = "FLIGHTDECK_SPARK_UI"
@@ -112,11 +118,26 @@ class Runtime:
     spark_connect_port: int = field(
         default_factory=lambda: int(os.environ.get("FLIGHTDECK_SPARK_CONNECT_PORT", "15002"))
     )
+    # With Spark Connect: the jobs are forked from a warm Python (the job runner) unless this is off.
+    warm_jobs: bool = field(default_factory=lambda: _flag(os.environ.get(WARM_JOBS_ENV), True))
 
     @property
     def services(self) -> tuple[str, ...]:
         """The services this runtime runs, in start order."""
-        return (*SERVICES, SPARK_CONNECT) if self.spark_connect else SERVICES
+        if not self.spark_connect:
+            return SERVICES
+        return (*SERVICES, SPARK_CONNECT, JOB_RUNNER) if self.warm_jobs else (*SERVICES, SPARK_CONNECT)
+
+    @property
+    def job_runner_socket(self) -> Path:
+        """The job runner's Unix socket: in the run folder, or under /tmp when that path is too long."""
+        from flightdeck.ops.jobrunner import MAX_SOCKET_PATH
+
+        path = self.run_dir / "job-runner.sock"
+        if len(str(path).encode()) <= MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(self.state.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"flightdeck-{os.getuid()}-{digest}.sock"
 
     @property
     def spark_remote(self) -> str:
@@ -315,6 +336,10 @@ class Runtime:
 
             env[REMOTE_ENV] = self.spark_remote
             env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] = self.secrets()["spark_connect_token"]
+            if self.warm_jobs:
+                from flightdeck.ops.jobrunner import RUNNER_ENV
+
+                env[RUNNER_ENV] = str(self.job_runner_socket)
         credentials = self.mlflow_credentials()
         if credentials and env["MLFLOW_TRACKING_URI"].rstrip("/") == self.mlflow_url:
             env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"] = credentials
@@ -359,6 +384,7 @@ class Runtime:
             "dag-processor": [airflow, "dag-processor"],
             "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
             SPARK_CONNECT: self._spark_connect_command(),
+            JOB_RUNNER: [sys.executable, "-m", "flightdeck.ops.jobrunner", "--socket", str(self.job_runner_socket)],
         }
 
     def _spark_connect_command(self) -> list[str]:
@@ -435,7 +461,7 @@ class Runtime:
             path.mkdir(parents=True, exist_ok=True)
         for old_log in self.log_dir.glob("*.log"):  # logs of an older version may be world-readable
             old_log.chmod(0o600)
-        if any(s not in {"mlflow", SPARK_CONNECT} for s in services):
+        if any(s not in {"mlflow", SPARK_CONNECT, JOB_RUNNER} for s in services):
             self.init_airflow(env)
         for service in services:
             if self.pid_of(service):
@@ -470,6 +496,8 @@ class Runtime:
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout)
         if SPARK_CONNECT in services:
             self._wait_port(self.spark_connect_port, SPARK_CONNECT, timeout)
+        if JOB_RUNNER in services:
+            self._wait_socket(self.job_runner_socket, JOB_RUNNER, timeout)
         if self.passwords_file.is_file():
             self.passwords_file.chmod(0o600)
 
@@ -497,10 +525,21 @@ class Runtime:
             time.sleep(1)
         raise RuntimeError_(f"{service} did not listen on {self.host}:{port} within {timeout:.0f}s; see {self.log_dir}")
 
+    def _wait_socket(self, path: Path, service: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.pid_of(service):
+                raise RuntimeError_(f"{service} exited during start-up; see {self.log_dir / (service + '.log')}")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                if sock.connect_ex(str(path)) == 0:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError_(f"{service} did not listen on {path} within {timeout:.0f}s; see {self.log_dir}")
+
     def stop(self) -> list[str]:
         """Stop the services this runtime started (by their pid files); returns what was stopped."""
         stopped = []
-        for service in reversed((*SERVICES, SPARK_CONNECT)):
+        for service in reversed((*SERVICES, SPARK_CONNECT, JOB_RUNNER)):
             pid = self.pid_of(service)
             if pid is None:
                 continue
@@ -513,6 +552,8 @@ class Runtime:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
             (self.run_dir / f"{service}.pid").unlink(missing_ok=True)
+            if service == JOB_RUNNER:
+                self.job_runner_socket.unlink(missing_ok=True)
             stopped.append(service)
         return stopped
 
@@ -524,7 +565,7 @@ class Runtime:
 
     def reset(self) -> None:
         """Remove all state (lake, databases, logs). Services must be stopped."""
-        if any(self.pid_of(s) for s in (*SERVICES, SPARK_CONNECT)):
+        if any(self.pid_of(s) for s in (*SERVICES, SPARK_CONNECT, JOB_RUNNER)):
             raise RuntimeError_("services are running; run 'make down' first")
         shutil.rmtree(self.state, ignore_errors=True)
 
