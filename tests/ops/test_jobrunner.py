@@ -232,3 +232,41 @@ def test_the_runner_preloads_every_flightdeck_module_the_connect_jobs_import() -
         timeout=120,
     ).stdout.split()
     assert wanted and wanted <= set(loaded), f"add {sorted(wanted - set(loaded))} to jobrunner.PRELOAD"
+
+
+def test_killing_the_task_on_the_runner_stops_its_job(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``on_kill`` (an execution timeout, the task marked failed) from another thread, as Airflow calls it."""
+    import threading
+
+    from airflow.providers.common.compat.sdk import AirflowException
+
+    from flightdeck.ops.dagkit import ConnectJobOperator
+
+    pid_file = runner.root / "killed.pid"
+    job = runner.root / "long_job.py"
+    job.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n")
+    monkeypatch.setenv(RUNNER_ENV, runner.socket)
+    task = ConnectJobOperator(task_id="long", application=str(job), application_args=[])
+    raised: list[BaseException] = []
+
+    def execute() -> None:
+        try:
+            task.execute({})
+        except BaseException as err:  # recorded for the assertion below
+            raised.append(err)
+
+    worker = threading.Thread(target=execute)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, runner.log.read_text()
+        time.sleep(0.1)
+    job_pid = int(pid_file.read_text())
+    task.on_kill()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert len(raised) == 1 and isinstance(raised[0], AirflowException), raised
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{job_pid}").exists():
+        assert time.monotonic() < deadline, f"job {job_pid} outlived its killed task"
+        time.sleep(0.1)

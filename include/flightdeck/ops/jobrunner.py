@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import importlib
 import json
-import logging
 import os
 import select
 import signal
@@ -66,8 +65,6 @@ IMPORT_TIME_ENV = ("FLIGHTDECK_HOME", "PYTHONPATH")
 GRACE_SECONDS = 5.0
 # A Unix socket path must fit in sun_path (108 bytes on Linux).
 MAX_SOCKET_PATH = 100
-
-log = logging.getLogger("flightdeck.jobrunner")
 
 
 class RunnerUnavailable(OSError):

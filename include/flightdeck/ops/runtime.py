@@ -37,7 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +56,8 @@ SPARK_CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 # FLIGHTDECK_WARM_JOBS=false starts each job in a new interpreter instead.
 JOB_RUNNER = "job-runner"
 WARM_JOBS_ENV = "FLIGHTDECK_WARM_JOBS"
+# Every service a runtime may have started, in start order (stop goes the other way).
+ALL_SERVICES = (*SERVICES, SPARK_CONNECT, JOB_RUNNER)
 MLFLOW_USER = "admin"
 MLFLOW_AUTH_ENV = "FLIGHTDECK_MLFLOW_AUTH"
 SPARK_UI_ENV = "FLIGHTDECK_SPARK_UI"
@@ -126,7 +128,7 @@ class Runtime:
         """The services this runtime runs, in start order."""
         if not self.spark_connect:
             return SERVICES
-        return (*SERVICES, SPARK_CONNECT, JOB_RUNNER) if self.warm_jobs else (*SERVICES, SPARK_CONNECT)
+        return ALL_SERVICES if self.warm_jobs else (*SERVICES, SPARK_CONNECT)
 
     @property
     def job_runner_socket(self) -> Path:
@@ -495,9 +497,11 @@ class Runtime:
         if "api-server" in services:
             self._wait_http(f"{self.airflow_url}/api/v2/monitor/health", "api-server", timeout)
         if SPARK_CONNECT in services:
-            self._wait_port(self.spark_connect_port, SPARK_CONNECT, timeout)
+            port = self.spark_connect_port
+            self._wait_listening(SPARK_CONNECT, f"{self.host}:{port}", lambda: _port_open(self.host, port), timeout)
         if JOB_RUNNER in services:
-            self._wait_socket(self.job_runner_socket, JOB_RUNNER, timeout)
+            path = self.job_runner_socket
+            self._wait_listening(JOB_RUNNER, str(path), lambda: _unix_socket_open(path), timeout)
         if self.passwords_file.is_file():
             self.passwords_file.chmod(0o600)
 
@@ -515,31 +519,21 @@ class Runtime:
             time.sleep(1)
         raise RuntimeError_(f"{service} did not answer at {url} within {timeout:.0f}s; see {self.log_dir}")
 
-    def _wait_port(self, port: int, service: str, timeout: float) -> None:
+    def _wait_listening(self, service: str, where: str, listening: Callable[[], bool], timeout: float) -> None:
+        """Wait until ``listening()`` (a TCP port or a Unix socket at ``where`` accepts), while ``service`` lives."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.pid_of(service):
                 raise RuntimeError_(f"{service} exited during start-up; see {self.log_dir / (service + '.log')}")
-            if _port_open(self.host, port):
+            if listening():
                 return
-            time.sleep(1)
-        raise RuntimeError_(f"{service} did not listen on {self.host}:{port} within {timeout:.0f}s; see {self.log_dir}")
-
-    def _wait_socket(self, path: Path, service: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.pid_of(service):
-                raise RuntimeError_(f"{service} exited during start-up; see {self.log_dir / (service + '.log')}")
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-                if sock.connect_ex(str(path)) == 0:
-                    return
             time.sleep(0.5)
-        raise RuntimeError_(f"{service} did not listen on {path} within {timeout:.0f}s; see {self.log_dir}")
+        raise RuntimeError_(f"{service} did not listen on {where} within {timeout:.0f}s; see {self.log_dir}")
 
     def stop(self) -> list[str]:
         """Stop the services this runtime started (by their pid files); returns what was stopped."""
         stopped = []
-        for service in reversed((*SERVICES, SPARK_CONNECT, JOB_RUNNER)):
+        for service in reversed(ALL_SERVICES):
             pid = self.pid_of(service)
             if pid is None:
                 continue
@@ -565,7 +559,7 @@ class Runtime:
 
     def reset(self) -> None:
         """Remove all state (lake, databases, logs). Services must be stopped."""
-        if any(self.pid_of(s) for s in (*SERVICES, SPARK_CONNECT, JOB_RUNNER)):
+        if any(self.pid_of(s) for s in ALL_SERVICES):
             raise RuntimeError_("services are running; run 'make down' first")
         shutil.rmtree(self.state, ignore_errors=True)
 
@@ -576,6 +570,11 @@ def _spark_home() -> str:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError_("pyspark is not installed in this environment; run 'make install'")
     return str(next(iter(spec.submodule_search_locations)))
+
+
+def _unix_socket_open(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(str(path)) == 0
 
 
 def _port_open(host: str, port: int) -> bool:
