@@ -835,7 +835,7 @@ class Bench:
             state=self.state,
             airflow_port=free_port(),
             mlflow_port=free_port(),
-            spark_connect=args.spark_connect,
+            spark_connect=not args.spark_submit,
             spark_connect_port=free_port(),
             warm_jobs=not args.cold_jobs,
         )
@@ -1056,15 +1056,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--idle-seconds", type=float, default=60.0, help="measure the idle stack's CPU this long before the days"
     )
     p.add_argument(
-        "--spark-connect",
+        "--spark-submit",
         action="store_true",
-        help="run the short Spark jobs on the runtime's Spark Connect server (FLIGHTDECK_SPARK_CONNECT=true) "
-        "instead of a spark-submit each",
+        help="run each short Spark job with a spark-submit of its own (FLIGHTDECK_SPARK_CONNECT=false) instead of "
+        "on the runtime's Spark Connect server (the default)",
     )
     p.add_argument(
         "--cold-jobs",
         action="store_true",
-        help="with --spark-connect: start each short job in a new Python (FLIGHTDECK_WARM_JOBS=false) instead of "
+        help="on Spark Connect: start each short job in a new Python (FLIGHTDECK_WARM_JOBS=false) instead of "
         "forking it from the warm job runner",
     )
     p.add_argument("--poll", type=float, default=0.5, help="seconds between two looks at the lake")

@@ -27,9 +27,11 @@ import pytest
 
 from flightdeck.core.lake import Lake, read_bytes, write_bytes
 from flightdeck.data import objectstore
-from flightdeck.data.sparkio import _test_pause, commit_partition
+from flightdeck.data.objectstore import ObjectStoreFs
+from flightdeck.data.sparkio import _test_pause, commit_partition, commit_table
 
 ZONE, TABLE, DAY = "bronze", "flights", "2013-07-01"
+REF = "ref_airports"  # an unpartitioned (reference) table
 ROWS_PER_FILE = 10
 
 
@@ -48,9 +50,13 @@ def _write_version(tag: str, nfiles: int) -> Any:
 
 
 def _child(argv: list[str]) -> None:
-    """Entry point of a writer process: ``<lake root> <tag> <nfiles>``."""
-    root, tag, nfiles = argv
-    commit_partition(None, Lake(root), ZONE, TABLE, DAY, _write_version(tag, int(nfiles)))
+    """Entry point of a writer process: ``<lake root> <tag> <nfiles> [table]`` (``table``: replace
+    the unpartitioned table REF the way a Spark Connect job does, with boto3's folder swap)."""
+    root, tag, nfiles, *what = argv
+    if what == ["table"]:
+        commit_table(ObjectStoreFs(), Lake(root), ZONE, REF, _write_version(tag, int(nfiles)))
+    else:
+        commit_partition(None, Lake(root), ZONE, TABLE, DAY, _write_version(tag, int(nfiles)))
 
 
 def _read(lake: Lake) -> list[str]:
@@ -86,13 +92,21 @@ def s3_lake(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> Lake:
 
 
 def _start_writer(
-    lake: Lake, tag: str, procs: list[subprocess.Popen[bytes]], step: str = "", barrier: Path | None = None
+    lake: Lake,
+    tag: str,
+    procs: list[subprocess.Popen[bytes]],
+    step: str = "",
+    barrier: Path | None = None,
+    what: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     env = os.environ | {"FLIGHTDECK_LEASE_OWNER": f"writer {tag}"}
     if step and barrier is not None:
         env |= {"FLIGHTDECK_TEST_PAUSE_AT": step, "FLIGHTDECK_TEST_BARRIER": str(barrier)}
     proc = subprocess.Popen(
-        [sys.executable, __file__, lake.root, tag, "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, __file__, lake.root, tag, "3", *what],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     procs.append(proc)
     return proc
@@ -216,6 +230,46 @@ def test_writer_killed_between_commit_steps(
     table = f"lake/{ZONE}/{TABLE}/"
     assert [k for k in _keys(s3_bucket, table) if f"/_v/{current}/" not in k] == [f"{table}date={DAY}/_COMMIT.json"]
     assert _tags(_read(lake)) == {"next"}
+
+
+def _read_table(lake: Lake) -> list[str]:
+    """What a reader of the table REF sees: the lines of the data files in its folder."""
+    lines: list[str] = []
+    for name in ObjectStoreFs().children(lake.table(ZONE, REF)):
+        if not name.startswith(("_", ".")):
+            lines += read_bytes(f"{lake.table(ZONE, REF)}/{name}").decode().splitlines()
+    return lines
+
+
+@pytest.mark.parametrize("step", ["staged", "moved_aside", "committed"])
+def test_a_table_swapped_without_a_jvm_survives_a_writer_killed_mid_swap(
+    s3_lake: Lake, s3_bucket: str, tmp_path: Path, procs: list[subprocess.Popen[bytes]], step: str
+) -> None:
+    """A Spark Connect job replaces a reference table on S3 with boto3 calls (s3a's copy-and-delete
+    rename, no JVM); the next writer repairs whatever a SIGKILL between the steps left."""
+    lake = s3_lake
+    commit_table(ObjectStoreFs(), lake, ZONE, REF, _write_version("old", 3))
+    assert sorted(_read_table(lake)) == sorted(f"old,{i},{j}" for i in range(3) for j in range(ROWS_PER_FILE))
+    barrier = tmp_path / "barrier"
+    writer = _start_writer(lake, "new", procs, step, barrier, what=("table",))
+    _wait_reached(writer, barrier)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    seen_by_next: list[set[str]] = []
+
+    def write_next(folder: str) -> None:  # runs after the repair, before anything of "next" exists
+        seen_by_next.append(_tags(_read_table(lake)))
+        _write_version("next", 2)(folder)
+
+    time.sleep(1.0)  # the dead writer's lease (TTL 0.5 s) expires
+    commit_table(ObjectStoreFs(), lake, ZONE, REF, write_next)
+    # Killed before its swap, or between the two renames: the old version is back, whole.
+    # Killed after the second rename: the new one was committed and stays.
+    assert seen_by_next == [{"new"} if step == "committed" else {"old"}]
+    assert len(_read_table(lake)) == 2 * ROWS_PER_FILE and _tags(_read_table(lake)) == {"next"}
+    zone = f"lake/{ZONE}/"
+    leftovers = [k for k in _keys(s3_bucket, zone) if not k.startswith(f"{zone}{REF}/")]
+    assert leftovers == [], leftovers  # no staging, trash or lease object left behind
 
 
 def test_concurrent_committers_one_wins_the_other_fails_clearly(

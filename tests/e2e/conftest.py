@@ -92,6 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         state=Path(state),
         airflow_port=free_port(),
         mlflow_port=free_port(),
+        spark_connect_port=free_port(),
         airflow_db=pg_uri(airflow_db),
         mlflow_db=pg_uri(mlflow_db),
     )

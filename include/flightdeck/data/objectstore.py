@@ -309,3 +309,78 @@ def cleanup(table_path: str, *, retention: float, grace: float, legacy_dates: li
     if doomed:
         log.info("deleted %d objects of expired or uncommitted versions in %s", len(doomed), table_path)
     return len(doomed)
+
+
+class ObjectStoreFs:
+    """The file operations of a folder swap (:func:`flightdeck.data.sparkio.write_table`) on an
+    object store, through boto3 in this process: what a Spark Connect client uses on an S3 lake,
+    where it has no JVM for Hadoop's s3a FileSystem.
+
+    The meaning is s3a's: a folder is the objects under ``<path>/``, ``mkdirs`` creates nothing,
+    and a rename is a server-side copy of every object followed by their deletion (not atomic:
+    the table's lease and the swap's trash folder make a killed writer's half-done rename
+    recoverable, as on s3a). Partitions never use it: they commit by pointer.
+    """
+
+    def __init__(self) -> None:
+        self._client = lake_mod._s3_client()
+
+    def _keys(self, path: str) -> tuple[str, list[str]]:
+        """The bucket and every key of ``path``: the object itself and the objects under it."""
+        bucket, key = lake_mod._s3_split(path)
+        keys = [str(obj["Key"]) for obj in _objects(path)]
+        if exists(path):
+            keys.insert(0, key)
+        return bucket, keys
+
+    def exists(self, path: str) -> bool:
+        bucket, key = lake_mod._s3_split(path)
+        found = self._client.list_objects_v2(Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+        return bool(found.get("KeyCount")) or exists(path)
+
+    def mkdirs(self, path: str) -> None:
+        """Nothing to create: a folder exists once an object is under it."""
+
+    def rename(self, src: str, dst: str) -> bool:
+        bucket, keys = self._keys(src)
+        if not keys:
+            return False
+        self._copy(bucket, keys, src, dst)
+        self._delete(bucket, keys)
+        return True
+
+    def delete(self, path: str) -> None:
+        self._delete(*self._keys(path))
+
+    def _delete(self, bucket: str, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self._client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+
+    def touch(self, path: str) -> None:
+        bucket, key = lake_mod._s3_split(path)
+        self._client.put_object(Bucket=bucket, Key=key, Body=b"")
+
+    def children(self, path: str) -> list[str]:
+        """Names of the entries directly inside a folder (none when it does not exist)."""
+        bucket, key = lake_mod._s3_split(path)
+        prefix = key.rstrip("/") + "/"
+        names: set[str] = set()
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names.update(str(p["Prefix"])[len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+            names.update(str(obj["Key"])[len(prefix) :] for obj in page.get("Contents", []))
+        return sorted(name for name in names if name)
+
+    def copy(self, src: str, dst: str) -> None:
+        bucket, keys = self._keys(src)
+        if not keys:
+            raise RuntimeError(f"could not copy {src} to {dst}: nothing is there")
+        self._copy(bucket, keys, src, dst)
+
+    def _copy(self, bucket: str, keys: list[str], src: str, dst: str) -> None:
+        """Server-side copies of ``keys`` (under ``src``) to the same places under ``dst``."""
+        src_key = lake_mod._s3_split(src)[1]
+        dst_key = lake_mod._s3_split(dst)[1]
+        for key in keys:
+            target = dst_key + key[len(src_key) :]
+            self._client.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": key})

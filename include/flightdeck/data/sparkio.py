@@ -226,20 +226,23 @@ class LocalFs:
 
 def file_ops(spark: SparkSession, path: str) -> FileOps:
     """The file operations of a commit under ``path``: Hadoop's FileSystem through the session's
-    JVM, or plain files in this process under Spark Connect (local lakes only).
+    JVM, or under Spark Connect (no JVM in this process) plain files on a local lake and boto3
+    calls on an S3 one (:class:`flightdeck.data.objectstore.ObjectStoreFs`).
 
     Raises:
-        FlightdeckError: a Spark Connect session and a lake on a Hadoop filesystem other than a
-            local folder (an ``s3a://`` lake commits partitions by pointer, without these calls).
+        FlightdeckError: a Spark Connect session and a lake on another Hadoop filesystem.
     """
     if not is_connect(spark):
         return _Fs(spark, path)
+    if is_s3(path):
+        return objectstore.ObjectStoreFs()
     if "://" in path and not path.startswith("file:"):
         from flightdeck.core.errors import FlightdeckError
 
         raise FlightdeckError(
-            f"{path}: a Spark Connect job commits this write with local file operations, which cannot "
-            f"reach this filesystem; unset {REMOTE_ENV} to run the job with spark-submit"
+            f"{path}: a Spark Connect job commits this write with local file or S3 calls, which cannot "
+            f"reach this filesystem; set FLIGHTDECK_SPARK_CONNECT=false (or unset {REMOTE_ENV}) to run "
+            "the job with spark-submit"
         )
     return LocalFs()
 
@@ -573,18 +576,28 @@ def write_partitions(
 
 
 def write_table(df: DataFrame, lake: Lake, zone: str, table: str, fmt: str = "parquet") -> str:
-    """Replace an unpartitioned table (e.g. a reference table) atomically, under its lease
-    (``<zone>/_lease.<table>``; the zone folder holds the staging and trash of all such tables)."""
+    """Replace an unpartitioned table (e.g. a reference table) atomically with ``df``; see :func:`commit_table`."""
+    fs = file_ops(df.sparkSession, lake.table(zone, table).rsplit("/", 1)[0])
+    return commit_table(fs, lake, zone, table, lambda staging: df.write.mode("error").format(fmt).save(staging))
+
+
+def commit_table(fs: FileOps, lake: Lake, zone: str, table: str, write: Callable[[str], None]) -> str:
+    """Replace an unpartitioned table under its lease (``<zone>/_lease.<table>``; the zone folder
+    holds the staging and trash of all such tables); returns its path.
+
+    ``write(staging)`` writes the new version into the new folder ``staging`` and leaves
+    ``_SUCCESS`` in it; two renames swap it in (:func:`_swap_in`), and a writer killed between
+    them is repaired by the next one before it writes.
+    """
     target = lake.table(zone, table)
     parent, name = target.rsplit("/", 1)
     token = uuid.uuid4().hex[:_TOKEN_LEN]
     staging = f"{parent}/_staging/{name}-{token}"
-    fs = file_ops(df.sparkSession, parent)
     with writer_lease(f"{parent}/_lease.{name}") as lease:
         _test_pause("leased", target)
         _restore_interrupted(fs, parent, lambda entry: entry == name)
         _sweep_staging(fs, parent, lambda label: label == name)
-        df.write.mode("error").format(fmt).save(staging)
+        write(staging)
         _require_marker(fs, staging)
         _swap_in(fs, staging, target, f"{parent}/_trash/{name}-{token}", lease)
     return target

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 STATE_ENV = "FLIGHTDECK_STATE"
 AIRFLOW_USER = "admin"
 SERVICES = ("mlflow", "api-server", "scheduler", "dag-processor", "triggerer")
-# Started after the others when FLIGHTDECK_SPARK_CONNECT=true (the short Spark jobs use it).
+# Started after the others unless FLIGHTDECK_SPARK_CONNECT=false (the short Spark jobs use it).
 SPARK_CONNECT = "spark-connect"
 SPARK_CONNECT_ENV = "FLIGHTDECK_SPARK_CONNECT"
 SPARK_CONNECT_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
@@ -115,8 +115,9 @@ class Runtime:
     # Spark's web UI for the jobs (port 4040 and up, on loopback); off unless asked for.
     spark_ui: bool = field(default_factory=lambda: _flag(os.environ.get(SPARK_UI_ENV), False))
     # A long-lived Spark Connect server for the short jobs (ingest, features, validation, scoring,
-    # drift): a task pays a client session instead of a JVM. FLIGHTDECK_SPARK_CONNECT=true turns it on.
-    spark_connect: bool = field(default_factory=lambda: _flag(os.environ.get(SPARK_CONNECT_ENV), False))
+    # drift): a task pays a client session instead of a JVM. FLIGHTDECK_SPARK_CONNECT=false turns it
+    # off (every Spark job is then a spark-submit of its own, as training always is).
+    spark_connect: bool = field(default_factory=lambda: _flag(os.environ.get(SPARK_CONNECT_ENV), True))
     spark_connect_port: int = field(
         default_factory=lambda: int(os.environ.get("FLIGHTDECK_SPARK_CONNECT_PORT", "15002"))
     )
@@ -397,8 +398,11 @@ class Runtime:
         environment (``SPARK_CONNECT_AUTHENTICATE_TOKEN``), never the command line.
         """
         from flightdeck.core.config import load_config
+        from flightdeck.data.sparkio import s3a_settings
 
         conf = {
+            # an S3 lake's endpoint and region (s3a reads the credentials from the environment)
+            **{f"spark.hadoop.{key}": value for key, value in s3a_settings().items()},
             **load_config().spark.conf,
             "spark.connect.grpc.binding.address": self.host,
             "spark.connect.grpc.binding.port": str(self.spark_connect_port),
