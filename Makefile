@@ -116,7 +116,7 @@ soak: install ## 30 simulated days through the daily chain (~15 min), then a ten
 bench: install ## benchmarks: each stage vs its reference at 1x/10x/30x (bench/results/latest.md; 6-12 min on a 2-core machine)
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
-freshness: install ## a day from files landed to predictions and drift committed, through Airflow (bench/results/freshness.md; ~15 min; FRESHNESS_ARGS="--spark-connect --out bench/results/spark-connect": on Spark Connect)
+freshness: install ## a day from files landed to predictions and drift committed, through Airflow (bench/results/freshness.md; ~15 min; FRESHNESS_ARGS="--spark-submit --out bench/results/spark-submit": a spark-submit per short job)
 	$(VENV)/bin/python -m bench.freshness $(FRESHNESS_ARGS)
 
 clean: down ## stop services and delete all local state (.flightdeck/: lake, databases, logs)

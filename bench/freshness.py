@@ -522,7 +522,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "",
         f"Measured {results.get('started')} with `{results.get('command')}` on the embedded default "
         "(Airflow on SQLite with the LocalExecutor, Spark `local[*]`, MLflow on SQLite); the short Spark jobs "
-        f"ran {short_jobs} (training and evaluation always through spark-submit).",
+        f"ran {short_jobs} (training always through spark-submit).",
         f"Machine: {m.get('cpu_model')}, {cpus} usable CPUs, {m.get('memory_gib')} GiB, load average at start "
         f"{m.get('load_avg_at_start')}. The machine is shared with other work: read every figure as an upper bound.",
         "",

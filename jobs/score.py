@@ -38,22 +38,21 @@ def main(argv: Sequence[str]) -> dict[str, Any]:
     dates = partitions(args)
     started = time.monotonic()
 
-    from flightdeck.core.tracking import spark_model_dir
     from flightdeck.data.sparkio import build_session
     from flightdeck.model.documents import ScoreResult
     from flightdeck.model.inference import ScoringModel, score_partitions
     from flightdeck.model.registry import resolve_version
-    from flightdeck.model.saved import read_saved
+    from flightdeck.model.saved import load_scorer
 
     name = cfg.model.name
     version = resolve_version(name, args.model_version)  # once: every row of this run gets this version
     log.info("scoring with %s v%s (asked for %s)", name, version, args.model_version)
     spark = build_session("flightdeck-score")
     # the version's files, downloaded once per machine, read without PipelineModel.load
-    served = ScoringModel(version, read_saved(spark_model_dir(name, version)))
+    served = ScoringModel(version, load_scorer(name, version))
     shadow = None
     if args.shadow_version and (shadow_version := resolve_version(name, args.shadow_version)) != version:
-        shadow = ScoringModel(shadow_version, read_saved(spark_model_dir(name, shadow_version)))
+        shadow = ScoringModel(shadow_version, load_scorer(name, shadow_version))
     written = score_partitions(spark, cfg, lake, dates, served, shadow=shadow, run_key=args.run_key)
     result = ScoreResult(
         model_name=name,

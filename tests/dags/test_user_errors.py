@@ -98,6 +98,7 @@ def test_short_jobs_go_to_spark_connect_only_when_a_server_is_configured(monkeyp
     assert isinstance(spark_job("score", "score", []), SparkJobOperator)
     monkeypatch.setenv(REMOTE_ENV, "sc://localhost:15002")
     assert isinstance(spark_job("score", "score", ["--partition", "{{ ds }}"]), ConnectJobOperator)
+    assert isinstance(spark_job("evaluate", "evaluate", ["--run-key", "k"]), ConnectJobOperator)  # a Scorer, no JVM
     assert isinstance(spark_job("train", "train", []), SparkJobOperator)  # xgboost.spark needs a SparkContext
 
 

@@ -17,6 +17,7 @@ from scaleout_support import ROOT
 
 COMPOSE = ROOT / "docker-compose.yaml"
 SERVICES = {
+    "spark-connect",
     "postgres",
     "s3",
     "s3-init",
@@ -37,7 +38,7 @@ SERVICES = {
 }
 AIRFLOW = {"airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"}
 ONE_SHOT = {"s3-init", "airflow-init"}
-SPARK = {"spark-master", "spark-worker-1", "spark-worker-2"}
+SPARK = {"spark-master", "spark-worker-1", "spark-worker-2", "spark-connect"}
 FLIGHTDECK_IMAGE = "flightdeck:0.1.0"
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[?-])([^}]*))?\}")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|JWT|ACCESS_KEY|TOKEN")
@@ -135,6 +136,25 @@ def test_flightdeck_environment_matches_the_config(services: dict[str, Any]) -> 
     for name in ("spark-worker-1", "spark-worker-2"):
         assert "spark://spark-master:7077" in services[name]["command"]
     assert services["airflow-scheduler"]["hostname"] == "airflow-scheduler"  # executors reach the driver
+
+
+def test_short_jobs_run_on_the_clusters_spark_connect_server(services: dict[str, Any]) -> None:
+    from flightdeck.data.sparkio import REMOTE_ENV, s3a_settings
+    from flightdeck.ops.runtime import SPARK_CONNECT_CLASS
+
+    command = " ".join(services["spark-connect"]["command"].split())
+    assert f"--class {SPARK_CONNECT_CLASS}" in command and "--master spark://spark-master:7077" in command
+    assert "--conf spark.connect.grpc.binding.port=15002" in command
+    assert "--conf spark.python.use.daemon=false" in command  # one Python worker daemon per session otherwise
+    assert services["spark-connect"]["hostname"] == "spark-connect"  # executors reach its driver
+    # The server writes the lake through s3a: the same endpoint settings a spark-submit job derives.
+    env = _env(services["spark-connect"])
+    for key, value in s3a_settings(env).items():
+        assert f"--conf spark.hadoop.{key}={value}" in command, key
+    assert "ports" not in services["spark-connect"]  # on the compose network only
+    for name in AIRFLOW:
+        assert _env(services[name])[REMOTE_ENV] == "sc://spark-connect:15002", name
+        assert services[name]["depends_on"]["spark-connect"] == {"condition": "service_healthy"}, name
 
 
 def test_mlflow_server_postgres_s3_and_authentication(services: dict[str, Any]) -> None:

@@ -493,9 +493,9 @@ def evaluate_candidate(
     import numpy as np
     from pyspark.sql import functions as F
 
-    from flightdeck.core.tracking import load_model
     from flightdeck.data.sparkio import read_partitions
     from flightdeck.model.inference import check_task, collect_keyed_scores
+    from flightdeck.model.saved import load_scorer
 
     rows = read_partitions(spark, lake, "features", cfg.dataset.entity.name, train.holdout_partitions)
     if cfg.dataset.labels is not None:
@@ -507,7 +507,7 @@ def evaluate_candidate(
     if missing:
         log.warning("gate slices %s are not columns of the features; not judged", missing)
     regression = cfg.model.task == "regression"
-    candidate_model = load_model(train.model_name, train.version)
+    candidate_model = load_scorer(train.model_name, train.version)
     check_task(candidate_model, cfg, f"the candidate {train.model_name} v{train.version}")
     cand = collect_keyed_scores(candidate_model, holdout, cfg, ROW_ID, slices)
     y = cand["y"].to_numpy(dtype=np.float64 if regression else np.int64)
@@ -519,7 +519,7 @@ def evaluate_candidate(
     if champion is not None:
         if champion == train.version:
             log.info("candidate v%s is already the champion; comparing it with itself", train.version)
-        champion_model = load_model(train.model_name, champion)
+        champion_model = load_scorer(train.model_name, champion)
         check_task(champion_model, cfg, f"the champion {train.model_name} v{champion}")
         champ = collect_keyed_scores(champion_model, holdout, cfg, ROW_ID)
         if not np.array_equal(champ[ROW_ID].to_numpy(), cand[ROW_ID].to_numpy()):

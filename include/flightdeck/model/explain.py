@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from flightdeck.core.tracking import Client
     from flightdeck.model.documents import Comparison, Evaluation, TrainResult
+    from flightdeck.model.saved import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ TOP_FEATURES = 20
 
 
 def holdout_contributions(
-    model: PipelineModel, rows: DataFrame, cfg: PipelineConfig, *, max_rows: int = SAMPLE_ROWS
+    model: PipelineModel | Scorer, rows: DataFrame, cfg: PipelineConfig, *, max_rows: int = SAMPLE_ROWS
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """SHAP values of up to ``max_rows`` rows: (feature names, contributions with the base value as the
     last column, the model's input values), the rows' inputs collected to the driver."""
@@ -169,7 +170,7 @@ def write_slices_plot(rows: list[dict[str, Any]], out_dir: Path, max_values: int
 
 
 def log_explanations(
-    model: PipelineModel,
+    model: PipelineModel | Scorer,
     holdout: DataFrame,
     cfg: PipelineConfig,
     comparison: Comparison,
@@ -211,7 +212,8 @@ def log_version_explanations(
     """:func:`log_explanations` of an evaluated candidate: its registered model on its frozen holdout,
     logged on its training run."""
     from flightdeck.data.sparkio import read_partitions
+    from flightdeck.model.saved import load_scorer
 
-    model = tracking.load_model(train.model_name, train.version)
+    model = load_scorer(train.model_name, train.version)
     holdout = read_partitions(spark, lake, "features", cfg.dataset.entity.name, train.holdout_partitions)
     return log_explanations(model, holdout, cfg, evaluation.comparison, run_id=train.run_id, client=client)

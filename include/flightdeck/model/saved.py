@@ -9,7 +9,8 @@ so a :class:`Scorer` works on a classic and on a Spark Connect session alike.
 
 :func:`from_model` takes it from a fitted ``PipelineModel`` in memory (training, evaluation);
 :func:`read_saved` reads it from the files ``PipelineModel.save`` wrote (the model artifact
-MLflow stores), with no JVM and no ``PipelineModel.load``: what the scoring job does.
+MLflow stores), with no JVM and no ``PipelineModel.load``; :func:`load_scorer` does that for a
+registered version, downloaded once per machine: what scoring and evaluation do.
 """
 
 from __future__ import annotations
@@ -166,3 +167,15 @@ def read_saved(path: str | Path) -> Scorer:
     booster = xgb.Booster()
     booster.load_model(bytearray("".join(p.read_text(encoding="utf-8") for p in parts).strip().encode("utf-8")))
     return Scorer(tuple(indexers), tuple(_params(assembler)["inputCols"]), booster, task)
+
+
+def load_scorer(name: str, version: str) -> Scorer:
+    """The scorer of a registered version: its files downloaded once per machine
+    (:func:`flightdeck.core.tracking.spark_model_dir`), then :func:`read_saved`.
+
+    Raises:
+        SavedModelError: the version is not a flightdeck pipeline.
+    """
+    from flightdeck.core.tracking import spark_model_dir
+
+    return read_saved(spark_model_dir(name, version))

@@ -349,10 +349,11 @@ class DayFilesSensor(BaseSensorOperator):
         return event["status"]
 
 
-# The short jobs, which run on a Spark Connect server when there is one. Training, evaluation and
-# reproduction keep spark-submit: xgboost.spark trains through the SparkContext (barrier stages)
-# and sets spark.task.cpus per job; MLflow's Spark flavour saves and loads models through the JVM.
-CONNECT_JOBS = frozenset({"ingest", "build_features", "validate_features", "score", "detect_drift"})
+# The jobs that run on a Spark Connect server when there is one (evaluation scores with the saved
+# pipeline's Scorer, as scoring does). Training and reproduction keep spark-submit: xgboost.spark
+# trains through the SparkContext (barrier stages) and sets spark.task.cpus per job; MLflow's Spark
+# flavour saves and loads models through the JVM.
+CONNECT_JOBS = frozenset({"ingest", "build_features", "validate_features", "score", "detect_drift", "evaluate"})
 
 
 def spark_job(task_id: str, job: str, args: list[str], **kwargs: Any) -> SparkJobOperator | ConnectJobOperator:

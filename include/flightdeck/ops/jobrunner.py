@@ -57,6 +57,7 @@ PRELOAD = (
     "flightdeck.model.predict",
     "flightdeck.model.saved",
     "flightdeck.model.evaluation",
+    "flightdeck.model.explain",
     "flightdeck.monitoring.drift_run",
     "flightdeck.monitoring.drift_html",
 )
