@@ -83,7 +83,7 @@ lock: | $(UV) ## re-resolve requirements.txt from requirements.in (full lock, Py
 demo: install ## run the whole loop on real 2013 data from a clean state, then print a summary
 	$(VENV)/bin/flightdeck demo --fresh
 
-up: install ## start Airflow and MLflow in the background; prints URLs and login
+up: install ## start Airflow, MLflow, Spark Connect and the job runner in the background; prints URLs and login
 	$(VENV)/bin/flightdeck up
 
 down: ## stop what `make up` / `make demo` started

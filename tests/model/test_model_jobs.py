@@ -163,6 +163,8 @@ def _scoring_keeps_the_version_it_resolved(
     cfg = s.cfg
     holdout = [d.isoformat() for d in s.days[-2:]]
     monkeypatch.setenv(FAULT_PAUSE_ENV, "4@/predictions/")  # each day pauses between staging and commit
+    cache = Path(os.environ["FLIGHTDECK_MODEL_CACHE"])
+    before = {p.name for p in cache.iterdir()}  # evaluation has downloaded the versions it compared
     outcome: dict[str, Any] = {}
     job = threading.Thread(
         target=lambda: outcome.update(
@@ -181,9 +183,11 @@ def _scoring_keeps_the_version_it_resolved(
     versions = {r[0] for r in predictions.select("model_version").distinct().collect()}
     assert versions == {"1"}, "one model version in the whole run, whatever the alias did meanwhile"
     assert predictions.count() == 2 * ROWS_PER_DAY
-    # the scored version was downloaded once into the model cache and read from its files there
-    cached = sorted(p.name for p in Path(os.environ["FLIGHTDECK_MODEL_CACHE"]).iterdir())
-    assert len(cached) == 1 and cached[0].startswith(f"{s.name}-v1-"), cached
+    # the scored version is in the model cache once, read from its files there, and scoring
+    # added nothing else to it
+    after = {p.name for p in cache.iterdir()}
+    scored = [name for name in after if name.startswith(f"{s.name}-v1-")]
+    assert len(scored) == 1 and after - before <= set(scored), (before, after)
 
 
 def test_train_gate_promote_reproduce_and_reject_a_worse_candidate(

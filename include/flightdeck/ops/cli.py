@@ -249,12 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser(
         "up",
-        help="start Airflow and MLflow locally",
+        help="start Airflow, MLflow and Spark Connect locally",
         description=(
             "Start the embedded runtime in the background: Airflow api-server, scheduler, dag-processor and "
-            "triggerer (SQLite, LocalExecutor) and the MLflow server (SQLite, local artifacts). State lives in "
-            "$FLIGHTDECK_STATE (default .flightdeck/); ports from $FLIGHTDECK_AIRFLOW_PORT (8080) and "
-            "$FLIGHTDECK_MLFLOW_PORT (5000). Prints the URLs and the generated admin login."
+            "triggerer (SQLite, LocalExecutor), the MLflow server (SQLite, local artifacts), a Spark Connect "
+            "server for the short Spark jobs and the job runner that forks them from a warm Python "
+            "($FLIGHTDECK_SPARK_CONNECT=false: a spark-submit per job instead; $FLIGHTDECK_WARM_JOBS=false: no "
+            "runner). State lives in $FLIGHTDECK_STATE (default .flightdeck/); ports from "
+            "$FLIGHTDECK_AIRFLOW_PORT (8080), $FLIGHTDECK_MLFLOW_PORT (5000) and $FLIGHTDECK_SPARK_CONNECT_PORT "
+            "(15002). Prints the URLs and the generated admin login."
         ),
     )
     up.set_defaults(func=cmd_up)
